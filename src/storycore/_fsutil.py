@@ -1,0 +1,97 @@
+"""Small file-system helpers shared by every layer: atomic writes and safe joins.
+
+Atomic means: write a temporary file in the same folder, flush and fsync it, then ``os.replace``
+it over the target, so a reader sees either the old or the new file, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "is_safe_relative",
+    "safe_join",
+]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, creating parent folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON (with a final newline) to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def is_safe_relative(name: str) -> bool:
+    """True when ``name`` is a relative path that stays inside the folder it is joined to.
+
+    Refuses empty names, absolute paths (POSIX and Windows, drive letters and UNC), ``..``
+    components, NUL bytes and backslash tricks.
+    """
+    if not name or "\x00" in name:
+        return False
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute():
+        return False
+    if PureWindowsPath(name).drive or name.startswith(("/", "\\")):
+        return False
+    parts = name.replace("\\", "/").split("/")
+    return all(part not in ("..",) for part in parts)
+
+
+def safe_join(root: Path, *names: str) -> Path:
+    """Join server-provided ``names`` under ``root``; raise ``ValueError`` if it would escape.
+
+    Checks the names themselves and the resolved result, so symlinks inside ``root`` that point
+    outside are refused too.
+    """
+    for name in names:
+        if name and not is_safe_relative(name):
+            raise ValueError(f"unsafe path component {name!r}")
+    candidate = root.joinpath(*[n for n in names if n])
+    resolved_root = root.resolve()
+    resolved = candidate.resolve()
+    if resolved != resolved_root and resolved_root not in resolved.parents:
+        raise ValueError(f"{candidate} resolves outside {root}")
+    return candidate

@@ -1,0 +1,1 @@
+"""Storyboard panels to ComfyUI graphs: building, user templates, preflight."""
