@@ -27,6 +27,11 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
     )
+
+    @app.callback()
+    def _root() -> None:
+        """StoryCore: render a storyboard through ComfyUI, nothing lost, nothing rendered twice."""
+
     for module in (
         _project_cmds,
         _config_cmds,
