@@ -10,7 +10,7 @@ aiohttp; the loaders for files), never scattered through the code.
 
     StoryCoreError                      exit 1
     ├── ConfigError                     exit 2   a setting is invalid (names the field, the source)
-    ├── ProjectError                    exit 3   project.json / storyboard.json unreadable or invalid
+    ├── ProjectError                    exit 3   project.json / storyboard.json invalid
     ├── ComfyUIError                    exit 4   talking to a ComfyUI server
     │   ├── ServerUnreachable           (also OSError)       nothing answers at the URL
     │   ├── ServerTimeout               (also TimeoutError)  a call or a wait ran past its bound

@@ -1,9 +1,68 @@
-"""Commands of this group (filled in by the issue that owns them)."""
+"""``storycore config show`` and ``storycore config validate``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from storycore.cli._common import Output
+
+JSON_OPTION = typer.Option(False, "--json", help="Machine-readable output.")
+PROJECT_OPTION = typer.Option(
+    None, "--project", "-p", help="A project folder whose storycore.toml applies."
+)
+CONFIG_OPTION = typer.Option(None, "--config", help="Use this user config file instead.")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to ``app``."""
+    """Add the ``config`` group to ``app``."""
+    group = typer.Typer(help="Show and check the resolved settings.", no_args_is_help=True)
+    app.add_typer(group, name="config")
+
+    @group.command("show")
+    def show(
+        project: Path | None = PROJECT_OPTION,
+        config: Path | None = CONFIG_OPTION,
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Print every setting, its value and where it came from."""
+        from storycore.config import resolve_settings
+
+        out = Output(json_out)
+        resolved = resolve_settings(project_dir=project, user_config=config)
+        rows = resolved.explain()
+        if json_out:
+            out.json(
+                {
+                    "ok": True,
+                    "settings": resolved.settings.model_dump(mode="json"),
+                    "sources": {name: source for name, _, source in rows},
+                }
+            )
+            return
+        from rich.table import Table
+
+        table = Table("setting", "value", "source", box=None, pad_edge=False)
+        for name, value, source in rows:
+            table.add_row(name, repr(value) if isinstance(value, str) else str(value), source)
+        out.console.print(table)
+
+    @group.command("validate")
+    def validate(
+        project: Path | None = PROJECT_OPTION,
+        config: Path | None = CONFIG_OPTION,
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Check the settings from every source; exit 2 with the field named if one is wrong."""
+        from storycore.config import resolve_settings
+
+        out = Output(json_out)
+        resolved = resolve_settings(project_dir=project, user_config=config)
+        layers = sorted({source for source in resolved.sources.values()})
+        if json_out:
+            out.json({"ok": True, "sources": layers})
+        else:
+            out.info("Settings are valid.")
+            for layer in layers:
+                out.info(f"  from {layer}")

@@ -1,0 +1,351 @@
+"""Settings: one object, resolved once, with the source of every value.
+
+Precedence (later wins)::
+
+    defaults < user config file < project storycore.toml < STORYCORE_* environment < CLI flags
+
+Two phases, like uvicorn's ``Config``: :func:`resolve_settings` gathers the layers and validates
+them into a frozen :class:`Settings`; nothing is read at import time. Every problem becomes a
+:class:`~storycore.errors.ConfigError` naming the field and where its value came from.
+
+Environment variables name nested fields with a double underscore:
+``STORYCORE_COMFYUI__PORT=8190``, ``STORYCORE_RENDER__STEPS=12``, ``STORYCORE_LOG_LEVEL=debug``.
+``STORYCORE_BACKENDS`` takes a JSON list or comma-separated URLs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from storycore.errors import ConfigError
+
+__all__ = [
+    "BackendSettings",
+    "ComfyUISettings",
+    "ControlNetSettings",
+    "IPAdapterSettings",
+    "MetricsSettings",
+    "RenderSettings",
+    "ResolvedSettings",
+    "Settings",
+    "default_install_path",
+    "resolve_settings",
+    "user_config_path",
+]
+
+PROJECT_CONFIG_NAME = "storycore.toml"
+ENV_PREFIX = "STORYCORE_"
+
+
+def default_install_path() -> Path:
+    """Where a ComfyUI portable install is looked for when none is configured."""
+    if sys.platform == "win32":
+        return Path(r"C:\storycore-engine\comfyui_portable")
+    return Path.home() / "comfyui_portable"
+
+
+def user_config_path() -> Path:
+    """The user's config file (platform config folder)."""
+    import platformdirs
+
+    return platformdirs.user_config_path("storycore") / "config.toml"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class BackendSettings(_Model):
+    """A ComfyUI server to render on: a URL, or a managed local install pinned to a GPU."""
+
+    url: str = Field(pattern=r"^https?://[^\s]+$")
+    name: str | None = None
+    token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    managed: bool = False
+    cuda_device: int | None = Field(default=None, ge=0)
+    weight: int = Field(default=1, ge=1, le=64)
+
+    @field_validator("url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+class ComfyUISettings(_Model):
+    """The local ComfyUI server: where it is installed and how it is run and watched."""
+
+    install_path: Path = Field(default_factory=default_install_path)
+    python_executable: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8188, ge=1, le=65535)
+    extra_args: tuple[str, ...] = ()
+    startup_timeout: float = Field(default=60.0, gt=0, le=3600)
+    health_check_interval: float = Field(default=5.0, gt=0, le=3600)
+    health_check_timeout: float = Field(default=5.0, gt=0, le=600)
+    max_retries: int = Field(default=3, ge=0, le=100)
+    connect_timeout: float = Field(default=5.0, gt=0, le=600)
+    read_timeout: float = Field(default=30.0, gt=0, le=3600)
+    prompt_timeout: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
+    idle_timeout: float = Field(default=300.0, gt=0, le=24 * 3600)
+    graceful_shutdown: float = Field(default=30.0, ge=0, le=3600)
+    force_kill: float = Field(default=10.0, ge=0, le=3600)
+    gpu: bool = True
+    cuda_device: int | None = Field(default=None, ge=0)
+    vram_mode: Literal["normal", "high", "low", "none"] = "normal"
+    reserve_vram_gb: float | None = Field(default=None, ge=0, le=1024)
+    memory_limit_gb: float | None = Field(default=None, gt=0, le=4096)
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+class RenderSettings(_Model):
+    """How panels are rendered: models, sampler, size, seeds, pipelining."""
+
+    checkpoint: str = "v1-5-pruned-emaonly.safetensors"
+    vae: str | None = None
+    sampler: str = "euler"
+    scheduler: str = "normal"
+    steps: int = Field(default=20, ge=1, le=1000)
+    cfg: float = Field(default=7.0, ge=0, le=100)
+    render_long_side: int = Field(default=768, ge=64, le=8192)
+    size_multiple: int = Field(default=8, ge=1, le=128)
+    seed_policy: Literal["shot", "derived", "global"] = "shot"
+    negative_prompt: str = "low quality, blurry, distorted, watermark, text"
+    img2img_denoise: float = Field(default=0.6, gt=0, le=1)
+    queue_depth: int = Field(default=2, ge=1, le=64)
+    fallback: Literal["mock", "fail"] = "mock"
+    template: str | None = None
+    filename_prefix_root: str = Field(default="storycore", pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class ControlNetSettings(_Model):
+    """ControlNet defaults; a panel's own values win."""
+
+    strength: float = Field(default=1.0, ge=0, le=2)
+    start_percent: float = Field(default=0.0, ge=0, le=1)
+    end_percent: float = Field(default=1.0, ge=0, le=1)
+    preprocess: bool = True
+    models: dict[str, str] = Field(
+        default_factory=lambda: {
+            "pose": "control_v11p_sd15_openpose.pth",
+            "depth": "control_v11f1p_sd15_depth.pth",
+            "lineart": "control_v11p_sd15_lineart.pth",
+            "canny": "control_v11p_sd15_canny.pth",
+        }
+    )
+
+
+class IPAdapterSettings(_Model):
+    """IP-Adapter defaults for character reference images."""
+
+    weight: float = Field(default=0.8, ge=0, le=2)
+    noise: float = Field(default=0.0, ge=0, le=1)
+    weight_type: str = "linear"
+    start_at: float = Field(default=0.0, ge=0, le=1)
+    end_at: float = Field(default=1.0, ge=0, le=1)
+    preset: str = "PLUS (high strength)"
+    model_file: str | None = None
+    clip_vision: str | None = None
+
+
+class MetricsSettings(_Model):
+    """Performance monitoring."""
+
+    enabled: bool = True
+    interval: float = Field(default=5.0, gt=0, le=3600)
+    prometheus_port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class Settings(_Model):
+    """Every StoryCore setting. Build it with :func:`resolve_settings`."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    comfyui: ComfyUISettings = Field(default_factory=ComfyUISettings)
+    render: RenderSettings = Field(default_factory=RenderSettings)
+    controlnet: ControlNetSettings = Field(default_factory=ControlNetSettings)
+    ipadapter: IPAdapterSettings = Field(default_factory=IPAdapterSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    backends: tuple[BackendSettings, ...] = ()
+    state_dir: Path | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class ResolvedSettings:
+    """The settings and, for every field set by a layer, which layer set it."""
+
+    settings: Settings
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def source_of(self, dotted: str) -> str:
+        """Where the value at ``dotted`` (e.g. ``comfyui.port``) came from."""
+        probe = dotted
+        while probe:
+            if probe in self.sources:
+                return self.sources[probe]
+            probe = probe.rpartition(".")[0]
+        return "default"
+
+    def explain(self) -> list[tuple[str, Any, str]]:
+        """Every leaf setting as ``(dotted name, value, source)``, secrets masked."""
+        rows: list[tuple[str, Any, str]] = []
+        _walk(self.settings.model_dump(mode="json"), "", rows)
+        return [(name, value, self.source_of(name)) for name, value, _ in rows]
+
+
+def _walk(value: Any, prefix: str, rows: list[tuple[str, Any, str]]) -> None:
+    if isinstance(value, dict) and value and prefix != "controlnet.models":
+        for key, sub in value.items():
+            _walk(sub, f"{prefix}.{key}" if prefix else key, rows)
+    else:
+        rows.append((prefix, value, ""))
+
+
+def resolve_settings(
+    *,
+    project_dir: Path | None = None,
+    cli: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    user_config: Path | None = None,
+) -> ResolvedSettings:
+    """Gather every layer, merge them by precedence and validate the result once."""
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    user_file = user_config if user_config is not None else user_config_path()
+    if user_file.is_file():
+        _merge(merged, sources, _read_toml(user_file), f"user config {user_file}")
+    if project_dir is not None:
+        project_file = project_dir / PROJECT_CONFIG_NAME
+        if project_file.is_file():
+            _merge(merged, sources, _read_toml(project_file), f"project {project_file}")
+    env_layer = _env_layer(os.environ if env is None else env)
+    for dotted, (value, variable) in env_layer.items():
+        _merge(merged, sources, _nest(dotted, value), f"environment {variable}")
+    for dotted, value in (cli or {}).items():
+        if value is not None:
+            _merge(merged, sources, _nest(dotted, value), "command line")
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise _config_error(exc, sources) from None
+    return ResolvedSettings(settings=settings, sources=sources)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"is not valid TOML ({exc})", where=str(path), hint="Fix the syntax at that line"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot be read ({exc.strerror})", where=str(path), hint="Check the file's permissions"
+        ) from None
+
+
+def _nest(dotted: str, value: Any) -> dict[str, Any]:
+    head, _, rest = dotted.partition(".")
+    return {head: _nest(rest, value) if rest else value}
+
+
+def _merge(
+    target: dict[str, Any],
+    sources: dict[str, str],
+    layer: Mapping[str, Any],
+    origin: str,
+    prefix: str = "",
+) -> None:
+    for key, value in layer.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict) and key != "headers":
+            _merge(target[key], sources, value, origin, dotted)
+            continue
+        target[key] = dict(value) if isinstance(value, Mapping) else value
+        sources[dotted] = origin
+        for name in [s for s in sources if s.startswith(dotted + ".")]:
+            sources[name] = origin
+
+
+_LIST_FIELDS = {"comfyui.extra_args"}
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
+    layer: dict[str, tuple[Any, str]] = {}
+    for variable, raw in env.items():
+        if not variable.startswith(ENV_PREFIX) or variable == "STORYCORE_REFERENCE_DIR":
+            continue
+        dotted = variable[len(ENV_PREFIX) :].lower().replace("__", ".")
+        if not dotted:
+            continue
+        value: Any = raw
+        if dotted == "backends":
+            value = _parse_backends(raw, variable)
+        elif dotted in _LIST_FIELDS:
+            value = json.loads(raw) if raw.strip().startswith("[") else shlex.split(raw)
+        layer[dotted] = (value, variable)
+    return layer
+
+
+def _parse_backends(raw: str, variable: str) -> list[Any]:
+    text = raw.strip()
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"is not a valid JSON list ({exc.msg} at column {exc.colno})",
+                where=f"environment {variable}",
+                hint='Use e.g. [{"url": "http://gpu1:8188"}] or comma-separated URLs',
+            ) from None
+        return list(parsed) if isinstance(parsed, list) else [parsed]
+    return [{"url": part.strip()} for part in text.split(",") if part.strip()]
+
+
+def _config_error(exc: ValidationError, sources: Mapping[str, str]) -> ConfigError:
+    lines = []
+    for problem in exc.errors():
+        loc = [str(part) for part in problem["loc"]]
+        dotted = ".".join(loc)
+        probe, origin = dotted, "default"
+        while probe:
+            if probe in sources:
+                origin = sources[probe]
+                break
+            probe = probe.rpartition(".")[0]
+        shown = problem.get("input")
+        value = "" if isinstance(shown, dict | list) else f" (got {shown!r})"
+        if problem["type"] == "extra_forbidden":
+            message = "is not a known setting"
+        else:
+            message = problem["msg"][0].lower() + problem["msg"][1:]
+        lines.append(f"setting '{dotted}' from {origin} {message}{value}")
+    return ConfigError(
+        "; ".join(lines),
+        where="settings",
+        hint="Fix the value where it was set (see `storycore config show`) or remove it to use "
+        "the default",
+    )

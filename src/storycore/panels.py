@@ -1,0 +1,261 @@
+"""Render panels: what one storyboard shot needs to become one image (pure, no I/O).
+
+A :class:`Panel` is the resolved, render-ready form of a shot: composed prompts, size, seed,
+sampler settings, models, and the reference images it uses (paths already resolved against the
+project folder). :func:`panels_from_project` builds them from a loaded project and the settings.
+
+Seeds are deterministic across runs, processes and machines: a stable hash (sha256), never
+Python's salted ``hash()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, cast
+
+if TYPE_CHECKING:
+    from storycore.config import Settings
+    from storycore.project import Project, Shot
+
+__all__ = [
+    "ControlImage",
+    "ControlKind",
+    "LoraSpec",
+    "Panel",
+    "compose_prompt",
+    "derive_shot_seed",
+    "panel_from_shot",
+    "panels_from_project",
+    "render_size",
+    "round_to_multiple",
+]
+
+ControlKind = Literal["pose", "depth", "lineart", "canny"]
+CONTROL_KINDS: tuple[ControlKind, ...] = ("pose", "depth", "lineart", "canny")
+MAX_SEED = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class ControlImage:
+    """A ControlNet guide image for a panel. ``None`` values take the settings' defaults."""
+
+    kind: ControlKind
+    path: Path
+    strength: float | None = None
+    start_percent: float | None = None
+    end_percent: float | None = None
+    preprocess: bool = False
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """A LoRA applied to the model and CLIP."""
+
+    name: str
+    strength_model: float = 1.0
+    strength_clip: float = 1.0
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One shot, resolved and ready to turn into a ComfyUI graph."""
+
+    project_id: str
+    shot_id: str
+    shot_number: int
+    version: int
+    title: str
+    positive: str
+    negative: str
+    width: int
+    height: int
+    seed: int
+    seed_source: Literal["shot", "derived", "global"]
+    steps: int
+    cfg: float
+    sampler: str
+    scheduler: str
+    checkpoint: str
+    denoise: float = 1.0
+    vae: str | None = None
+    loras: tuple[LoraSpec, ...] = ()
+    init_image: Path | None = None
+    references: tuple[Path, ...] = ()
+    controls: tuple[ControlImage, ...] = ()
+    template: str | None = None
+    target_width: int | None = None
+    target_height: int | None = None
+    description: str = ""
+    camera: str = ""
+    lighting: str = ""
+    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+def round_to_multiple(value: float, multiple: int = 8) -> int:
+    """Round ``value`` to the nearest positive multiple of ``multiple``."""
+    return max(multiple, round(value / multiple) * multiple)
+
+
+def derive_shot_seed(global_seed: int, shot_id: str) -> int:
+    """A per-shot seed from the project seed and the shot id, identical on every machine."""
+    digest = hashlib.sha256(f"{global_seed}:{shot_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % (MAX_SEED + 1)
+
+
+_ANCHOR_PHRASES = {
+    "lighting_direction": "light from the {}",
+    "lighting_temperature": "{} light",
+    "perspective_type": "{} perspective",
+    "horizon_line": "{} horizon line",
+    "style_prompt": "{}",
+    "palette_prompt": "{}",
+}
+
+
+def compose_prompt(shot: Shot, anchors: dict[str, object]) -> str:
+    """The positive prompt: subject, camera, lighting, color, style, then the coherence anchors."""
+    modules = shot.prompt_modules
+    parts = [modules.subject, modules.camera, modules.lighting, modules.color, modules.style]
+    if not modules.subject.strip():
+        parts.insert(0, shot.description or shot.title)
+    for key, template in _ANCHOR_PHRASES.items():
+        value = anchors.get(key)
+        if isinstance(value, str) and value.strip():
+            parts.append(template.format(value.strip()))
+    seen: set[str] = set()
+    unique = []
+    for part in (p.strip().rstrip(",") for p in parts):
+        if part and part.lower() not in seen:
+            seen.add(part.lower())
+            unique.append(part)
+    return ", ".join(unique)
+
+
+def _parse_pair(text: str | None, sep: str) -> tuple[float, float] | None:
+    if not text:
+        return None
+    left, _, right = text.partition(sep)
+    try:
+        a, b = float(left), float(right)
+    except ValueError:
+        return None
+    return (a, b) if a > 0 and b > 0 else None
+
+
+def render_size(
+    resolution: str | None, aspect_ratio: str | None, long_side: int, multiple: int = 8
+) -> tuple[tuple[int, int], tuple[int, int] | None]:
+    """Render size and target size for a shot.
+
+    The target is the shot's resolution (or the aspect ratio at ``long_side``). The render size
+    keeps the target's aspect ratio with its long side at most ``long_side``, each side rounded to
+    ``multiple``, so a 1920x1080 target renders at a model-friendly 768x432.
+    """
+    target = _parse_pair(resolution, "x")
+    ratio = _parse_pair(aspect_ratio, ":")
+    if target is None:
+        w_ratio, h_ratio = ratio or (1.0, 1.0)
+        scale = long_side / max(w_ratio, h_ratio)
+        width, height = w_ratio * scale, h_ratio * scale
+        target_size = None
+    else:
+        width, height = target
+        target_size = (int(width), int(height))
+        scale = min(1.0, long_side / max(width, height))
+        width, height = width * scale, height * scale
+    return (round_to_multiple(width, multiple), round_to_multiple(height, multiple)), target_size
+
+
+def _seed_for(shot: Shot, global_seed: int, policy: str) -> tuple[int, str]:
+    explicit = shot.prompt_modules.technical.seed
+    if policy == "global":
+        return global_seed % (MAX_SEED + 1), "global"
+    if policy == "shot" and explicit is not None:
+        return int(explicit), "shot"
+    return derive_shot_seed(global_seed, shot.shot_id), "derived"
+
+
+def _resolve(root: Path, relative: str) -> Path:
+    path = Path(relative)
+    return path if path.is_absolute() else root / path
+
+
+def panel_from_shot(project: Project, shot: Shot, settings: Settings) -> Panel:
+    """Resolve one shot into a :class:`Panel` with the settings' defaults filled in."""
+    from storycore.project import parse_version
+
+    render = settings.render
+    tech = shot.prompt_modules.technical
+    config = project.data.get("config", {})
+    (width, height), target = render_size(
+        tech.resolution or config.get("target_resolution"),
+        tech.aspect_ratio or config.get("target_aspect_ratio"),
+        render.render_long_side,
+        render.size_multiple,
+    )
+    seed, source = _seed_for(shot, project.global_seed, render.seed_policy)
+    refs = shot.references
+    negative = tech.negative_prompt if tech.negative_prompt is not None else render.negative_prompt
+    init_image = _resolve(project.root, refs.init_image) if refs.init_image else None
+    denoise = (
+        tech.denoise
+        if tech.denoise is not None
+        else (render.img2img_denoise if init_image is not None else 1.0)
+    )
+    return Panel(
+        project_id=project.project_id,
+        shot_id=shot.shot_id,
+        shot_number=shot.shot_number,
+        version=parse_version(shot.version),
+        title=shot.title,
+        positive=compose_prompt(shot, project.coherence_anchors),
+        negative=negative,
+        width=width,
+        height=height,
+        seed=seed,
+        seed_source=cast(Literal["shot", "derived", "global"], source),
+        steps=tech.steps or render.steps,
+        cfg=tech.cfg_scale if tech.cfg_scale is not None else render.cfg,
+        sampler=tech.sampler or render.sampler,
+        scheduler=tech.scheduler or render.scheduler,
+        checkpoint=tech.checkpoint or render.checkpoint,
+        denoise=denoise,
+        vae=render.vae,
+        loras=tuple(
+            LoraSpec(lora.name, lora.strength_model, lora.strength_clip) for lora in refs.loras
+        ),
+        init_image=init_image,
+        references=tuple(_resolve(project.root, ref) for ref in refs.characters),
+        controls=tuple(
+            ControlImage(
+                kind=cast(ControlKind, c.kind),
+                path=_resolve(project.root, c.path),
+                strength=c.strength,
+                start_percent=c.start_percent,
+                end_percent=c.end_percent,
+                preprocess=c.preprocess,
+            )
+            for c in refs.controls
+        ),
+        template=shot.template or render.template,
+        target_width=target[0] if target else None,
+        target_height=target[1] if target else None,
+        description=shot.description,
+        camera=shot.prompt_modules.camera,
+        lighting=shot.prompt_modules.lighting,
+    )
+
+
+def panels_from_project(
+    project: Project, settings: Settings, shot_ids: list[str] | None = None
+) -> list[Panel]:
+    """Every selected shot as a panel, in storyboard order. Unknown ids raise ProjectError."""
+    if shot_ids:
+        wanted = [project.shot(shot_id) for shot_id in shot_ids]
+        order = {shot.shot_id: i for i, shot in enumerate(project.shots)}
+        shots = sorted({s.shot_id: s for s in wanted}.values(), key=lambda s: order[s.shot_id])
+    else:
+        shots = project.shots
+    return [panel_from_shot(project, shot, settings) for shot in shots]

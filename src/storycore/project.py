@@ -1,0 +1,376 @@
+"""StoryCore project folders (Data Contract v1): load, validate, create and save atomically.
+
+A project folder holds ``project.json`` and ``storyboard.json``. Both are kept as the raw JSON
+the user wrote, so unknown fields are written back unchanged; pydantic models check them on load.
+Nothing is written when validation fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from storycore._fsutil import atomic_write_json
+from storycore.errors import ProjectError
+
+__all__ = [
+    "PROJECT_FILE",
+    "STORYBOARD_FILE",
+    "Project",
+    "Shot",
+    "init_project",
+    "load_project",
+    "name_seed",
+    "now_iso",
+    "parse_version",
+    "save_project",
+]
+
+PROJECT_FILE = "project.json"
+STORYBOARD_FILE = "storyboard.json"
+SCHEMA_VERSION = "1.0"
+SAFE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Technical(_Open):
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    aspect_ratio: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?:\d+(\.\d+)?$")
+    resolution: str | None = Field(default=None, pattern=r"^\d{2,5}x\d{2,5}$")
+    cfg_scale: float | None = Field(default=None, ge=0, le=100)
+    steps: int | None = Field(default=None, ge=1, le=1000)
+    negative_prompt: str | None = None
+    sampler: str | None = None
+    scheduler: str | None = None
+    checkpoint: str | None = None
+    denoise: float | None = Field(default=None, gt=0, le=1)
+
+
+class PromptModules(_Open):
+    subject: str = ""
+    camera: str = ""
+    lighting: str = ""
+    color: str = ""
+    style: str = ""
+    technical: Technical = Field(default_factory=Technical)
+
+
+class ControlRef(_Open):
+    kind: str = Field(pattern=r"^(pose|depth|lineart|canny)$")
+    path: str = Field(min_length=1)
+    strength: float | None = Field(default=None, ge=0, le=2)
+    start_percent: float | None = Field(default=None, ge=0, le=1)
+    end_percent: float | None = Field(default=None, ge=0, le=1)
+    preprocess: bool = False
+
+
+class LoraRef(_Open):
+    name: str = Field(min_length=1)
+    strength_model: float = Field(default=1.0, ge=-10, le=10)
+    strength_clip: float = Field(default=1.0, ge=-10, le=10)
+
+
+class References(_Open):
+    characters: list[str] = Field(default_factory=list)
+    controls: list[ControlRef] = Field(default_factory=list)
+    init_image: str | None = None
+    loras: list[LoraRef] = Field(default_factory=list)
+
+
+class Shot(_Open):
+    """One storyboard shot."""
+
+    shot_id: str = Field(pattern=SAFE_ID)
+    scene_id: str | None = None
+    shot_number: int = Field(default=0, ge=0)
+    version: str | int = "v1"
+    title: str = ""
+    description: str = ""
+    duration_seconds: float | None = Field(default=None, ge=0)
+    prompt_modules: PromptModules = Field(default_factory=PromptModules)
+    references: References = Field(default_factory=References)
+    template: str | None = None
+
+
+class Storyboard(_Open):
+    storyboard_id: str | None = None
+    project_id: str | None = None
+    shots: list[Shot]
+
+
+class ProjectConfig(_Open):
+    global_seed: int = Field(ge=0, le=2**63 - 1)
+    target_aspect_ratio: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?:\d+(\.\d+)?$")
+    target_resolution: str | None = Field(default=None, pattern=r"^\d{2,5}x\d{2,5}$")
+
+
+class ProjectFileModel(_Open):
+    schema_version: str
+    project_id: str = Field(min_length=1)
+    created_at: str | None = None
+    updated_at: str | None = None
+    config: ProjectConfig
+    coherence_anchors: dict[str, Any] = Field(default_factory=dict)
+    shots_index: dict[str, Any] = Field(default_factory=dict)
+    asset_manifest: dict[str, Any] = Field(default_factory=dict)
+    status: dict[str, Any] = Field(default_factory=dict)
+    capabilities: dict[str, Any] | None = None
+    generation_status: dict[str, Any] | None = None
+
+
+@dataclass
+class Project:
+    """A loaded project. ``data`` and ``storyboard`` are the raw JSON, edited in place."""
+
+    root: Path
+    data: dict[str, Any]
+    storyboard: dict[str, Any]
+    shots: list[Shot]
+
+    @property
+    def project_id(self) -> str:
+        return str(self.data["project_id"])
+
+    @property
+    def global_seed(self) -> int:
+        return int(self.data["config"]["global_seed"])
+
+    @property
+    def coherence_anchors(self) -> dict[str, Any]:
+        anchors = self.data.get("coherence_anchors")
+        return anchors if isinstance(anchors, dict) else {}
+
+    def shot(self, shot_id: str) -> Shot:
+        for shot in self.shots:
+            if shot.shot_id == shot_id:
+                return shot
+        known = ", ".join(s.shot_id for s in self.shots) or "none"
+        raise ProjectError(
+            f"has no shot '{shot_id}' (shots: {known})",
+            where=str(self.root / STORYBOARD_FILE),
+            hint="Check the shot id",
+        )
+
+
+def now_iso() -> str:
+    """The current UTC time in ISO 8601 with a ``Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def name_seed(name: str) -> int:
+    """The project seed StoryCore has always used: md5(name)[:8] as hex, mod 2^31."""
+    return int(hashlib.md5(name.encode("utf-8")).hexdigest()[:8], 16) % (2**31)
+
+
+def parse_version(version: str | int) -> int:
+    """``"v3"``, ``"3"`` or ``3`` -> 3; anything else -> 1."""
+    if isinstance(version, int):
+        return max(1, version)
+    match = re.fullmatch(r"[vV]?(\d+)", version.strip())
+    return max(1, int(match.group(1))) if match else 1
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProjectError(
+            "does not exist",
+            where=str(path),
+            hint="Point --project at a StoryCore project folder, or create one with "
+            "`storycore init NAME`",
+        ) from None
+    except UnicodeDecodeError:
+        raise ProjectError("is not UTF-8 text", where=str(path), hint="Save it as UTF-8") from None
+    except OSError as exc:
+        raise ProjectError(f"cannot be read ({exc.strerror})", where=str(path)) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProjectError(
+            f"is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+            where=str(path),
+            hint="Fix the syntax at that position",
+        ) from None
+
+
+def _json_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _validation_error(path: Path, exc: ValidationError, data: Any) -> ProjectError:
+    parts = []
+    for problem in exc.errors()[:10]:
+        loc = _json_path(problem["loc"])
+        shot_hint = ""
+        if problem["loc"][:1] == ("shots",) and len(problem["loc"]) > 1:
+            index = problem["loc"][1]
+            try:
+                shot_hint = f" (shot '{data['shots'][index]['shot_id']}')"
+            except (KeyError, IndexError, TypeError):
+                shot_hint = ""
+        given = problem.get("input")
+        value = "" if isinstance(given, dict | list) else f", got {given!r}"
+        parts.append(f"{loc}{shot_hint}: {problem['msg'].lower()}{value}")
+    more = len(exc.errors()) - 10
+    if more > 0:
+        parts.append(f"and {more} more")
+    return ProjectError(
+        "is invalid: " + "; ".join(parts),
+        where=str(path),
+        hint="Fix these fields and run `storycore validate` again; nothing was written",
+    )
+
+
+def load_project(path: Path) -> Project:
+    """Load and validate the project at ``path`` (the folder or its ``project.json``)."""
+    root = path.parent if path.name == PROJECT_FILE else path
+    if not root.is_dir():
+        raise ProjectError(
+            "is not a folder",
+            where=str(root),
+            hint="Point --project at a StoryCore project folder",
+        )
+    project_path = root / PROJECT_FILE
+    storyboard_path = root / STORYBOARD_FILE
+    data = _read_json(project_path)
+    board = _read_json(storyboard_path)
+    for file_path, raw in ((project_path, data), (storyboard_path, board)):
+        if not isinstance(raw, dict):
+            raise ProjectError(
+                f"must hold a JSON object, not {type(raw).__name__}", where=str(file_path)
+            )
+    try:
+        ProjectFileModel.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(project_path, exc, data) from None
+    try:
+        parsed = Storyboard.model_validate(board)
+    except ValidationError as exc:
+        raise _validation_error(storyboard_path, exc, board) from None
+    seen: dict[str, int] = {}
+    for index, shot in enumerate(parsed.shots):
+        if shot.shot_id in seen:
+            raise ProjectError(
+                f"shots[{index}].shot_id: '{shot.shot_id}' is used twice "
+                f"(also shots[{seen[shot.shot_id]}])",
+                where=str(storyboard_path),
+                hint="Give every shot its own id",
+            )
+        seen[shot.shot_id] = index
+    board_pid = board.get("project_id")
+    if board_pid is not None and board_pid != data["project_id"]:
+        raise ProjectError(
+            f"project_id '{board_pid}' does not match project.json's '{data['project_id']}'",
+            where=str(storyboard_path),
+            hint="Make both files name the same project",
+        )
+    return Project(root=root, data=data, storyboard=board, shots=list(parsed.shots))
+
+
+def save_project(project: Project, *, storyboard: bool = False) -> None:
+    """Write ``project.json`` (and ``storyboard.json`` if asked) atomically, bumping updated_at."""
+    try:
+        ProjectFileModel.model_validate(project.data)
+    except ValidationError as exc:
+        raise _validation_error(project.root / PROJECT_FILE, exc, project.data) from None
+    project.data["updated_at"] = now_iso()
+    atomic_write_json(project.root / PROJECT_FILE, project.data)
+    if storyboard:
+        atomic_write_json(project.root / STORYBOARD_FILE, project.storyboard)
+
+
+def _placeholder_shot(number: int, title: str, subject: str, camera: str) -> dict[str, Any]:
+    return {
+        "shot_id": f"shot_{number:02d}",
+        "scene_id": "scene_01",
+        "shot_number": number,
+        "version": "v1",
+        "title": title,
+        "description": subject,
+        "duration_seconds": 6,
+        "prompt_modules": {
+            "subject": subject,
+            "camera": camera,
+            "lighting": "natural light, soft shadows",
+            "color": "neutral palette, balanced colours",
+            "style": "cinematic realism",
+            "technical": {
+                "seed": None,
+                "aspect_ratio": "16:9",
+                "resolution": "1920x1080",
+                "cfg_scale": 7.0,
+                "steps": 20,
+                "negative_prompt": "low quality, blurry, distorted",
+            },
+        },
+    }
+
+
+def init_project(name: str, base: Path) -> Path:
+    """Create a new project folder ``base/name`` with three placeholder shots."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,100}", name) or name.endswith("."):
+        raise ProjectError(
+            f"'{name}' is not a usable project name",
+            where="NAME",
+            hint="Use letters, digits, spaces, '_', '-' or '.', starting with a letter or digit",
+        )
+    root = base / name
+    if (root / PROJECT_FILE).exists():
+        raise ProjectError(
+            "already holds a project", where=str(root), hint="Choose another name or --path"
+        )
+    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    stamp = now_iso()
+    project_id = f"storycore_{slug}"
+    data: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "project_id": project_id,
+        "created_at": stamp,
+        "updated_at": stamp,
+        "config": {
+            "global_seed": name_seed(name),
+            "target_aspect_ratio": "16:9",
+            "target_resolution": "1920x1080",
+            "target_duration_seconds": 18,
+        },
+        "coherence_anchors": {
+            "style_anchor_id": "STYLE_CINE_REALISM_V1",
+            "palette_id": "PALETTE_NEUTRAL_01",
+            "character_sheet_ids": [],
+            "lighting_direction": "left",
+            "lighting_temperature": "neutral",
+            "perspective_type": "2-point",
+            "horizon_line": "mid",
+        },
+        "shots_index": {},
+        "asset_manifest": {},
+        "status": {"current_phase": "initialized", "qa_passed": False},
+        "generation_status": {"image_generation": "pending"},
+    }
+    shots = [
+        _placeholder_shot(1, "Opening shot", "an establishing view of the setting", "wide shot"),
+        _placeholder_shot(2, "Medium shot", "the main character in action", "medium shot"),
+        _placeholder_shot(3, "Closing shot", "the scene winding down", "wide shot, slow pull"),
+    ]
+    for shot in shots:
+        data["shots_index"][shot["shot_id"]] = {"active_version": "v1", "status": "pending"}
+    board = {"storyboard_id": f"sb_{slug}", "project_id": project_id, "shots": shots}
+    (root / "assets" / "images").mkdir(parents=True, exist_ok=True)
+    (root / "assets" / "audio").mkdir(parents=True, exist_ok=True)
+    atomic_write_json(root / STORYBOARD_FILE, board)
+    atomic_write_json(root / PROJECT_FILE, data)
+    return root
