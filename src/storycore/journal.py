@@ -1,0 +1,109 @@
+"""The render journal: an append-only log that lets an interrupted render resume.
+
+``<project>/.storycore/journal.jsonl`` holds one JSON object per line, each flushed and fsynced
+before the action it announces, so after a crash, a Ctrl-C or ``kill -9`` the next run knows
+every prompt that might exist on a server:
+
+- ``submit``: written *before* ``POST /prompt``: prompt_id, shot_id, backend URL, client_id,
+  workflow sha256, filename_prefix, seed;
+- ``accepted``: the server queued it (number);
+- ``done``: the panel's image is in the project (asset_id, sha256);
+- ``failed``: the prompt failed (error text); ``lost``: the server forgot it;
+- ``cancelled``: we removed it from the queue or interrupted it;
+- ``upload``: we uploaded an image (backend, name the server returned, sha256).
+
+A prompt with ``submit`` and no ``done`` / ``failed`` / ``lost`` / ``cancelled`` is *open*: the
+engine reconciles it through ``/history`` and ``/queue`` before submitting anything new. A torn
+last line (a crash mid-write) is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["JOURNAL_PATH", "Journal", "OpenPrompt"]
+
+JOURNAL_PATH = Path(".storycore") / "journal.jsonl"
+_CLOSING = {"done", "failed", "lost", "cancelled"}
+
+
+@dataclass
+class OpenPrompt:
+    """A prompt the journal says was submitted and never closed."""
+
+    prompt_id: str
+    shot_id: str
+    backend: str
+    workflow_sha256: str
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+class Journal:
+    """Append-only, fsynced JSON-lines journal. Safe to use from one process at a time."""
+
+    def __init__(self, project_root: Path) -> None:
+        self.path = project_root / JOURNAL_PATH
+        self._lock = threading.Lock()
+
+    def append(self, event: str, **data: Any) -> None:
+        """Write one event durably (flush + fsync) before returning."""
+        record = {"event": event, "t": datetime.now(UTC).isoformat(), **data}
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """Every complete event, oldest first; a torn or garbled line is skipped."""
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return
+        for line in text.splitlines():
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(item, dict) and isinstance(item.get("event"), str):
+                yield item
+
+    def open_prompts(self) -> list[OpenPrompt]:
+        """Prompts submitted and never closed, in submission order."""
+        pending: dict[str, OpenPrompt] = {}
+        for item in self.events():
+            prompt_id = str(item.get("prompt_id", ""))
+            if not prompt_id:
+                continue
+            if item["event"] == "submit":
+                pending[prompt_id] = OpenPrompt(
+                    prompt_id=prompt_id,
+                    shot_id=str(item.get("shot_id", "")),
+                    backend=str(item.get("backend", "")),
+                    workflow_sha256=str(item.get("workflow_sha256", "")),
+                    record=item,
+                )
+            elif item["event"] in _CLOSING:
+                pending.pop(prompt_id, None)
+        return list(pending.values())
+
+    def uploads(self) -> list[dict[str, Any]]:
+        """Every upload event (for server-side cleanup)."""
+        return [item for item in self.events() if item["event"] == "upload"]
+
+    def prefixes(self) -> set[str]:
+        """Every filename_prefix we submitted (for server-side cleanup)."""
+        return {
+            str(item["filename_prefix"])
+            for item in self.events()
+            if item["event"] == "submit" and item.get("filename_prefix")
+        }

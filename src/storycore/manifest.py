@@ -1,0 +1,187 @@
+"""Where rendered images live in a project, and the manifest records that describe them.
+
+Layout (stable, documented in the README)::
+
+    <project>/assets/images/generated/<shot_id>/<shot_id>_v<version>_r<render:03d>.png
+    <project>/assets/images/generated/<shot_id>/<shot_id>_v<version>_r<render:03d>.json  (sidecar)
+
+``version`` is the shot's storyboard version; ``render`` counts renders of that version (a re-roll
+or ``--force`` makes a new render, never overwriting an older file).
+
+In ``project.json``:
+
+- ``asset_manifest.generated_images``: a list of :class:`AssetRecord` dicts, oldest first;
+- ``shots_index.<shot_id>``: ``active_version``, ``active_asset`` (an ``asset_id``), ``status``
+  (``pending`` / ``rendered`` / ``placeholder`` / ``failed``), ``last_render``;
+- ``generation_status.image_generation``: ``pending`` / ``in_progress`` / ``done`` / ``partial``
+  / ``placeholders`` / ``failed``.
+
+Pure data functions: they edit a loaded :class:`~storycore.project.Project` in memory; the
+caller saves it atomically with :func:`storycore.project.save_project`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from storycore.project import Project
+
+__all__ = [
+    "GENERATED_DIR",
+    "MANIFEST_KEY",
+    "AssetRecord",
+    "Timings",
+    "active_record",
+    "add_record",
+    "asset_relpath",
+    "next_render_number",
+    "records",
+    "resolve_asset",
+    "set_shot_status",
+]
+
+GENERATED_DIR = PurePosixPath("assets/images/generated")
+MANIFEST_KEY = "generated_images"
+_NAME = re.compile(r"^(?P<shot>.+)_v(?P<version>\d+)_r(?P<render>\d+)\.png$")
+
+
+@dataclass
+class Timings:
+    """Seconds spent in each phase of one panel's render."""
+
+    queued: float | None = None
+    model_load: float | None = None
+    sampling: float | None = None
+    execution: float | None = None
+    download: float | None = None
+    total: float | None = None
+
+
+@dataclass
+class AssetRecord:
+    """One rendered (or placeholder) image and how it was made."""
+
+    asset_id: str
+    shot_id: str
+    version: int
+    render: int
+    path: str
+    sha256: str
+    size: int
+    width: int
+    height: int
+    placeholder: bool
+    created_at: str
+    prompt_id: str | None = None
+    server_url: str | None = None
+    comfyui_version: str | None = None
+    workflow_sha256: str | None = None
+    seed: int | None = None
+    checkpoint: str | None = None
+    models: list[str] = field(default_factory=list)
+    template: str | None = None
+    timings: Timings = field(default_factory=Timings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AssetRecord:
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in data.items() if k in known}
+        timings = values.get("timings")
+        values["timings"] = Timings(**timings) if isinstance(timings, dict) else Timings()
+        return cls(**values)
+
+    @property
+    def sidecar_path(self) -> str:
+        return str(PurePosixPath(self.path).with_suffix(".json"))
+
+
+def asset_relpath(shot_id: str, version: int, render: int) -> PurePosixPath:
+    """The project-relative path of a render."""
+    return GENERATED_DIR / shot_id / f"{shot_id}_v{version}_r{render:03d}.png"
+
+
+def records(project: Project) -> list[AssetRecord]:
+    """Every generated image recorded in the manifest, oldest first."""
+    manifest = project.data.setdefault("asset_manifest", {})
+    raw = manifest.get(MANIFEST_KEY, []) if isinstance(manifest, dict) else []
+    return [AssetRecord.from_dict(item) for item in raw if isinstance(item, dict)]
+
+
+def next_render_number(project: Project, shot_id: str, version: int) -> int:
+    """One more than the highest render number in the manifest or on disk for this shot/version."""
+    highest = 0
+    for record in records(project):
+        if record.shot_id == shot_id and record.version == version:
+            highest = max(highest, record.render)
+    folder = project.root / GENERATED_DIR / shot_id
+    if folder.is_dir():
+        for path in folder.glob(f"{shot_id}_v{version}_r*.png"):
+            match = _NAME.match(path.name)
+            if match and match.group("shot") == shot_id:
+                highest = max(highest, int(match.group("render")))
+    return highest + 1
+
+
+def active_record(project: Project, shot_id: str) -> AssetRecord | None:
+    """The record the shots index marks active for ``shot_id``."""
+    entry = project.data.get("shots_index", {}).get(shot_id)
+    if not isinstance(entry, dict) or not entry.get("active_asset"):
+        return None
+    for record in records(project):
+        if record.asset_id == entry["active_asset"]:
+            return record
+    return None
+
+
+def add_record(project: Project, record: AssetRecord) -> None:
+    """Append ``record`` to the manifest and make it the shot's active asset."""
+    manifest = project.data.setdefault("asset_manifest", {})
+    manifest.setdefault(MANIFEST_KEY, []).append(record.to_dict())
+    set_shot_status(
+        project,
+        record.shot_id,
+        "placeholder" if record.placeholder else "rendered",
+        active_asset=record.asset_id,
+        version=record.version,
+        when=record.created_at,
+    )
+
+
+def set_shot_status(
+    project: Project,
+    shot_id: str,
+    status: str,
+    *,
+    active_asset: str | None = None,
+    version: int | None = None,
+    when: str | None = None,
+    error: str | None = None,
+) -> None:
+    """Update ``shots_index.<shot_id>``, keeping any fields we do not own."""
+    index = project.data.setdefault("shots_index", {})
+    entry = index.setdefault(shot_id, {})
+    if not isinstance(entry, dict):
+        entry = index[shot_id] = {}
+    entry["status"] = status
+    if active_asset is not None:
+        entry["active_asset"] = active_asset
+    if version is not None:
+        entry["active_version"] = f"v{version}"
+    if when is not None:
+        entry["last_render"] = when
+    if error is not None:
+        entry["last_error"] = error
+    elif status in ("rendered", "placeholder"):
+        entry.pop("last_error", None)
+
+
+def resolve_asset(project: Project, record: AssetRecord) -> Path:
+    """The absolute path of a record's file."""
+    return project.root / PurePosixPath(record.path)
