@@ -11,6 +11,7 @@ def build_app() -> typer.Typer:
     """Build the ``storycore`` app. Each command module adds its commands through ``register``."""
     from storycore.cli import (
         _assets_cmds,
+        _board_cmds,
         _comfyui_cmds,
         _config_cmds,
         _doctor_cmds,
@@ -39,6 +40,7 @@ def build_app() -> typer.Typer:
         _workflow_cmds,
         _render_cmds,
         _doctor_cmds,
+        _board_cmds,
         _assets_cmds,
     ):
         module.register(app)
