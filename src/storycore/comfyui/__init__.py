@@ -1,1 +1,63 @@
 """Talking to ComfyUI: the client, event parsing, prompt tracking, the local server manager."""
+
+from storycore.comfyui._handle import (
+    OverallProgress,
+    PromptCompleted,
+    PromptHandle,
+    PromptQueued,
+    TrackerEvent,
+)
+from storycore.comfyui._models import (
+    DownloadedFile,
+    HistoryEntry,
+    MediaKind,
+    NodeError,
+    NodeOutput,
+    NodeTiming,
+    OutputFile,
+    PromptResult,
+    PromptStatus,
+    QueueItem,
+    QueueState,
+    SubmitResult,
+    UploadedImage,
+    describe_node_errors,
+    parse_history_entry,
+    parse_node_errors,
+    parse_queue,
+)
+from storycore.comfyui._transport import ClientTimeouts, ServerAddress, translate_errors
+from storycore.comfyui.client import CancelOutcome, ClientState, ComfyUIClient
+from storycore.comfyui.tracker import PromptTracker
+
+__all__ = [
+    "CancelOutcome",
+    "ClientState",
+    "ClientTimeouts",
+    "ComfyUIClient",
+    "DownloadedFile",
+    "HistoryEntry",
+    "MediaKind",
+    "NodeError",
+    "NodeOutput",
+    "NodeTiming",
+    "OutputFile",
+    "OverallProgress",
+    "PromptCompleted",
+    "PromptHandle",
+    "PromptQueued",
+    "PromptResult",
+    "PromptStatus",
+    "PromptTracker",
+    "QueueItem",
+    "QueueState",
+    "ServerAddress",
+    "SubmitResult",
+    "TrackerEvent",
+    "UploadedImage",
+    "describe_node_errors",
+    "parse_history_entry",
+    "parse_node_errors",
+    "parse_queue",
+    "translate_errors",
+]

@@ -1,0 +1,483 @@
+"""The async HTTP client for one ComfyUI server.
+
+``async with ComfyUIClient(ServerAddress("http://127.0.0.1:8188")) as client:`` opens one aiohttp
+session; :attr:`ComfyUIClient.state` says whether it is unopened, open or closed. Every call
+translates transport errors into :mod:`storycore.errors` (see ``_transport.translate_errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from storycore.comfyui._download import download_to
+from storycore.comfyui._models import (
+    DownloadedFile,
+    HistoryEntry,
+    OutputFile,
+    QueueState,
+    SubmitResult,
+    UploadedImage,
+    describe_node_errors,
+    parse_history_entry,
+    parse_node_errors,
+    parse_queue,
+)
+from storycore.comfyui._transport import ClientTimeouts, HttpResponse, ServerAddress, Transport
+from storycore.errors import (
+    ComfyUIError,
+    PromptRejected,
+    ServerResponseError,
+)
+
+__all__ = ["CancelOutcome", "ClientState", "ComfyUIClient"]
+
+_log = logging.getLogger(__name__)
+
+
+class ClientState(enum.StrEnum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class CancelOutcome(enum.StrEnum):
+    DELETED = "deleted"  # was pending, removed from the queue
+    INTERRUPTED = "interrupted"  # was running, interrupt sent
+    NOT_FOUND = "not_found"  # neither pending nor running (finished, or unknown)
+
+
+def new_client_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ComfyUIClient:
+    """HTTP calls to one ComfyUI server. One instance per server; not shared across loops."""
+
+    def __init__(
+        self,
+        address: ServerAddress | str,
+        timeouts: ClientTimeouts | None = None,
+        *,
+        client_id: str | None = None,
+        object_info_ttl: float | None = None,
+    ) -> None:
+        self.address = address if isinstance(address, ServerAddress) else ServerAddress(address)
+        self.timeouts = timeouts or ClientTimeouts()
+        self.transport = Transport(self.address, self.timeouts)
+        self._client_id = client_id or new_client_id()
+        self._state = ClientState.UNOPENED
+        self._object_info_ttl = object_info_ttl
+        self._object_info: dict[str, Any] | None = None
+        self._object_info_at = 0.0
+        self._class_info: dict[str, dict[str, Any] | None] = {}
+        self._uploads: dict[tuple[str, str, str], UploadedImage] = {}
+        self._upload_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def state(self) -> ClientState:
+        return self._state
+
+    @property
+    def client_id(self) -> str:
+        """The clientId of the current WebSocket connection; pass it to :meth:`submit`."""
+        return self._client_id
+
+    def rotate_client_id(self) -> str:
+        """Choose a fresh clientId (one per WebSocket connection) and return it."""
+        self._client_id = new_client_id()
+        return self._client_id
+
+    async def open(self) -> ComfyUIClient:
+        if self._state is ClientState.CLOSED:
+            raise ComfyUIError(
+                "this ComfyUI client was closed",
+                where=self.address.url,
+                hint="create a new ComfyUIClient",
+            )
+        await self.transport.open()
+        self._state = ClientState.OPEN
+        return self
+
+    async def close(self) -> None:
+        await self.transport.close()
+        self._state = ClientState.CLOSED
+
+    async def __aenter__(self) -> ComfyUIClient:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"ComfyUIClient({self.address.url!r}, state={self._state.value})"
+
+    # ------------------------------------------------------------------ helpers
+    def _where(self, route: str) -> str:
+        return str(self.address.http_url(route))
+
+    async def _json(
+        self,
+        method: str,
+        route: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        expect_json: bool = True,
+    ) -> Any:
+        response = await self.transport.request(method, route, params=params, json_body=json_body)
+        self._check_status(response, route)
+        if not expect_json:
+            return None
+        return self._decode(response, route)
+
+    def _check_status(self, response: HttpResponse, route: str) -> None:
+        if response.status != 200:
+            raise ServerResponseError(
+                f"unexpected HTTP {response.status} from {route}: {response.text()[:300]!r}",
+                where=self._where(route),
+                hint=_hint_for(response.status),
+                status=response.status,
+                body=response.text()[:2000],
+            )
+
+    def _decode(self, response: HttpResponse, route: str) -> Any:
+        try:
+            return response.json()
+        except (ValueError, UnicodeDecodeError):
+            raise ServerResponseError(
+                f"{route} answered with a body that is not JSON: {response.text()[:200]!r}",
+                where=self._where(route),
+                hint="check that the URL (and its path prefix) points at ComfyUI",
+                status=response.status,
+                body=response.text()[:2000],
+            ) from None
+
+    # ------------------------------------------------------------------ read calls
+    async def system_stats(self) -> dict[str, Any]:
+        body = await self._json("GET", "/system_stats")
+        if not isinstance(body, dict) or "system" not in body:
+            raise ServerResponseError(
+                "/system_stats did not answer like ComfyUI (no 'system' key)",
+                where=self._where("/system_stats"),
+                hint="check that the URL points at ComfyUI",
+            )
+        return body
+
+    async def object_info(
+        self, class_type: str | None = None, *, refresh: bool = False
+    ) -> dict[str, Any] | None:
+        """``/object_info`` (all classes) or one class; ``None`` for an unknown class.
+
+        Cached per client (= per server) until :meth:`invalidate_object_info`, an upload, or
+        the optional TTL.
+        """
+        if refresh or self._cache_expired():
+            self.invalidate_object_info()
+        if class_type is None:
+            if self._object_info is None:
+                body = await self._json("GET", "/object_info")
+                if not isinstance(body, dict):
+                    raise ServerResponseError(
+                        "/object_info is not a JSON object",
+                        where=self._where("/object_info"),
+                        hint="check that the URL points at ComfyUI",
+                    )
+                self._object_info = body
+                self._object_info_at = time.monotonic()
+            return self._object_info
+        if self._object_info is not None:
+            info = self._object_info.get(class_type)
+            return info if isinstance(info, dict) else None
+        if class_type not in self._class_info:
+            route = "/object_info/" + class_type
+            body = await self._json("GET", route)
+            entry = body.get(class_type) if isinstance(body, dict) else None
+            self._class_info[class_type] = entry if isinstance(entry, dict) else None
+            if not self._object_info_at:
+                self._object_info_at = time.monotonic()
+        return self._class_info[class_type]
+
+    def _cache_expired(self) -> bool:
+        if self._object_info_ttl is None or not self._object_info_at:
+            return False
+        return time.monotonic() - self._object_info_at > self._object_info_ttl
+
+    def invalidate_object_info(self) -> None:
+        """Forget the cached node definitions (after installing models or nodes)."""
+        self._object_info = None
+        self._class_info.clear()
+        self._object_info_at = 0.0
+
+    async def models(self, folder: str | None = None) -> list[str]:
+        """Model folder names (``folder=None``) or the files in one folder."""
+        route = "/models" if folder is None else "/models/" + folder
+        body = await self._json("GET", route)
+        if not isinstance(body, list):
+            raise ServerResponseError(
+                f"{route} is not a JSON list",
+                where=self._where(route),
+                hint="check the folder name against GET /models",
+            )
+        return [str(item) for item in body]
+
+    async def queue(self) -> QueueState:
+        return parse_queue(await self._json("GET", "/queue"))
+
+    async def history(self, prompt_id: str) -> HistoryEntry | None:
+        """The history entry of one prompt, or ``None`` while it has none."""
+        body = await self._json("GET", "/history/" + prompt_id)
+        if not isinstance(body, dict):
+            return None
+        return parse_history_entry(prompt_id, body.get(prompt_id))
+
+    async def recent_history(self, max_items: int = 20) -> dict[str, HistoryEntry]:
+        body = await self._json("GET", "/history", params={"max_items": str(max_items)})
+        result: dict[str, HistoryEntry] = {}
+        for prompt_id, entry in body.items() if isinstance(body, dict) else []:
+            parsed = parse_history_entry(str(prompt_id), entry)
+            if parsed is not None:
+                result[str(prompt_id)] = parsed
+        return result
+
+    async def delete_history(self, prompt_ids: Sequence[str]) -> None:
+        await self._json(
+            "POST", "/history", json_body={"delete": list(prompt_ids)}, expect_json=False
+        )
+
+    # ------------------------------------------------------------------ submit / cancel
+    async def submit(
+        self,
+        graph: Mapping[str, Any],
+        *,
+        prompt_id: str | None = None,
+        client_id: str | None = None,
+        extra_data: Mapping[str, Any] | None = None,
+        front: bool = False,
+        partial_execution_targets: Sequence[str] | None = None,
+    ) -> SubmitResult:
+        """Queue ``graph``. Raises :class:`PromptRejected` listing every node error.
+
+        A 200 that still lists ``node_errors`` (one bad output branch beside good ones) is
+        returned with ``SubmitResult.node_errors`` filled and logged as a warning.
+        """
+        prompt_id = prompt_id or str(uuid.uuid4())
+        cid = client_id if client_id is not None else self._client_id
+        body: dict[str, Any] = {"prompt": dict(graph), "prompt_id": prompt_id, "client_id": cid}
+        if extra_data:
+            body["extra_data"] = dict(extra_data)
+        if front:
+            body["front"] = True
+        if partial_execution_targets:
+            body["partial_execution_targets"] = list(partial_execution_targets)
+        response = await self.transport.request("POST", "/prompt", json_body=body)
+        where = self._where("/prompt")
+        if response.status == 400:
+            payload = self._decode(response, "/prompt")
+            error = payload.get("error") if isinstance(payload, dict) else None
+            node_errors = payload.get("node_errors") if isinstance(payload, dict) else None
+            if isinstance(error, str):
+                error = {"type": "error", "message": error}
+            raise PromptRejected(
+                "ComfyUI refused the prompt: " + describe_node_errors(error, node_errors),
+                where=where,
+                hint="fix the listed inputs (install missing models, or pick an installed value)",
+                error=error if isinstance(error, dict) else None,
+                node_errors=node_errors if isinstance(node_errors, dict) else None,
+            )
+        self._check_status(response, "/prompt")
+        payload = self._decode(response, "/prompt")
+        if not isinstance(payload, dict) or "prompt_id" not in payload:
+            raise ServerResponseError(
+                "POST /prompt answered 200 without a prompt_id",
+                where=where,
+                hint="check that the URL points at ComfyUI",
+                status=200,
+                body=response.text()[:2000],
+            )
+        problems = parse_node_errors(payload.get("node_errors"))
+        if problems:
+            _log.warning(
+                "prompt %s queued, but some outputs will not run: %s",
+                payload["prompt_id"],
+                describe_node_errors(None, payload.get("node_errors")),
+            )
+        number = payload.get("number")
+        return SubmitResult(
+            prompt_id=str(payload["prompt_id"]),
+            number=float(number) if isinstance(number, int | float) else 0.0,
+            client_id=cid,
+            node_errors=tuple(problems),
+            raw=payload,
+        )
+
+    async def interrupt(self, prompt_id: str | None = None) -> None:
+        """Interrupt ``prompt_id`` if it runs; with ``None`` interrupt WHATEVER runs (global)."""
+        body = {"prompt_id": prompt_id} if prompt_id is not None else None
+        await self._json("POST", "/interrupt", json_body=body, expect_json=False)
+
+    async def delete_from_queue(self, prompt_ids: Sequence[str]) -> None:
+        await self._json(
+            "POST", "/queue", json_body={"delete": list(prompt_ids)}, expect_json=False
+        )
+
+    async def cancel(
+        self, prompt_id: str, *, allow_global_interrupt: bool = False
+    ) -> CancelOutcome:
+        """Delete ``prompt_id`` if pending, interrupt it if running; other prompts go on.
+
+        With ``allow_global_interrupt`` a global interrupt follows the targeted one, but only if
+        ``/queue`` still shows our prompt as the running one.
+        """
+        for _ in range(3):
+            state = await self.queue()
+            if state.is_running(prompt_id):
+                await self.interrupt(prompt_id)
+                if allow_global_interrupt and (await self.queue()).is_running(prompt_id):
+                    await self.interrupt(None)
+                return CancelOutcome.INTERRUPTED
+            if not state.contains(prompt_id):
+                return CancelOutcome.NOT_FOUND
+            await self.delete_from_queue([prompt_id])
+            if not (await self.queue()).contains(prompt_id):
+                return CancelOutcome.DELETED
+            # It started between our look and the delete: go round and interrupt it.
+        return (
+            CancelOutcome.INTERRUPTED
+            if (await self.queue()).contains(prompt_id)
+            else (CancelOutcome.NOT_FOUND)
+        )
+
+    async def clear_queue(self) -> None:
+        """Remove every pending prompt (the running one goes on)."""
+        await self._json("POST", "/queue", json_body={"clear": True}, expect_json=False)
+
+    async def free_memory(self, *, unload_models: bool = False) -> None:
+        """Free memory (and ComfyUI's node cache); optionally unload the models."""
+        body = {"free_memory": True, "unload_models": unload_models}
+        await self._json("POST", "/free", json_body=body, expect_json=False)
+
+    # ------------------------------------------------------------------ files
+    async def upload_image(
+        self,
+        image: bytes | Path,
+        filename: str | None = None,
+        *,
+        subfolder: str = "",
+        type: str = "input",
+        overwrite: bool = False,
+    ) -> UploadedImage:
+        """Upload an image once per content: the same bytes are not sent again.
+
+        Always use the returned ``name`` (the server renames on clashes).
+        """
+        data = await asyncio.to_thread(image.read_bytes) if isinstance(image, Path) else image
+        digest = await asyncio.to_thread(_sha256, data) if len(data) > 1 << 20 else _sha256(data)
+        key = (digest, subfolder, type)
+        async with self._upload_lock:
+            cached = self._uploads.get(key)
+            if cached is not None:
+                return cached
+            name = filename or f"storycore_{digest[:16]}{_image_ext(data)}"
+            form = aiohttp.FormData()
+            form.add_field("image", data, filename=name, content_type=_image_mime(data))
+            form.add_field("type", type)
+            if subfolder:
+                form.add_field("subfolder", subfolder)
+            if overwrite:
+                form.add_field("overwrite", "true")
+            response = await self.transport.request("POST", "/upload/image", data=form)
+            self._check_status(response, "/upload/image")
+            payload = self._decode(response, "/upload/image")
+            if not isinstance(payload, dict) or not payload.get("name"):
+                raise ServerResponseError(
+                    "/upload/image answered without a file name",
+                    where=self._where("/upload/image"),
+                    hint="check that the URL points at ComfyUI",
+                )
+            uploaded = UploadedImage(
+                name=str(payload["name"]),
+                subfolder=str(payload.get("subfolder") or ""),
+                type=str(payload.get("type") or type),
+                sha256=digest,
+                size=len(data),
+            )
+            self._uploads[key] = uploaded
+            # LoadImage's list of choices changed.
+            self.invalidate_object_info()
+            return uploaded
+
+    def forget_uploads(self) -> None:
+        """Forget which bytes were uploaded (e.g. after the server's input folder was wiped)."""
+        self._uploads.clear()
+
+    async def download(
+        self,
+        ref: OutputFile | Mapping[str, Any],
+        dest_dir: Path,
+        *,
+        expected_sha256: str | None = None,
+        expected_size: int | None = None,
+    ) -> DownloadedFile:
+        """Stream ``/view`` into ``dest_dir/subfolder/filename`` (atomic, size + sha256 checked).
+
+        Raises :class:`UnsafePathError` before any request when the server-provided filename or
+        subfolder would leave ``dest_dir``.
+        """
+        if isinstance(ref, OutputFile):
+            params = ref.view_params()
+        else:
+            params = {
+                "filename": str(ref.get("filename", "")),
+                "subfolder": str(ref.get("subfolder") or ""),
+                "type": str(ref.get("type") or "output"),
+            }
+        return await download_to(
+            self.transport,
+            params,
+            dest_dir,
+            expected_sha256=expected_sha256,
+            expected_size=expected_size,
+        )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _image_ext(data: bytes) -> str:
+    if data.startswith(b"\xff\xd8\xff"):
+        return ".jpg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    return ".png"
+
+
+def _image_mime(data: bytes) -> str:
+    return {".jpg": "image/jpeg", ".webp": "image/webp"}.get(_image_ext(data), "image/png")
+
+
+def _hint_for(status: int) -> str:
+    if status in (401, 403):
+        return "the server or a proxy refused the request; check the token, basic auth or headers"
+    if status == 404:
+        return "check the URL's path prefix and that this is a ComfyUI server"
+    if status >= 500:
+        return "the server failed; see its log"
+    return "check the request"

@@ -1,0 +1,425 @@
+"""ComfyUI WebSocket frames -> typed events. Pure: no I/O, never raises on bad input.
+
+Text frames are JSON ``{"type": ..., "data": {...}}``. Binary frames start with a 4-byte
+big-endian event type: 1 = preview image (4-byte format, 1 JPEG / 2 PNG, then the image),
+3 = progress text (4-byte node-id length, node id, UTF-8 text), 4 = preview image with metadata
+(4-byte JSON length, JSON ``{node_id, prompt_id, ..., image_type}``, then the image).
+
+Unknown message types and malformed frames give ``None``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "CachedNodes",
+    "Event",
+    "ExecutionDone",
+    "ExecutionError",
+    "ExecutionInterrupted",
+    "ExecutionStarted",
+    "ExecutionSuccess",
+    "FeatureFlags",
+    "NodeExecuted",
+    "NodeExecuting",
+    "NodeProgress",
+    "NodeState",
+    "PreviewImage",
+    "ProgressState",
+    "ProgressText",
+    "ServerStatus",
+    "parse_binary_frame",
+    "parse_message",
+    "parse_text_frame",
+]
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """``status``: how many prompts the server still has queued (``sid`` on the first one)."""
+
+    queue_remaining: int | None
+    sid: str | None = None
+    prompt_id: None = None
+
+
+@dataclass(frozen=True)
+class FeatureFlags:
+    flags: Mapping[str, Any]
+    prompt_id: None = None
+
+
+@dataclass(frozen=True)
+class ExecutionStarted:
+    prompt_id: str
+    timestamp: int | None = None
+
+
+@dataclass(frozen=True)
+class CachedNodes:
+    prompt_id: str
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NodeExecuting:
+    """``executing`` with a node: that node starts now."""
+
+    prompt_id: str
+    node_id: str
+    display_node: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionDone:
+    """``executing`` with ``node: null``: the server is done with the prompt (always last)."""
+
+    prompt_id: str
+
+
+@dataclass(frozen=True)
+class NodeProgress:
+    """``progress``: one sampler step of one node."""
+
+    prompt_id: str
+    node_id: str | None
+    value: float
+    max: float
+
+
+@dataclass(frozen=True)
+class NodeState:
+    node_id: str
+    value: float
+    max: float
+    state: str
+    display_node_id: str | None = None
+    parent_node_id: str | None = None
+    real_node_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ProgressState:
+    """``progress_state``: the state of every node the prompt has touched so far."""
+
+    prompt_id: str
+    nodes: tuple[NodeState, ...]
+
+
+@dataclass(frozen=True)
+class NodeExecuted:
+    """``executed``: an output node's UI output (file records)."""
+
+    prompt_id: str
+    node_id: str
+    output: Mapping[str, Any]
+    display_node: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionSuccess:
+    prompt_id: str
+    timestamp: int | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionError:
+    prompt_id: str
+    node_id: str | None
+    node_type: str | None
+    exception_type: str
+    exception_message: str
+    traceback: tuple[str, ...] = ()
+    executed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExecutionInterrupted:
+    prompt_id: str
+    node_id: str | None
+    node_type: str | None
+    executed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PreviewImage:
+    """A binary preview (or ``SaveImageWebsocket``) image.
+
+    ``format`` is ``"JPEG"`` / ``"PNG"`` / ``"WEBP"`` / ``"unknown"``; ``prompt_id`` and
+    ``node_id`` are known only for frames with metadata (type 4).
+    """
+
+    image: bytes = field(repr=False)
+    format: str
+    mime_type: str
+    prompt_id: str | None = None
+    node_id: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    event_type: int = 1
+
+
+@dataclass(frozen=True)
+class ProgressText:
+    node_id: str
+    text: str
+    prompt_id: None = None
+
+
+Event = (
+    ServerStatus
+    | FeatureFlags
+    | ExecutionStarted
+    | CachedNodes
+    | NodeExecuting
+    | ExecutionDone
+    | NodeProgress
+    | ProgressState
+    | NodeExecuted
+    | ExecutionSuccess
+    | ExecutionError
+    | ExecutionInterrupted
+    | PreviewImage
+    | ProgressText
+)
+
+
+def _str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _ids(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        return ()
+    return tuple(s for s in (_str(v) for v in value) if s is not None)
+
+
+def parse_text_frame(text: str | bytes) -> Event | None:
+    """Parse one text frame. ``None`` for non-JSON, unknown types and bad shapes."""
+    try:
+        message = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return parse_message(message)
+
+
+def parse_message(message: Any) -> Event | None:
+    """Parse an already-decoded ``{"type", "data"}`` message."""
+    if not isinstance(message, Mapping):
+        return None
+    kind = message.get("type")
+    data = message.get("data")
+    if not isinstance(kind, str) or not isinstance(data, Mapping):
+        return None
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        return None
+    try:
+        return parser(data)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _status(data: Mapping[str, Any]) -> Event | None:
+    status = data.get("status")
+    if not isinstance(status, Mapping):
+        return None
+    exec_info = status.get("exec_info")
+    remaining = _int(exec_info.get("queue_remaining")) if isinstance(exec_info, Mapping) else None
+    return ServerStatus(queue_remaining=remaining, sid=_str(data.get("sid")))
+
+
+def _feature_flags(data: Mapping[str, Any]) -> Event | None:
+    return FeatureFlags(flags=dict(data))
+
+
+def _execution_start(data: Mapping[str, Any]) -> Event | None:
+    pid = _str(data.get("prompt_id"))
+    return ExecutionStarted(pid, _int(data.get("timestamp"))) if pid else None
+
+
+def _execution_cached(data: Mapping[str, Any]) -> Event | None:
+    pid = _str(data.get("prompt_id"))
+    if not pid or not isinstance(data.get("nodes"), list):
+        return None
+    return CachedNodes(pid, _ids(data["nodes"]))
+
+
+def _executing(data: Mapping[str, Any]) -> Event | None:
+    pid = _str(data.get("prompt_id"))
+    if not pid or "node" not in data:
+        return None
+    node = data["node"]
+    if node is None:
+        return ExecutionDone(pid)
+    node_id = _str(node)
+    if node_id is None:
+        return None
+    return NodeExecuting(pid, node_id, _str(data.get("display_node")))
+
+
+def _progress(data: Mapping[str, Any]) -> Event | None:
+    pid = _str(data.get("prompt_id"))
+    value, maximum = _num(data.get("value")), _num(data.get("max"))
+    if not pid or value is None or maximum is None:
+        return None
+    return NodeProgress(pid, _str(data.get("node")), value, maximum)
+
+
+def _progress_state(data: Mapping[str, Any]) -> Event | None:
+    pid = _str(data.get("prompt_id"))
+    nodes = data.get("nodes")
+    if not pid or not isinstance(nodes, Mapping):
+        return None
+    states: list[NodeState] = []
+    for key, entry in nodes.items():
+        if not isinstance(entry, Mapping):
+            continue
+        value, maximum = _num(entry.get("value")), _num(entry.get("max"))
+        states.append(
+            NodeState(
+                node_id=_str(entry.get("node_id")) or str(key),
+                value=value if value is not None else 0.0,
+                max=maximum if maximum is not None else 1.0,
+                state=str(entry.get("state") or "unknown"),
+                display_node_id=_str(entry.get("display_node_id")),
+                parent_node_id=_str(entry.get("parent_node_id")),
+                real_node_id=_str(entry.get("real_node_id")),
+            )
+        )
+    return ProgressState(pid, tuple(states))
+
+
+def _executed(data: Mapping[str, Any]) -> Event | None:
+    pid, node = _str(data.get("prompt_id")), _str(data.get("node"))
+    output = data.get("output")
+    if not pid or node is None:
+        return None
+    return NodeExecuted(
+        pid,
+        node,
+        dict(output) if isinstance(output, Mapping) else {},
+        _str(data.get("display_node")),
+    )
+
+
+def _execution_success(data: Mapping[str, Any]) -> Event | None:
+    pid = _str(data.get("prompt_id"))
+    return ExecutionSuccess(pid, _int(data.get("timestamp"))) if pid else None
+
+
+def _execution_error(data: Mapping[str, Any]) -> Event | None:
+    pid = _str(data.get("prompt_id"))
+    if not pid:
+        return None
+    trace = data.get("traceback")
+    return ExecutionError(
+        prompt_id=pid,
+        node_id=_str(data.get("node_id")),
+        node_type=_str(data.get("node_type")),
+        exception_type=str(data.get("exception_type") or "Exception"),
+        exception_message=str(data.get("exception_message") or ""),
+        traceback=tuple(str(t) for t in trace) if isinstance(trace, list) else (),
+        executed=_ids(data.get("executed")),
+    )
+
+
+def _execution_interrupted(data: Mapping[str, Any]) -> Event | None:
+    pid = _str(data.get("prompt_id"))
+    if not pid:
+        return None
+    return ExecutionInterrupted(
+        pid, _str(data.get("node_id")), _str(data.get("node_type")), _ids(data.get("executed"))
+    )
+
+
+_PARSERS = {
+    "status": _status,
+    "feature_flags": _feature_flags,
+    "execution_start": _execution_start,
+    "execution_cached": _execution_cached,
+    "executing": _executing,
+    "progress": _progress,
+    "progress_state": _progress_state,
+    "executed": _executed,
+    "execution_success": _execution_success,
+    "execution_error": _execution_error,
+    "execution_interrupted": _execution_interrupted,
+}
+
+_FORMATS = {1: ("JPEG", "image/jpeg"), 2: ("PNG", "image/png")}
+_MIME_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+
+
+def _sniff(image: bytes) -> tuple[str, str]:
+    if image.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG", "image/png"
+    if image.startswith(b"\xff\xd8\xff"):
+        return "JPEG", "image/jpeg"
+    if image[:4] == b"RIFF" and image[8:12] == b"WEBP":
+        return "WEBP", "image/webp"
+    return "unknown", "application/octet-stream"
+
+
+def parse_binary_frame(frame: bytes) -> Event | None:
+    """Parse one binary frame. ``None`` for short frames and unknown event types."""
+    if len(frame) < 8:
+        return None
+    (event_type,) = struct.unpack(">I", frame[:4])
+    if event_type == 1:
+        (fmt_code,) = struct.unpack(">I", frame[4:8])
+        image = bytes(frame[8:])
+        fmt, mime = _FORMATS.get(fmt_code) or _sniff(image)
+        return PreviewImage(image=image, format=fmt, mime_type=mime, event_type=1)
+    if event_type == 3:
+        (length,) = struct.unpack(">I", frame[4:8])
+        if 8 + length > len(frame):
+            return None
+        try:
+            node_id = frame[8 : 8 + length].decode("utf-8")
+            text = frame[8 + length :].decode("utf-8", errors="replace")
+        except UnicodeDecodeError:
+            return None
+        return ProgressText(node_id=node_id, text=text)
+    if event_type == 4:
+        (length,) = struct.unpack(">I", frame[4:8])
+        if 8 + length > len(frame):
+            return None
+        try:
+            metadata = json.loads(frame[8 : 8 + length].decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(metadata, Mapping):
+            return None
+        image = bytes(frame[8 + length :])
+        mime = str(metadata.get("image_type") or "")
+        known = _MIME_FORMATS.get(mime)
+        fmt, mime = (known, mime) if known is not None else _sniff(image)
+        return PreviewImage(
+            image=image,
+            format=fmt,
+            mime_type=mime,
+            prompt_id=_str(metadata.get("prompt_id")),
+            node_id=_str(metadata.get("node_id")),
+            metadata=dict(metadata),
+            event_type=4,
+        )
+    return None

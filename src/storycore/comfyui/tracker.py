@@ -1,0 +1,560 @@
+"""Follow prompts to a certain completion: one WebSocket per server, HTTP polling as fallback.
+
+A :class:`PromptTracker` is a per-server hub. It opens the WebSocket (a fresh ``clientId`` per
+connection, see ``ComfyUIClient.client_id``) before anything is submitted, and routes events to
+the :class:`PromptHandle` of each prompt we follow; other prompts are ignored.
+
+Completion is certain: ``executing{node: null}`` or ``execution_success`` for our prompt, then
+``/history/{id}`` read for the outputs. When the WebSocket is refused, dropped or silent for
+longer than the watchdog, ``/queue`` and ``/history/{id}`` are polled; a prompt that finished
+during a gap is reported once. A prompt neither queued, running nor in history for
+``lost_grace`` seconds raises :class:`PromptLost`; deadlines and idle timeouts raise
+:class:`ServerTimeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from storycore.comfyui._handle import PromptCompleted, PromptHandle, PromptQueued
+from storycore.comfyui._models import HistoryEntry, PromptStatus
+from storycore.comfyui.client import CancelOutcome, ComfyUIClient
+from storycore.comfyui.events import (
+    Event,
+    ExecutionDone,
+    ExecutionError,
+    ExecutionInterrupted,
+    ExecutionStarted,
+    ExecutionSuccess,
+    NodeExecuting,
+    PreviewImage,
+    ProgressText,
+    ServerStatus,
+    parse_binary_frame,
+    parse_text_frame,
+)
+from storycore.errors import (
+    ComfyUIError,
+    ExecutionFailed,
+    PromptInterrupted,
+    PromptLost,
+    ServerTimeout,
+)
+
+__all__ = ["PromptCompleted", "PromptHandle", "PromptQueued", "PromptTracker"]
+
+_log = logging.getLogger(__name__)
+_UNSET: Any = object()
+_ORPHAN_PROMPTS = 64
+_ORPHAN_EVENTS = 512
+_RECENT_DONE = 4096
+
+
+class PromptTracker:
+    """Per-server hub following many prompts over one WebSocket.
+
+    ``async with PromptTracker(client) as tracker:`` then ``handle = await tracker.submit(g)``
+    (or ``tracker.watch(pid)`` before ``client.submit(g, prompt_id=pid)``), then
+    ``await handle.result()`` or ``async for event in handle.events()``.
+    """
+
+    def __init__(self, client: ComfyUIClient, *, use_websocket: bool = True) -> None:
+        self.client = client
+        self.timeouts = client.timeouts
+        self.use_websocket = use_websocket
+        self._handles: dict[str, PromptHandle] = {}
+        self._orphans: OrderedDict[str, list[Event]] = OrderedDict()
+        self._recently_done: OrderedDict[str, None] = OrderedDict()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws_client_id: str | None = None
+        self._last_ws_message = 0.0
+        self._last_poll = 0.0
+        self._running_prompt: str | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._main_tasks: list[asyncio.Task[None]] = []
+        self._started = False
+        self._closed = False
+        self.queue_remaining: int | None = None
+        self.ws_connections = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None and not self._ws.closed
+
+    @property
+    def mode(self) -> str:
+        if self._closed:
+            return "closed"
+        return "websocket" if self.connected else "polling"
+
+    async def start(self) -> PromptTracker:
+        """Open the WebSocket (bounded by the connect timeout) and start supervising.
+
+        If the WebSocket is refused, the tracker polls over HTTP and keeps retrying it.
+        """
+        if self._started:
+            return self
+        self._started = True
+        first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.use_websocket:
+            self._main_tasks.append(asyncio.create_task(self._ws_loop(first)))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.timeouts.connect + 1):
+                    await asyncio.shield(first)
+        self._main_tasks.append(asyncio.create_task(self._supervise()))
+        return self
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for handle in list(self._handles.values()):
+            handle.fail(
+                "closed",
+                ComfyUIError(
+                    f"stopped following prompt {handle.prompt_id}: the tracker was closed",
+                    where=self.client.address.url,
+                    hint="the prompt may still run on the server",
+                ),
+            )
+        tasks = [*self._main_tasks, *self._tasks]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.timeouts.connect):
+                    await self._ws.close()
+            self._ws = None
+
+    async def __aenter__(self) -> PromptTracker:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ following prompts
+    def watch(
+        self,
+        prompt_id: str,
+        *,
+        client_id: str | None = None,
+        graph: Mapping[str, Any] | None = None,
+        deadline: float | None = _UNSET,
+        idle_timeout: float = _UNSET,
+    ) -> PromptHandle:
+        """Start following ``prompt_id`` (call it BEFORE submitting it).
+
+        ``client_id`` is the clientId the prompt is (to be) submitted with; default: the
+        client's current one. ``graph`` lets overall progress count every node.
+        """
+        if self._closed:
+            raise ComfyUIError(
+                "the prompt tracker is closed", where=self.client.address.url, hint="open a new one"
+            )
+        existing = self._handles.get(prompt_id)
+        if existing is not None and not existing.done():
+            return existing
+        handle = PromptHandle(
+            prompt_id,
+            client_id=client_id if client_id is not None else self.client.client_id,
+            graph=graph,
+            deadline=self.timeouts.prompt_deadline if deadline is _UNSET else deadline,
+            idle_timeout=self.timeouts.idle_timeout if idle_timeout is _UNSET else idle_timeout,
+        )
+        self._handles[prompt_id] = handle
+        self._recently_done.pop(prompt_id, None)
+        for event in self._orphans.pop(prompt_id, []):
+            self._route(handle, event)
+        return handle
+
+    async def submit(
+        self,
+        graph: Mapping[str, Any],
+        *,
+        prompt_id: str | None = None,
+        extra_data: Mapping[str, Any] | None = None,
+        front: bool = False,
+        partial_execution_targets: Sequence[str] | None = None,
+        deadline: float | None = _UNSET,
+        idle_timeout: float = _UNSET,
+    ) -> PromptHandle:
+        """Watch, then submit ``graph`` with the current clientId. Raises PromptRejected."""
+        if not self._started:
+            await self.start()
+        prompt_id = prompt_id or str(uuid.uuid4())
+        client_id = self.client.client_id
+        handle = self.watch(
+            prompt_id,
+            client_id=client_id,
+            graph=graph,
+            deadline=deadline,
+            idle_timeout=idle_timeout,
+        )
+        try:
+            result = await self.client.submit(
+                graph,
+                prompt_id=prompt_id,
+                client_id=client_id,
+                extra_data=extra_data,
+                front=front,
+                partial_execution_targets=partial_execution_targets,
+            )
+        except BaseException:
+            self._handles.pop(prompt_id, None)
+            handle.fail("closed", ComfyUIError("submission failed", where=prompt_id))
+            raise
+        if result.prompt_id != prompt_id:
+            # An older server chose its own id: follow that one instead.
+            self._handles.pop(prompt_id, None)
+            handle.prompt_id = result.prompt_id
+            self._handles[result.prompt_id] = handle
+            for event in self._orphans.pop(result.prompt_id, []):
+                self._route(handle, event)
+        self.mark_submitted(handle.prompt_id, number=result.number)
+        self._spawn(self._report_position(handle))
+        return handle
+
+    def mark_submitted(self, prompt_id: str, *, number: float | None = None) -> None:
+        """Tell the tracker the server accepted ``prompt_id`` (starts the lost-prompt check)."""
+        handle = self._handles.get(prompt_id)
+        if handle is not None and not handle.done():
+            handle.submitted = True
+            handle.number = number
+            if handle.state == "watching":
+                handle.state = "queued"
+            handle.alive()
+
+    async def cancel(
+        self, prompt_id: str, *, allow_global_interrupt: bool = False
+    ) -> CancelOutcome:
+        """Cancel a followed prompt; a deleted pending prompt completes as interrupted."""
+        outcome = await self.client.cancel(prompt_id, allow_global_interrupt=allow_global_interrupt)
+        handle = self._handles.get(prompt_id)
+        if handle is not None and outcome is CancelOutcome.DELETED:
+            handle.fail(
+                "interrupted",
+                PromptInterrupted(
+                    f"prompt {prompt_id} was removed from the queue before it ran",
+                    where=self.client.address.url,
+                    hint="submit it again to render it",
+                ),
+            )
+            self._forget(handle)
+        return outcome
+
+    def handle(self, prompt_id: str) -> PromptHandle | None:
+        return self._handles.get(prompt_id)
+
+    # ------------------------------------------------------------------ WebSocket side
+    async def _ws_loop(self, first: asyncio.Future[None]) -> None:
+        delay = self.timeouts.reconnect_initial
+        while not self._closed:
+            client_id = self.client.rotate_client_id()
+            try:
+                ws = await self.client.transport.ws_connect(client_id)
+            except ComfyUIError as exc:
+                _log.info("WebSocket to %s unavailable: %s", self.client.address.url, exc)
+                if not first.done():
+                    first.set_result(None)
+                await asyncio.sleep(delay * (1 + random.random() / 4))
+                delay = min(delay * 2, self.timeouts.reconnect_max)
+                continue
+            self._ws, self._ws_client_id = ws, client_id
+            self.ws_connections += 1
+            self._last_ws_message = time.monotonic()
+            delay = self.timeouts.reconnect_initial
+            if not first.done():
+                first.set_result(None)
+            else:
+                # Reconnected: whatever finished during the gap is found by the next poll.
+                self._last_poll = 0.0
+            try:
+                await ws.send_json(
+                    {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
+                )
+                await self._read(ws)
+            except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError) as exc:
+                _log.info("WebSocket to %s failed: %s", self.client.address.url, exc)
+            finally:
+                self._ws = None
+                self._running_prompt = None
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self.timeouts.connect):
+                        await ws.close()
+            self._last_poll = 0.0
+            if not self._closed:
+                await asyncio.sleep(delay * (1 + random.random() / 4))
+                delay = min(delay * 2, self.timeouts.reconnect_max)
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in ws:
+            self._last_ws_message = time.monotonic()
+            event: Event | None = None
+            if message.type == aiohttp.WSMsgType.TEXT:
+                event = parse_text_frame(message.data)
+            elif message.type == aiohttp.WSMsgType.BINARY:
+                event = parse_binary_frame(message.data)
+            else:
+                break
+            if event is not None:
+                self._dispatch(event)
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, ServerStatus):
+            self.queue_remaining = event.queue_remaining
+            return
+        prompt_id = event.prompt_id
+        if prompt_id is None and isinstance(event, PreviewImage | ProgressText):
+            prompt_id = self._running_prompt
+        if prompt_id is None:
+            return
+        if isinstance(event, ExecutionStarted | NodeExecuting):
+            self._running_prompt = prompt_id
+        elif isinstance(event, ExecutionDone) and self._running_prompt == prompt_id:
+            self._running_prompt = None
+        handle = self._handles.get(prompt_id)
+        if handle is None:
+            if prompt_id in self._recently_done:
+                return  # late frames of a prompt already reported (e.g. after a stall)
+            events = self._orphans.setdefault(prompt_id, [])
+            if len(events) < _ORPHAN_EVENTS:
+                events.append(event)
+            while len(self._orphans) > _ORPHAN_PROMPTS:
+                self._orphans.popitem(last=False)
+            return
+        self._route(handle, event)
+
+    def _route(self, handle: PromptHandle, event: Event) -> None:
+        if handle.done():
+            return
+        handle.feed(event)
+        if isinstance(event, ExecutionError):
+            handle.fail("error", self._execution_failed(handle.prompt_id, event))
+            self._forget(handle)
+        elif isinstance(event, ExecutionInterrupted):
+            handle.fail("interrupted", self._interrupted(handle.prompt_id, event.node_id))
+            self._forget(handle)
+        elif isinstance(event, ExecutionSuccess | ExecutionDone):
+            self._start_finalizer(handle)
+
+    def _ws_covers(self, handle: PromptHandle) -> bool:
+        return self.connected and handle.client_id == self._ws_client_id
+
+    # ------------------------------------------------------------------ completion
+    def _start_finalizer(self, handle: PromptHandle) -> None:
+        if handle.finalizer is None and not handle.done():
+            handle.state = "finishing"
+            handle.finishing_since = time.monotonic()
+            handle.finalizer = self._spawn(self._finalize(handle))
+
+    async def _finalize(self, handle: PromptHandle) -> None:
+        """Read ``/history/{id}`` until it holds the prompt (bounded by lost_grace)."""
+        if self._ws_covers(handle) and not handle.server_done.is_set():
+            # History is written after execution_success is sent: wait for executing{null}.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(1.0, self.timeouts.lost_grace)):
+                    await handle.server_done.wait()
+        start = time.monotonic()
+        delay = min(0.05, self.timeouts.poll_interval)
+        while not handle.done():
+            try:
+                entry = await self.client.history(handle.prompt_id)
+            except ComfyUIError as exc:
+                _log.debug("history of %s not readable yet: %s", handle.prompt_id, exc)
+                entry = None
+            if entry is not None and entry.status is not PromptStatus.UNKNOWN:
+                self._complete_from_history(handle, entry, via="websocket")
+                return
+            if time.monotonic() - start >= self.timeouts.lost_grace:
+                if handle.ws_success:
+                    handle.succeed(None, via="websocket")
+                else:
+                    handle.fail("lost", self._lost(handle))
+                self._forget(handle)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.timeouts.poll_interval)
+
+    def _complete_from_history(
+        self, handle: PromptHandle, entry: HistoryEntry, *, via: str
+    ) -> None:
+        if handle.done():
+            return
+        if entry.status is PromptStatus.SUCCESS:
+            handle.succeed(entry, via=via)
+        elif entry.status is PromptStatus.INTERRUPTED:
+            data = entry.message("execution_interrupted") or {}
+            node = data.get("node_id")
+            handle.fail(
+                "interrupted", self._interrupted(handle.prompt_id, str(node) if node else None)
+            )
+        else:
+            data = entry.message("execution_error") or {}
+            event = ExecutionError(
+                prompt_id=handle.prompt_id,
+                node_id=str(data["node_id"]) if data.get("node_id") is not None else None,
+                node_type=str(data["node_type"]) if data.get("node_type") else None,
+                exception_type=str(data.get("exception_type") or "Exception"),
+                exception_message=str(data.get("exception_message") or "no message recorded"),
+            )
+            handle.feed(event)
+            handle.fail("error", self._execution_failed(handle.prompt_id, event))
+        self._forget(handle)
+
+    def _forget(self, handle: PromptHandle) -> None:
+        if self._handles.get(handle.prompt_id) is handle:
+            del self._handles[handle.prompt_id]
+        self._recently_done[handle.prompt_id] = None
+        while len(self._recently_done) > _RECENT_DONE:
+            self._recently_done.popitem(last=False)
+        if self._running_prompt == handle.prompt_id:
+            self._running_prompt = None
+
+    def _execution_failed(self, prompt_id: str, event: ExecutionError) -> ExecutionFailed:
+        node = f"node {event.node_id} ({event.node_type})" if event.node_id else "a node"
+        return ExecutionFailed(
+            f"{node} failed: {event.exception_type}: {event.exception_message.strip()}",
+            where=f"{self.client.address.url} prompt {prompt_id}",
+            hint="fix the node's inputs or install what it needs, then submit again",
+            prompt_id=prompt_id,
+            node_id=event.node_id,
+            node_type=event.node_type,
+            exception_type=event.exception_type,
+            exception_message=event.exception_message,
+        )
+
+    def _interrupted(self, prompt_id: str, node_id: str | None) -> PromptInterrupted:
+        at = f" at node {node_id}" if node_id else ""
+        return PromptInterrupted(
+            f"prompt {prompt_id} was interrupted{at}",
+            where=self.client.address.url,
+            hint="submit it again to render it",
+        )
+
+    def _lost(self, handle: PromptHandle) -> PromptLost:
+        return PromptLost(
+            f"prompt {handle.prompt_id} is neither queued, running nor in the history "
+            f"(checked for {self.timeouts.lost_grace:g} s)",
+            where=self.client.address.url,
+            hint="the server probably restarted; submit the prompt again",
+        )
+
+    # ------------------------------------------------------------------ supervision / polling
+    async def _supervise(self) -> None:
+        tick = max(0.005, min(self.timeouts.poll_interval, self.timeouts.watchdog / 4, 0.5))
+        while not self._closed:
+            await asyncio.sleep(tick)
+            try:
+                await self._check()
+            except ComfyUIError as exc:
+                _log.debug("poll of %s failed: %s", self.client.address.url, exc)
+            except Exception:  # a bug must not stop the supervision of every prompt
+                _log.exception("prompt supervision failed")
+
+    async def _check(self) -> None:
+        now = time.monotonic()
+        active = [h for h in self._handles.values() if not h.done()]
+        for handle in active:
+            if handle.deadline is not None and now > handle.deadline:
+                handle.fail("timeout", self._timeout(handle, "its deadline passed"))
+                self._forget(handle)
+            elif now - handle.last_alive > handle.idle_timeout:
+                handle.fail("timeout", self._timeout(handle, "the server showed no sign of it"))
+                self._forget(handle)
+        active = [h for h in active if not h.done() and h.finalizer is None]
+        if not active:
+            return
+        silent = self.connected and now - self._last_ws_message > self.timeouts.watchdog
+        due = [
+            h
+            for h in active
+            if silent
+            or not self._ws_covers(h)
+            or now - h.last_checked >= self.timeouts.watchdog
+            or h.absent_since is not None
+        ]
+        if not due or now - self._last_poll < self.timeouts.poll_interval:
+            return
+        self._last_poll = now
+        await self._poll(due)
+
+    async def _poll(self, handles: list[PromptHandle]) -> None:
+        queue = await self.client.queue()
+        now = time.monotonic()
+        for handle in handles:
+            if handle.done():
+                continue
+            handle.last_checked = now
+            position = queue.position(handle.prompt_id)
+            if position is not None:
+                handle.submitted = True
+                handle.alive()
+                if position == 0 and handle.state in ("watching", "queued"):
+                    handle.state = "running"
+                    if not self._ws_covers(handle):
+                        handle.emit(ExecutionStarted(handle.prompt_id))
+                elif position > 0 and position != handle.position:
+                    handle.state = "queued"
+                    handle.position = position
+                    handle.emit(PromptQueued(handle.prompt_id, position, handle.number))
+                continue
+            try:
+                entry = await self.client.history(handle.prompt_id)
+            except ComfyUIError:
+                continue
+            if entry is not None and entry.status is not PromptStatus.UNKNOWN:
+                self._complete_from_history(handle, entry, via="polling")
+                continue
+            if not handle.submitted:
+                continue
+            if handle.absent_since is None:
+                handle.absent_since = now
+            elif now - handle.absent_since >= self.timeouts.lost_grace:
+                if handle.ws_success:
+                    handle.succeed(None, via="websocket")
+                else:
+                    handle.fail("lost", self._lost(handle))
+                self._forget(handle)
+
+    def _timeout(self, handle: PromptHandle, why: str) -> ServerTimeout:
+        return ServerTimeout(
+            f"gave up on prompt {handle.prompt_id}: {why}",
+            where=self.client.address.url,
+            hint="raise prompt_deadline / idle_timeout for long jobs, or check the server",
+        )
+
+    async def _report_position(self, handle: PromptHandle) -> None:
+        try:
+            queue = await self.client.queue()
+        except ComfyUIError:
+            return
+        position = queue.position(handle.prompt_id)
+        if position is not None and position > 0 and handle.state == "queued":
+            handle.position = position
+            handle.emit(PromptQueued(handle.prompt_id, position, handle.number))
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
