@@ -1,0 +1,184 @@
+"""Where is ComfyUI and how is it run? Detects the install layouts and ComfyUI Desktop.
+
+Layouts, tried in this order for the configured install path:
+
+1. a configured python executable plus ``main.py`` (in the folder or in ``ComfyUI/``);
+2. the Windows portable build: ``python_embeded\\python.exe -s ComfyUI\\main.py``, run from the
+   portable folder (the folder given may also be its ``ComfyUI`` subfolder);
+3. a git checkout with a virtual environment in ``venv/`` or ``.venv/`` (``bin/python`` on POSIX,
+   ``Scripts\\python.exe`` on Windows).
+
+When nothing fits, :class:`InstallNotFound` lists every path that was looked at. ComfyUI Desktop
+(an Electron app serving on port 8000) cannot be started by us: :func:`detect_desktop` only finds
+it, so it can be used but is never managed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from storycore.comfyui.health import SystemStats, probe_system_stats
+from storycore.errors import InstallNotFound
+
+__all__ = [
+    "DESKTOP_PORT",
+    "EMULATOR_MODULE",
+    "ComfyUIInstall",
+    "InstallKind",
+    "detect_desktop",
+    "emulator_install",
+    "find_install",
+    "server_url",
+]
+
+DESKTOP_PORT = 8000
+"""The port ComfyUI Desktop serves on."""
+
+EMULATOR_MODULE = "storycore.comfyui.emulator"
+
+InstallKind = Literal["portable", "venv", "python", "emulator"]
+
+
+@dataclass(frozen=True)
+class ComfyUIInstall:
+    """How to run one ComfyUI: ``python [python_args] entry [server flags]`` in ``cwd``."""
+
+    kind: InstallKind
+    root: Path
+    python: Path
+    entry: tuple[str, ...]
+    cwd: Path
+    python_args: tuple[str, ...] = ()
+
+    def command(self, flags: Sequence[str] = ()) -> list[str]:
+        """The full command line for these server flags."""
+        return [str(self.python), *self.python_args, *self.entry, *flags]
+
+    def describe(self) -> str:
+        names = {
+            "portable": "Windows portable build",
+            "venv": "git checkout with a virtual environment",
+            "python": "configured python with main.py",
+            "emulator": "StoryCore's ComfyUI emulator",
+        }
+        return f"{names[self.kind]} at {self.root}"
+
+
+def _venv_pythons(venv: Path) -> list[Path]:
+    if os.name == "nt":
+        return [venv / "Scripts" / "python.exe"]
+    return [venv / "bin" / "python", venv / "bin" / "python3"]
+
+
+def _is_file(path: Path, looked: list[str]) -> bool:
+    looked.append(str(path))
+    return path.is_file()
+
+
+def _find_main(root: Path, looked: list[str]) -> Path | None:
+    for candidate in (root / "main.py", root / "ComfyUI" / "main.py"):
+        if _is_file(candidate, looked):
+            return candidate
+    return None
+
+
+def find_install(
+    install_path: Path | None, python_executable: Path | None = None
+) -> ComfyUIInstall:
+    """Detect how to run the ComfyUI at ``install_path``; raise :class:`InstallNotFound`."""
+    if install_path is None:
+        raise InstallNotFound(
+            "no ComfyUI install path is configured, so there is nothing to start",
+            where="comfyui.install_path",
+            hint="set comfyui.install_path to your ComfyUI folder, start ComfyUI yourself, "
+            "or use 'storycore comfyui start --mock' for the emulator",
+        )
+    root = install_path.expanduser()
+    looked: list[str] = []
+    if not root.is_dir():
+        raise InstallNotFound(
+            "the configured ComfyUI install path is not a folder",
+            where=str(root),
+            hint="set comfyui.install_path to the folder that holds ComfyUI's main.py "
+            "(or the portable build's folder)",
+        )
+    root = root.resolve()
+
+    if python_executable is not None:
+        python = python_executable.expanduser()
+        main = _find_main(root, looked)
+        if not python.is_file():
+            raise InstallNotFound(
+                "the configured python executable does not exist",
+                where=str(python),
+                hint="set comfyui.python_executable to the python that has ComfyUI's "
+                "requirements installed, or leave it empty to detect it",
+            )
+        if main is not None:
+            return ComfyUIInstall("python", root, python, (str(main),), main.parent)
+
+    # Windows portable: <root>/python_embeded/python.exe + <root>/ComfyUI/main.py;
+    # the user may also point at <root>/ComfyUI.
+    for portable in (root, root.parent):
+        embedded = portable / "python_embeded" / "python.exe"
+        main = portable / "ComfyUI" / "main.py"
+        if _is_file(embedded, looked) and _is_file(main, looked):
+            return ComfyUIInstall(
+                "portable",
+                portable,
+                embedded,
+                (str(Path("ComfyUI") / "main.py"),),
+                portable,
+                python_args=("-s",),
+            )
+
+    main = _find_main(root, looked)
+    if main is not None:
+        checkout = main.parent
+        for venv_name in ("venv", ".venv"):
+            for folder in dict.fromkeys((checkout, root)):
+                for python in _venv_pythons(folder / venv_name):
+                    if _is_file(python, looked):
+                        return ComfyUIInstall("venv", checkout, python, (str(main),), checkout)
+
+    shown = ", ".join(dict.fromkeys(looked))
+    raise InstallNotFound(
+        "no runnable ComfyUI was found: looked for a portable build (python_embeded/python.exe "
+        "with ComfyUI/main.py), a checkout with venv/ or .venv/, and main.py for a configured "
+        f"python; checked {shown}",
+        where=str(root),
+        hint="point comfyui.install_path at your ComfyUI folder, or set "
+        "comfyui.python_executable to the python that runs it",
+    )
+
+
+def emulator_install(python: Path | None = None, *, cwd: Path | None = None) -> ComfyUIInstall:
+    """Run StoryCore's emulator (``python -m storycore.comfyui.emulator``) like a ComfyUI."""
+    exe = python or Path(sys.executable)
+    folder = cwd or Path.cwd()
+    return ComfyUIInstall("emulator", folder, exe, ("-m", EMULATOR_MODULE), folder)
+
+
+async def detect_desktop(
+    host: str = "127.0.0.1",
+    port: int = DESKTOP_PORT,
+    *,
+    timeout: float = 2.0,  # noqa: ASYNC109
+) -> SystemStats | None:
+    """The ``/system_stats`` of a ComfyUI Desktop answering at ``host:port``, or None."""
+    result = await probe_system_stats(server_url(host, port), timeout=timeout)
+    return result.stats
+
+
+def server_url(host: str, port: int) -> str:
+    """``http://host:port`` for a listen address (a wildcard address becomes loopback)."""
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"

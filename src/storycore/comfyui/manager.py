@@ -1,0 +1,598 @@
+"""Start, stop, restart and inspect a local ComfyUI server that StoryCore manages.
+
+The manager keeps its state in one folder (``state_dir``): ``comfyui.pid`` (versioned JSON,
+written atomically) and ``comfyui.log`` (the server's stdout and stderr, rotated). It never
+signals a process whose identity (pid + create time) it has not proved. A ComfyUI already
+serving the port is adopted (used, not managed); ComfyUI Desktop is found on port 8000 when no
+install is configured, and is never managed either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+import psutil
+
+from storycore.comfyui.health import (
+    DeviceInfo,
+    SystemStats,
+    fetch_queue_remaining,
+    probe_system_stats,
+)
+from storycore.comfyui.install import (
+    DESKTOP_PORT,
+    ComfyUIInstall,
+    detect_desktop,
+    find_install,
+    server_url,
+)
+from storycore.comfyui.process import (
+    PidRecord,
+    TerminationReport,
+    check_identity,
+    describe_port_holder,
+    is_port_open,
+    load_pidfile,
+    remove_pidfile,
+    spawn_detached,
+    tail_lines,
+    terminate_tree,
+    write_pidfile,
+)
+from storycore.errors import (
+    ConfigError,
+    InstallNotFound,
+    PortInUse,
+    StartupFailed,
+    StopFailed,
+)
+
+__all__ = [
+    "ComfyUIManager",
+    "ManagerOptions",
+    "ServerState",
+    "ServerStatus",
+    "StartResult",
+    "StopResult",
+    "VramMode",
+    "default_state_dir",
+    "server_flags",
+]
+
+VramMode = Literal["normal", "low", "none", "high"]
+_VRAM_FLAGS: Mapping[str, str] = {"low": "--lowvram", "none": "--novram", "high": "--highvram"}
+_OWNED_FLAGS = ("--listen", "--port", "--cpu", "--cuda-device", "--disable-auto-launch")
+_LOG_LINES_ON_FAILURE = 30
+
+
+def default_state_dir(host: str, port: int) -> Path:
+    """``<user state>/storycore/comfyui/<host>_<port>``."""
+    safe_host = host.replace(":", "_").replace("/", "_") or "default"
+    return platformdirs.user_state_path("storycore") / "comfyui" / f"{safe_host}_{port}"
+
+
+@dataclass(frozen=True)
+class ManagerOptions:
+    """Everything the manager needs; the application maps its settings onto this."""
+
+    install_path: Path | None = None
+    python_executable: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8188
+    extra_args: tuple[str, ...] = ()
+    startup_timeout: float = 60.0
+    health_interval: float = 5.0
+    max_restarts: int = 3
+    graceful_timeout: float = 30.0
+    force_kill_timeout: float = 10.0
+    gpu: bool = True
+    cuda_device: int | None = None
+    vram_mode: VramMode = "normal"
+    reserve_vram_gb: float | None = None
+    state_dir: Path | None = None
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 3
+    detect_desktop: bool = True
+
+    @property
+    def state_folder(self) -> Path:
+        return (
+            self.state_dir
+            if self.state_dir is not None
+            else default_state_dir(self.host, self.port)
+        )
+
+    @property
+    def url(self) -> str:
+        return server_url(self.host, self.port)
+
+
+def server_flags(options: ManagerOptions) -> list[str]:
+    """ComfyUI command-line flags for ``options`` (only flags ComfyUI 0.3.64 accepts)."""
+    for arg in options.extra_args:
+        name = arg.split("=", 1)[0]
+        if name in _OWNED_FLAGS:
+            raise ConfigError(
+                f"extra argument {name} is set by StoryCore itself",
+                where="comfyui.extra_args",
+                hint="use the host, port, gpu and cuda_device settings instead",
+            )
+    flags = ["--listen", options.host, "--port", str(options.port)]
+    if not options.gpu:
+        flags.append("--cpu")
+    else:
+        if options.cuda_device is not None:
+            flags += ["--cuda-device", str(options.cuda_device)]
+        if options.vram_mode in _VRAM_FLAGS:
+            flags.append(_VRAM_FLAGS[options.vram_mode])
+        if options.reserve_vram_gb is not None:
+            flags += ["--reserve-vram", f"{options.reserve_vram_gb:g}"]
+    flags += list(options.extra_args)
+    flags.append("--disable-auto-launch")
+    return flags
+
+
+def server_env(options: ManagerOptions, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env["PYTHONUNBUFFERED"] = "1"
+    if not options.gpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    elif options.cuda_device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(options.cuda_device)
+    return env
+
+
+StartAction = Literal["started", "adopted", "already-running", "desktop"]
+StopAction = Literal["stopped", "not-running", "stale-cleaned", "not-managed"]
+
+
+@dataclass(frozen=True)
+class StartResult:
+    action: StartAction
+    url: str
+    managed: bool
+    message: str
+    pid: int | None = None
+    log_path: Path | None = None
+    pidfile: Path | None = None
+    command: tuple[str, ...] = ()
+    comfyui_version: str | None = None
+    elapsed: float = 0.0
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StopResult:
+    action: StopAction
+    url: str
+    message: str
+    pid: int | None = None
+    log_path: Path | None = None
+    report: TerminationReport | None = None
+    notes: tuple[str, ...] = ()
+
+
+class ServerState(StrEnum):
+    """What ``status`` says about the server."""
+
+    RUNNING = "running"
+    STARTING = "starting"
+    STOPPED = "stopped"
+    UNHEALTHY = "unhealthy"
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    state: ServerState
+    url: str
+    managed: bool
+    message: str
+    pid: int | None = None
+    uptime_s: float | None = None
+    comfyui_version: str | None = None
+    devices: tuple[DeviceInfo, ...] = ()
+    vram_total: int | None = None
+    vram_free: int | None = None
+    queue_remaining: int | None = None
+    log_path: Path | None = None
+    pidfile: Path | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+class ComfyUIManager:
+    """Manages the ComfyUI at ``options.host:options.port``.
+
+    ``install`` overrides detection (used for the emulator in ``--mock`` mode and in tests).
+    """
+
+    desktop_port: int = DESKTOP_PORT
+    """Where ComfyUI Desktop is looked for when no install is configured."""
+
+    def __init__(self, options: ManagerOptions, *, install: ComfyUIInstall | None = None) -> None:
+        self.options = options
+        self._install = install
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    # -- paths -----------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self.options.url
+
+    @property
+    def state_dir(self) -> Path:
+        return self.options.state_folder
+
+    @property
+    def pidfile_path(self) -> Path:
+        return self.state_dir / "comfyui.pid"
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "comfyui.log"
+
+    # -- queries ---------------------------------------------------------------------------
+    def record(self) -> PidRecord | None:
+        """The pidfile's record if it names a live process that is provably ours."""
+        record, _problem = load_pidfile(self.pidfile_path)
+        if record is None:
+            return None
+        self._reap()
+        return record if check_identity(record.pid, record.create_time).matches else None
+
+    def is_alive(self) -> bool:
+        """True while the managed server process runs (pid and create time match)."""
+        return self.record() is not None
+
+    def _reap(self) -> None:
+        if self._popen is not None and self._popen.poll() is not None:
+            self._popen = None
+
+    def resolve_install(self) -> ComfyUIInstall:
+        if self._install is not None:
+            return self._install
+        return find_install(self.options.install_path, self.options.python_executable)
+
+    def command(self, install: ComfyUIInstall | None = None) -> list[str]:
+        return (install or self.resolve_install()).command(server_flags(self.options))
+
+    # -- start -----------------------------------------------------------------------------
+    async def start(self) -> StartResult:
+        """Start the server and wait until ``/system_stats`` answers (or adopt a running one)."""
+        began = time.monotonic()
+        notes: list[str] = []
+        record, problem = load_pidfile(self.pidfile_path)
+        if problem is not None:
+            remove_pidfile(self.pidfile_path)
+            notes.append(f"removed an unreadable pidfile {self.pidfile_path}: {problem}")
+        elif record is not None:
+            self._reap()
+            identity = check_identity(record.pid, record.create_time)
+            if identity.matches:
+                probe = await probe_system_stats(self.url, timeout=3.0)
+                version = probe.stats.comfyui_version if probe.stats else None
+                return StartResult(
+                    "already-running",
+                    self.url,
+                    managed=True,
+                    message=f"ComfyUI is already running (pid {record.pid}) at {self.url}",
+                    pid=record.pid,
+                    log_path=Path(record.log_path),
+                    pidfile=self.pidfile_path,
+                    command=record.command,
+                    comfyui_version=version,
+                    notes=tuple(notes),
+                )
+            remove_pidfile(self.pidfile_path)
+            notes.append(f"removed a stale pidfile: {identity.reason}; nothing was signalled")
+
+        probe = await probe_system_stats(self.url, timeout=3.0)
+        if probe.stats is not None:
+            return StartResult(
+                "adopted",
+                self.url,
+                managed=False,
+                message=f"a ComfyUI {probe.stats.comfyui_version or ''} is already serving "
+                f"{self.url}; using it (StoryCore did not start it and will not stop it)",
+                comfyui_version=probe.stats.comfyui_version,
+                elapsed=time.monotonic() - began,
+                notes=tuple(notes),
+            )
+        if probe.answered or await asyncio.to_thread(
+            is_port_open, self.options.host, self.options.port
+        ):
+            holder = await asyncio.to_thread(describe_port_holder, self.options.port)
+            raise PortInUse(
+                f"port {self.options.port} is held by {holder}, which is not a ComfyUI",
+                where=self.url,
+                hint="stop that program or choose another comfyui.port",
+            )
+
+        try:
+            install = self.resolve_install()
+        except InstallNotFound:
+            desktop = await self._find_desktop()
+            if desktop is None:
+                raise
+            desktop_url = server_url("127.0.0.1", self.desktop_port)
+            return StartResult(
+                "desktop",
+                desktop_url,
+                managed=False,
+                message=f"no install is configured, but ComfyUI Desktop answers at {desktop_url}; "
+                "using it (StoryCore does not manage ComfyUI Desktop)",
+                comfyui_version=desktop.comfyui_version,
+                elapsed=time.monotonic() - began,
+                notes=tuple(notes),
+            )
+        return await self._spawn_and_wait(install, began, notes)
+
+    async def _find_desktop(self) -> SystemStats | None:
+        opts = self.options
+        if not opts.detect_desktop or opts.install_path is not None:
+            return None
+        if opts.python_executable is not None or opts.port == self.desktop_port:
+            return None
+        return await detect_desktop(port=self.desktop_port, timeout=2.0)
+
+    async def _spawn_and_wait(
+        self, install: ComfyUIInstall, began: float, notes: list[str]
+    ) -> StartResult:
+        command = self.command(install)
+        spawned = await asyncio.to_thread(
+            spawn_detached,
+            command,
+            cwd=install.cwd,
+            env=server_env(self.options),
+            log_path=self.log_path,
+            log_max_bytes=self.options.log_max_bytes,
+            log_backups=self.options.log_backups,
+        )
+        self._popen = spawned.popen
+        record = PidRecord(
+            pid=spawned.pid,
+            create_time=spawned.create_time,
+            host=self.options.host,
+            port=self.options.port,
+            command=tuple(command),
+            log_path=str(spawned.log_path),
+            started_at=time.time(),
+            log_offset=spawned.log_offset,
+            kind=install.kind,
+        )
+        write_pidfile(self.pidfile_path, record)
+        deadline = time.monotonic() + self.options.startup_timeout
+        while True:
+            code = spawned.popen.poll()
+            if code is not None:
+                self._popen = None
+                remove_pidfile(self.pidfile_path)
+                raise StartupFailed(
+                    f"ComfyUI exited with code {code} during start-up"
+                    + self._log_excerpt(spawned.log_offset),
+                    where=str(self.log_path),
+                    hint="read the log above; fix the install or the arguments and try again",
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                await self._abandon(record)
+                raise StartupFailed(
+                    f"ComfyUI did not answer /system_stats at {self.url} within "
+                    f"{self.options.startup_timeout:g} s and was stopped"
+                    + self._log_excerpt(spawned.log_offset),
+                    where=str(self.log_path),
+                    hint="raise comfyui.startup_timeout if the machine is slow, "
+                    "otherwise read the log",
+                )
+            probe = await probe_system_stats(self.url, timeout=max(0.05, min(2.0, remaining)))
+            if probe.stats is not None:
+                return StartResult(
+                    "started",
+                    self.url,
+                    managed=True,
+                    message=f"started ComfyUI ({install.describe()}), pid {spawned.pid}, "
+                    f"at {self.url}",
+                    pid=spawned.pid,
+                    log_path=self.log_path,
+                    pidfile=self.pidfile_path,
+                    command=tuple(command),
+                    comfyui_version=probe.stats.comfyui_version,
+                    elapsed=time.monotonic() - began,
+                    notes=tuple(notes),
+                )
+            await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    async def _abandon(self, record: PidRecord) -> None:
+        identity = check_identity(record.pid, record.create_time)
+        if identity.matches:
+            proc = psutil.Process(record.pid)
+            await asyncio.to_thread(
+                terminate_tree,
+                proc,
+                graceful_timeout=min(self.options.graceful_timeout, 5.0),
+                force_kill_timeout=self.options.force_kill_timeout,
+            )
+        self._reap()
+        remove_pidfile(self.pidfile_path)
+
+    def _log_excerpt(self, offset: int) -> str:
+        lines = tail_lines(self.log_path, _LOG_LINES_ON_FAILURE, start_offset=offset)
+        if not lines:
+            return "; its log is empty"
+        return "; last lines of its log:\n" + "\n".join(lines) + "\n"
+
+    # -- stop ------------------------------------------------------------------------------
+    async def stop(self) -> StopResult:
+        """Stop the managed server and its children; never signal an unproven pid."""
+        record, problem = load_pidfile(self.pidfile_path)
+        if problem is not None:
+            remove_pidfile(self.pidfile_path)
+            return StopResult(
+                "stale-cleaned",
+                self.url,
+                f"removed an unreadable pidfile ({problem}); nothing was signalled",
+                log_path=self.log_path,
+            )
+        if record is None:
+            probe = await probe_system_stats(self.url, timeout=2.0)
+            if probe.stats is not None:
+                return StopResult(
+                    "not-managed",
+                    self.url,
+                    f"a ComfyUI answers at {self.url}, but StoryCore did not start it; "
+                    "stop it where it was started",
+                )
+            return StopResult("not-running", self.url, f"no managed ComfyUI runs at {self.url}")
+        self._reap()
+        identity = check_identity(record.pid, record.create_time)
+        if not identity.matches:
+            remove_pidfile(self.pidfile_path)
+            return StopResult(
+                "stale-cleaned",
+                self.url,
+                f"removed a stale pidfile: {identity.reason}; nothing was signalled",
+                pid=record.pid,
+                log_path=Path(record.log_path),
+            )
+        notes: list[str] = []
+        probe = await probe_system_stats(server_url(record.host, record.port), timeout=2.0)
+        if probe.stats is None:
+            notes.append(f"pid {record.pid} did not answer /system_stats ({probe.error})")
+        report = await asyncio.to_thread(
+            terminate_tree,
+            psutil.Process(record.pid),
+            graceful_timeout=self.options.graceful_timeout,
+            force_kill_timeout=self.options.force_kill_timeout,
+        )
+        self._reap()
+        if record.pid in report.survivors:
+            raise StopFailed(
+                f"ComfyUI (pid {record.pid}) survived termination and kill",
+                where=str(self.pidfile_path),
+                hint="stop it with your system's task manager",
+                survivors=report.survivors,
+            )
+        remove_pidfile(self.pidfile_path)
+        if report.survivors:
+            raise StopFailed(
+                "ComfyUI stopped, but some of its child processes survived: "
+                + ", ".join(str(p) for p in report.survivors),
+                where=str(self.pidfile_path),
+                hint="stop them with your system's task manager",
+                survivors=report.survivors,
+            )
+        how = "gracefully" if report.graceful else "by force after the graceful timeout"
+        return StopResult(
+            "stopped",
+            self.url,
+            f"stopped ComfyUI (pid {record.pid}) {how} in {report.elapsed:.1f} s",
+            pid=record.pid,
+            log_path=Path(record.log_path),
+            report=report,
+            notes=tuple(notes),
+        )
+
+    async def restart(self) -> tuple[StopResult, StartResult]:
+        stopped = await self.stop()
+        started = await self.start()
+        return stopped, started
+
+    # -- status ----------------------------------------------------------------------------
+    async def status(self, *, timeout: float = 3.0) -> ServerStatus:  # noqa: ASYNC109
+        record, problem = load_pidfile(self.pidfile_path)
+        notes: list[str] = []
+        if problem is not None:
+            notes.append(f"the pidfile {self.pidfile_path} is unreadable: {problem}")
+        self._reap()
+        pid: int | None = None
+        uptime: float | None = None
+        managed = False
+        if record is not None:
+            identity = check_identity(record.pid, record.create_time)
+            if identity.matches:
+                pid, managed = record.pid, True
+                uptime = max(0.0, time.time() - record.create_time)
+            else:
+                notes.append(f"stale pidfile: {identity.reason}")
+        probe = await probe_system_stats(self.url, timeout=timeout)
+        stats = probe.stats
+        queue = await fetch_queue_remaining(self.url, timeout=timeout) if stats else None
+        if stats is not None:
+            state = ServerState.RUNNING
+            message = f"ComfyUI {stats.comfyui_version or ''} is running at {self.url}" + (
+                f" (pid {pid}, managed by StoryCore)" if managed else " (not started by StoryCore)"
+            )
+        elif managed and uptime is not None and uptime < self.options.startup_timeout:
+            state = ServerState.STARTING
+            message = f"ComfyUI (pid {pid}) is starting; /system_stats does not answer yet"
+        elif managed:
+            state = ServerState.UNHEALTHY
+            message = f"ComfyUI (pid {pid}) runs but does not answer /system_stats ({probe.error})"
+        else:
+            state = ServerState.STOPPED
+            message = f"no ComfyUI answers at {self.url}"
+        return ServerStatus(
+            state=state,
+            url=self.url,
+            managed=managed,
+            message=message,
+            pid=pid,
+            uptime_s=round(uptime, 1) if uptime is not None else None,
+            comfyui_version=stats.comfyui_version if stats else None,
+            devices=stats.devices if stats else (),
+            vram_total=stats.vram_total if stats else None,
+            vram_free=stats.vram_free if stats else None,
+            queue_remaining=queue,
+            log_path=self.log_path if self.log_path.exists() else None,
+            pidfile=self.pidfile_path if record is not None else None,
+            notes=tuple(notes),
+        )
+
+    # -- logs ------------------------------------------------------------------------------
+    def tail_log(self, count: int = 50) -> list[str]:
+        return tail_lines(self.log_path, count)
+
+    async def follow_log(
+        self, *, poll: float = 0.25, max_seconds: float | None = None, until_stopped: bool = True
+    ) -> AsyncIterator[str]:
+        """Yield new log lines as they come; ends after ``max_seconds`` or when the server stops."""
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        path = self.log_path
+        position = path.stat().st_size if path.exists() else 0
+        inode = path.stat().st_ino if path.exists() else None
+        pending = b""
+        while True:
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                stat = None
+            if stat is not None and (stat.st_ino != inode or stat.st_size < position):
+                inode, position, pending = stat.st_ino, 0, b""  # rotated or truncated
+            if stat is not None and stat.st_size > position:
+                chunk = await asyncio.to_thread(_read_from, path, position)
+                position += len(chunk)
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for line in complete:
+                    yield line.decode("utf-8", errors="replace").rstrip("\r")
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            if until_stopped and not self.is_alive():
+                if pending:
+                    yield pending.decode("utf-8", errors="replace")
+                return
+            await asyncio.sleep(poll)
+
+
+def _read_from(path: Path, position: int, limit: int = 1 << 20) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(position)
+        return handle.read(limit)
