@@ -57,12 +57,27 @@ class _GraphChecker:
         if not isinstance(self.graph, Mapping) or not self.graph:
             self.add("prompt_no_outputs", "the graph is empty", hint="the builder produced nothing")
             return self.problems
-        has_output = False
+        outputs = [
+            node_id
+            for node_id, node in self.graph.items()
+            if _class_of(node) in self.catalog and self.catalog[str(_class_of(node))].output_node
+        ]
+        used = _upstream(self.graph, outputs)
         for node_id in sorted(self.graph, key=_id_key):
-            definition = self.check_node(str(node_id), self.graph[node_id])
-            has_output = has_output or bool(definition and definition.output_node)
+            node_id = str(node_id)
+            if node_id in used or not outputs:
+                self.check_node(node_id, self.graph[node_id])
+            elif self.check_class(node_id, self.graph[node_id]) is not None:
+                self.add(
+                    "unused_node",
+                    "the node feeds no output node; the server skips it",
+                    node_id=node_id,
+                    class_type=_class_of(self.graph[node_id]),
+                    hint="connect it or remove it",
+                    severity="warning",
+                )
         known = all(_class_of(n) in self.catalog for n in self.graph.values())
-        if not has_output and known:
+        if not outputs and known:
             self.add(
                 "prompt_no_outputs",
                 "the graph has no output node (such as SaveImage), so the server would run nothing",
@@ -79,7 +94,8 @@ class _GraphChecker:
             )
         return self.problems
 
-    def check_node(self, node_id: str, node: Any) -> NodeDef | None:
+    def check_class(self, node_id: str, node: Any) -> NodeDef | None:
+        """The node's definition, or None after reporting a missing or unknown class."""
         class_type = _class_of(node)
         if class_type is None:
             self.add(
@@ -92,7 +108,13 @@ class _GraphChecker:
         if class_type not in self.catalog:
             self.missing_class(node_id, class_type)
             return None
-        definition = self.catalog[class_type]
+        return self.catalog[class_type]
+
+    def check_node(self, node_id: str, node: Any) -> NodeDef | None:
+        definition = self.check_class(node_id, node)
+        if definition is None:
+            return None
+        class_type = definition.name
         inputs = node.get("inputs") if isinstance(node.get("inputs"), Mapping) else {}
         for spec in definition.inputs.values():
             if spec.section == "hidden":
@@ -272,6 +294,26 @@ def _class_of(node: Any) -> str | None:
 def _id_key(node_id: Any) -> tuple[int, str]:
     text = str(node_id)
     return (int(text), text) if text.isdigit() else (1 << 62, text)
+
+
+def _upstream(graph: Mapping[str, Any], roots: Sequence[str]) -> set[str]:
+    """The nodes ``roots`` depend on through links, ``roots`` included."""
+    seen: set[str] = set()
+    stack = [str(r) for r in roots]
+    while stack:
+        node_id = stack.pop()
+        if node_id in seen:
+            continue
+        seen.add(node_id)
+        node = graph.get(node_id)
+        inputs = node.get("inputs") if isinstance(node, Mapping) else None
+        if not isinstance(inputs, Mapping):
+            continue
+        for value in inputs.values():
+            source = value[0] if isinstance(value, list) and len(value) == 2 else None
+            if isinstance(source, str) and source in graph and source not in seen:
+                stack.append(source)
+    return seen
 
 
 def find_cycles(graph: Mapping[str, Any]) -> list[list[str]]:
