@@ -1,0 +1,426 @@
+"""Node implementations: real Pillow semantics for image nodes, placeholders for model nodes.
+
+Each implementation is a plain (blocking) function ``(ctx, inputs) -> NodeResult`` that the
+executor runs in a worker thread. Model nodes carry small descriptive values (which checkpoint,
+which prompt, which seed) down the graph, and ``VAEDecode`` turns them into a deterministic
+placeholder picture. Any node class without an implementation gets a generic one that passes
+its first input of each output type through (see :func:`generic`).
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageChops, ImageFilter, ImageOps
+
+from ._images import Images, next_counter, placeholder, save_png, solid
+
+__all__ = [
+    "IMPLEMENTATIONS",
+    "SAMPLER_STEPS",
+    "Conditioning",
+    "Latent",
+    "ModelRef",
+    "NodeContext",
+    "NodeResult",
+    "generic",
+    "resolve_input_image",
+]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    kind: str
+    name: str
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    text: str
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Latent:
+    width: int
+    height: int
+    batch: int
+    seed: int | None = None
+    prompt: str = ""
+    notes: tuple[str, ...] = ()
+    base: tuple[Image.Image, ...] = ()
+
+
+@dataclass
+class NodeContext:
+    unique_id: str
+    class_type: str
+    output_dir: Path
+    input_dir: Path
+    temp_dir: Path
+    prompt: Mapping[str, Any]
+    extra_pnginfo: Mapping[str, Any] | None
+    model_files: Callable[[str], list[str]]
+    return_types: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class NodeResult:
+    outputs: tuple[Any, ...]
+    ui: dict[str, Any] | None = None
+
+
+# class_type -> name of the input holding the number of sampler steps.
+SAMPLER_STEPS: dict[str, str] = {"KSampler": "steps", "KSamplerAdvanced": "steps"}
+
+_RESAMPLE = {
+    "nearest-exact": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "area": Image.Resampling.BOX,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "bislerp": Image.Resampling.BICUBIC,
+}
+
+
+def resolve_input_image(name: str, input_dir: Path, output_dir: Path, temp_dir: Path) -> Path:
+    """``LoadImage`` names: ``sub/x.png``, ``x.png [output]``, ``x.png [temp]``."""
+    base = input_dir
+    for tag, folder in ((" [output]", output_dir), (" [input]", input_dir), (" [temp]", temp_dir)):
+        if name.endswith(tag):
+            name, base = name[: -len(tag)], folder
+            break
+    return base / name
+
+
+def _save_images(ctx: NodeContext, images: Images, prefix: str, kind: str) -> NodeResult:
+    root = ctx.output_dir if kind == "output" else ctx.temp_dir
+    if kind == "temp":
+        prefix += "_temp_" + "".join(random.choice(string.ascii_lowercase) for _ in range(5))
+    if images and "%" in prefix:
+        w, h = images[0].size
+        prefix = prefix.replace("%width%", str(w)).replace("%height%", str(h))
+    normalized = Path(prefix)
+    sub = str(normalized.parent) if str(normalized.parent) != "." else ""
+    filename = normalized.name
+    folder = (root / sub).resolve() if sub else root.resolve()
+    root_abs = root.resolve()
+    try:
+        folder.relative_to(root_abs)
+    except ValueError:
+        common = Path(*[a for a, b in zip(folder.parts, root_abs.parts, strict=False) if a == b])
+        raise Exception(
+            "**** ERROR: Saving image outside the output folder is not allowed."
+            f"\n full_output_folder: {folder}"
+            f"\n         output_dir: {root_abs}"
+            f"\n         commonpath: {common}"
+        ) from None
+    counter = next_counter(folder, filename)
+    results = []
+    level = 4 if kind == "output" else 1
+    for i, img in enumerate(images):
+        name = f"{filename.replace('%batch_num%', str(i))}_{counter:05}_.png"
+        save_png(
+            img, folder / name, prompt=ctx.prompt, extra_pnginfo=ctx.extra_pnginfo, level=level
+        )
+        results.append({"filename": name, "subfolder": sub, "type": kind})
+        counter += 1
+    return NodeResult((), {"images": results})
+
+
+def _check_batches(a: Images, b: Images) -> None:
+    if len(a) != len(b) and len(a) != 1 and len(b) != 1:
+        raise RuntimeError(
+            f"The size of tensor a ({len(a)}) must match the size of tensor b ({len(b)}) "
+            "at non-singleton dimension 0"
+        )
+
+
+def _pair(a: Images, b: Images) -> list[tuple[Image.Image, Image.Image]]:
+    _check_batches(a, b)
+    n = max(len(a), len(b))
+    return [(a[min(i, len(a) - 1)], b[min(i, len(b) - 1)]) for i in range(n)]
+
+
+def _blend(a: Image.Image, b: Image.Image, factor: float, mode: str) -> Image.Image:
+    if b.size != a.size:
+        b = b.resize(a.size, Image.Resampling.BICUBIC)
+    if mode == "multiply":
+        mixed = ImageChops.multiply(a, b)
+    elif mode == "screen":
+        mixed = ImageChops.screen(a, b)
+    elif mode == "overlay":
+        mixed = ImageChops.overlay(a, b)
+    elif mode == "soft_light":
+        mixed = ImageChops.soft_light(a, b)
+    elif mode == "difference":
+        mixed = ImageChops.difference(a, b)
+    else:
+        mixed = b
+    return Image.blend(a, mixed, float(factor))
+
+
+def _scale(img: Image.Image, method: str, width: int, height: int, crop: str) -> Image.Image:
+    w0, h0 = img.size
+    if width == 0 and height == 0:
+        return img
+    if width == 0:
+        width = max(1, round(w0 * height / h0))
+    elif height == 0:
+        height = max(1, round(h0 * width / w0))
+    if crop == "center":
+        old_aspect, new_aspect = w0 / h0, width / height
+        if old_aspect > new_aspect:
+            x = round((w0 - w0 * (new_aspect / old_aspect)) / 2)
+            img = img.crop((x, 0, w0 - x, h0))
+        elif old_aspect < new_aspect:
+            y = round((h0 - h0 * (old_aspect / new_aspect)) / 2)
+            img = img.crop((0, y, w0, h0 - y))
+    return img.resize((width, height), _RESAMPLE.get(method, Image.Resampling.BICUBIC))
+
+
+def _edges(images: Images) -> Images:
+    return [img.convert("L").filter(ImageFilter.FIND_EDGES).convert("RGB") for img in images]
+
+
+# ---- image nodes ----------------------------------------------------------------------------
+def empty_image(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    img = solid(int(i["width"]), int(i["height"]), int(i["color"]))
+    return NodeResult(([img] * int(i["batch_size"]),))
+
+
+def load_image(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    path = resolve_input_image(str(i["image"]), ctx.input_dir, ctx.output_dir, ctx.temp_dir)
+    with Image.open(path) as opened:
+        opened.load()
+        rgba = opened.convert("RGBA") if "A" in opened.getbands() else None
+        rgb = opened.convert("RGB")
+    if rgba is not None:
+        mask = ImageOps.invert(rgba.getchannel("A"))
+    else:
+        mask = Image.new("L", (64, 64), 0)
+    return NodeResult(([rgb], [mask]))
+
+
+def save_image(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    return _save_images(ctx, i["images"], str(i.get("filename_prefix", "ComfyUI")), "output")
+
+
+def preview_image(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    return _save_images(ctx, i["images"], "ComfyUI", "temp")
+
+
+def image_scale(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    w, h = int(i["width"]), int(i["height"])
+    out = [_scale(img, str(i["upscale_method"]), w, h, str(i["crop"])) for img in i["image"]]
+    return NodeResult((out,))
+
+
+def image_invert(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    return NodeResult(([ImageOps.invert(img.convert("RGB")) for img in i["image"]],))
+
+
+def image_blend(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    factor, mode = float(i["blend_factor"]), str(i["blend_mode"])
+    return NodeResult(([_blend(a, b, factor, mode) for a, b in _pair(i["image1"], i["image2"])],))
+
+
+def image_batch(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    first: Images = i["image1"]
+    size = first[0].size
+    second = [img if img.size == size else img.resize(size) for img in i["image2"]]
+    return NodeResult(([*first, *second],))
+
+
+def image_blur(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    radius = float(i.get("sigma", 1.0))
+    return NodeResult(([img.filter(ImageFilter.GaussianBlur(radius)) for img in i["image"]],))
+
+
+def canny(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    return NodeResult((_edges(i["image"]),))
+
+
+# ---- model nodes ----------------------------------------------------------------------------
+def checkpoint_loader(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    name = str(i["ckpt_name"])
+    return NodeResult((ModelRef("MODEL", name), ModelRef("CLIP", name), ModelRef("VAE", name)))
+
+
+def clip_text_encode(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    clip: ModelRef = i["clip"]
+    return NodeResult((Conditioning(str(i["text"]), clip.notes),))
+
+
+def empty_latent(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    return NodeResult((Latent(int(i["width"]), int(i["height"]), int(i["batch_size"])),))
+
+
+def ksampler(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    latent: Latent = i["latent_image"]
+    positive = i.get("positive")
+    model = i.get("model")
+    seed = int(i.get("seed", i.get("noise_seed", 0)))
+    notes: list[str] = []
+    if isinstance(model, ModelRef):
+        notes.append(f"model {model.name}")
+        notes.extend(model.notes)
+    if isinstance(positive, Conditioning):
+        notes.extend(positive.notes)
+    notes.append(
+        f"{i.get('sampler_name', '?')} {i.get('steps', '?')} steps cfg {i.get('cfg', '?')}"
+    )
+    text = positive.text if isinstance(positive, Conditioning) else ""
+    return NodeResult((replace(latent, seed=seed, prompt=text, notes=tuple(notes)),))
+
+
+def vae_decode(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    lat: Latent = i["samples"]
+    images = []
+    for n in range(max(1, lat.batch)):
+        seed = None if lat.seed is None else lat.seed + n
+        base = lat.base[min(n, len(lat.base) - 1)] if lat.base else None
+        images.append(
+            placeholder(
+                lat.width, lat.height, prompt=lat.prompt, seed=seed, extra=lat.notes, base=base
+            )
+        )
+    return NodeResult((images,))
+
+
+def vae_encode(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    pixels: Images = i["pixels"]
+    w, h = pixels[0].size
+    return NodeResult((Latent(w, h, len(pixels), base=tuple(pixels)),))
+
+
+def lora_loader(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    note = f"lora {i['lora_name']}"
+    model: ModelRef = i["model"]
+    out: list[Any] = [replace(model, notes=(*model.notes, note))]
+    if "clip" in i:
+        clip: ModelRef = i["clip"]
+        out.append(replace(clip, notes=(*clip.notes, note)))
+    return NodeResult(tuple(out))
+
+
+def _loader(kind: str, key: str) -> Callable[[NodeContext, dict[str, Any]], NodeResult]:
+    def run(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+        return NodeResult((ModelRef(kind, str(i[key])),))
+
+    return run
+
+
+def controlnet_apply(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    cn = i["control_net"]
+    note = f"controlnet {getattr(cn, 'name', '?')} x{i.get('strength', 1.0)}"
+    out = []
+    for key in ("positive", "negative"):
+        cond = i[key]
+        text = cond.text if isinstance(cond, Conditioning) else ""
+        notes = cond.notes if isinstance(cond, Conditioning) else ()
+        out.append(Conditioning(text, (*notes, note)))
+    return NodeResult(tuple(out))
+
+
+def ipadapter_unified_loader(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    if not ctx.model_files("clip_vision"):
+        raise Exception("ClipVision model not found.")
+    if not ctx.model_files("ipadapter"):
+        raise Exception("IPAdapter model not found.")
+    model: ModelRef = i["model"]
+    preset = str(i.get("preset", ""))
+    return NodeResult(
+        (replace(model, notes=(*model.notes, f"ipadapter {preset}")), ModelRef("IPADAPTER", preset))
+    )
+
+
+def ipadapter_apply(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    model: ModelRef = i["model"]
+    ip = i.get("ipadapter")
+    note = f"ipadapter {getattr(ip, 'name', '?')} w{i.get('weight', 1.0)}"
+    return NodeResult((replace(model, notes=(*model.notes, note)),))
+
+
+def save_image_websocket(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    return NodeResult((), None)  # frames are sent by the executor
+
+
+IMPLEMENTATIONS: dict[str, Callable[[NodeContext, dict[str, Any]], NodeResult]] = {
+    "EmptyImage": empty_image,
+    "LoadImage": load_image,
+    "SaveImage": save_image,
+    "PreviewImage": preview_image,
+    "ImageScale": image_scale,
+    "ImageInvert": image_invert,
+    "ImageBlend": image_blend,
+    "ImageBatch": image_batch,
+    "ImageBlur": image_blur,
+    "Canny": canny,
+    "CheckpointLoaderSimple": checkpoint_loader,
+    "CLIPTextEncode": clip_text_encode,
+    "EmptyLatentImage": empty_latent,
+    "KSampler": ksampler,
+    "KSamplerAdvanced": ksampler,
+    "VAEDecode": vae_decode,
+    "VAEEncode": vae_encode,
+    "LoraLoader": lora_loader,
+    "LoraLoaderModelOnly": lora_loader,
+    "VAELoader": _loader("VAE", "vae_name"),
+    "ControlNetLoader": _loader("CONTROL_NET", "control_net_name"),
+    "CLIPVisionLoader": _loader("CLIP_VISION", "clip_name"),
+    "IPAdapterModelLoader": _loader("IPADAPTER", "ipadapter_file"),
+    "ControlNetApplyAdvanced": controlnet_apply,
+    "IPAdapterUnifiedLoader": ipadapter_unified_loader,
+    "IPAdapterAdvanced": ipadapter_apply,
+    "IPAdapter": ipadapter_apply,
+    "SaveImageWebsocket": save_image_websocket,
+}
+
+
+def generic(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    """Any other node: pass through the first input of each output type, else a placeholder.
+
+    Preprocessors (IMAGE in, IMAGE out) get an edge map of their input so the output follows it.
+    """
+    outputs: list[Any] = []
+    for rtype in ctx.return_types:
+        found = next((v for v in i.values() if _has_type(v, rtype)), None)
+        if rtype == "IMAGE" and found is not None and "Preprocessor" in ctx.class_type:
+            found = _edges(found)
+        if found is None:
+            found = _default_value(ctx, rtype, i)
+        outputs.append(found)
+    return NodeResult(tuple(outputs))
+
+
+def _has_type(value: Any, rtype: Any) -> bool:
+    if rtype == "IMAGE":
+        return isinstance(value, list) and bool(value) and value[0].mode == "RGB"
+    if rtype == "MASK":
+        return isinstance(value, list) and bool(value) and value[0].mode == "L"
+    if rtype == "LATENT":
+        return isinstance(value, Latent)
+    if rtype == "CONDITIONING":
+        return isinstance(value, Conditioning)
+    return isinstance(value, ModelRef) and value.kind == rtype
+
+
+def _default_value(ctx: NodeContext, rtype: Any, i: dict[str, Any]) -> Any:
+    width = int(i.get("width", 512)) if isinstance(i.get("width"), int | float) else 512
+    height = int(i.get("height", 512)) if isinstance(i.get("height"), int | float) else 512
+    if rtype == "IMAGE":
+        return [placeholder(width, height, prompt=ctx.class_type, seed=None)]
+    if rtype == "MASK":
+        return [Image.new("L", (width, height), 0)]
+    if rtype == "LATENT":
+        return Latent(width, height, 1)
+    if rtype == "CONDITIONING":
+        return Conditioning(str(i.get("text", "")))
+    return ModelRef(str(rtype), ctx.class_type)

@@ -1,0 +1,414 @@
+"""HTTP routes of the emulator, each also under ``/api``, with ComfyUI's status codes and bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import mimetypes
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from PIL import Image
+
+from ._executor import Executor
+from ._faults import FaultController
+from ._nodedefs import NodeDefs, load_data_json
+from ._nodes import resolve_input_image
+from ._validation import validate_prompt
+from ._ws import SERVER_FEATURES, SocketHub
+
+__all__ = ["ServerContext", "build_app"]
+
+_INTERNAL_ERROR = "500 Internal Server Error\n\nServer got itself in trouble"
+_INDEX_HTML = (
+    '<!doctype html><html lang="en"><head><meta charset="UTF-8"><title>ComfyUI</title>'
+    "</head><body><p>StoryCore ComfyUI emulator: no web UI.</p></body></html>"
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class ServerContext:
+    defs: NodeDefs
+    hub: SocketHub
+    executor: Executor
+    faults: FaultController
+    output_dir: Path
+    input_dir: Path
+    temp_dir: Path
+
+
+def list_input_files(input_dir: Path) -> list[str]:
+    """Top-level files of the input folder, as ``LoadImage`` lists them."""
+    try:
+        return sorted(e.name for e in os.scandir(input_dir) if e.is_file())
+    except FileNotFoundError:
+        return []
+
+
+def _empty(status: int) -> web.Response:
+    return web.Response(status=status)
+
+
+def build_app(ctx: ServerContext) -> web.Application:
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin and origin != "null":
+            host = request.headers.get("Host", "")
+            if urlsplit(origin).netloc.lower() != host.lower():
+                return _empty(403)
+        fault = ctx.faults.take_route_fault(request.method, request.path)
+        if fault is not None:
+            return web.Response(status=fault[0], text=fault[1])
+        return await handler(request)
+
+    app = web.Application(middlewares=[guard], client_max_size=104857600)
+    routes = _Routes(ctx)
+    table: list[tuple[str, str, Handler]] = [
+        ("GET", "/ws", ctx.hub.handle),
+        ("GET", "/", routes.index),
+        ("GET", "/system_stats", routes.system_stats),
+        ("GET", "/object_info", routes.object_info),
+        ("GET", "/object_info/{node_class}", routes.object_info_one),
+        ("GET", "/queue", routes.get_queue),
+        ("POST", "/queue", routes.post_queue),
+        ("GET", "/prompt", routes.get_prompt),
+        ("POST", "/prompt", routes.post_prompt),
+        ("GET", "/history", routes.get_history),
+        ("GET", "/history/{prompt_id}", routes.get_history_one),
+        ("POST", "/history", routes.post_history),
+        ("POST", "/interrupt", routes.interrupt),
+        ("POST", "/free", routes.free),
+        ("GET", "/view", routes.view),
+        ("POST", "/upload/image", routes.upload_image),
+        ("POST", "/upload/mask", routes.upload_image),
+        ("GET", "/features", routes.static_json(lambda: dict(SERVER_FEATURES))),
+        (
+            "GET",
+            "/embeddings",
+            routes.static_json(lambda: load_data_json("embeddings.json")["body"]),
+        ),
+        (
+            "GET",
+            "/extensions",
+            routes.static_json(lambda: load_data_json("extensions.json")["body"]),
+        ),
+        ("GET", "/models", routes.static_json(lambda: list(ctx.defs.model_folders))),
+        ("GET", "/models/{folder}", routes.models_folder),
+        ("GET", "/settings", routes.static_json(dict)),
+        ("GET", "/users", routes.static_json(lambda: {"storage": "server", "migrated": True})),
+        ("GET", "/i18n", routes.static_json(dict)),
+        ("GET", "/workflow_templates", routes.static_json(dict)),
+    ]
+    for method, path, handler in table:
+        for prefix in ("", "/api"):
+            full = prefix + path if path != "/" or not prefix else "/api/"
+            if method == "GET":
+                app.router.add_get(full, handler)
+            else:
+                app.router.add_route(method, full, handler)
+    return app
+
+
+class _Routes:
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self._system_stats: dict[str, Any] | None = None
+
+    def static_json(self, make: Callable[[], Any]) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return web.json_response(make())
+
+        return handler
+
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            text=_INDEX_HTML, content_type="text/html", headers={"Cache-Control": "no-cache"}
+        )
+
+    async def system_stats(self, request: web.Request) -> web.StreamResponse:
+        if self._system_stats is None:
+            self._system_stats = load_data_json("system_stats.json")["body"]
+        return web.json_response(self._system_stats)
+
+    async def object_info(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.ctx.defs.all_info())
+
+    async def object_info_one(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["node_class"]
+        if name in self.ctx.defs:
+            return web.json_response({name: self.ctx.defs.info(name)})
+        return web.json_response({})
+
+    async def models_folder(self, request: web.Request) -> web.StreamResponse:
+        folder = request.match_info["folder"]
+        if folder not in self.ctx.defs.model_folders:
+            return _empty(404)
+        return web.json_response(self.ctx.defs.folder_files(folder))
+
+    # ---- queue ---------------------------------------------------------------------------
+    async def get_queue(self, request: web.Request) -> web.StreamResponse:
+        running, pending = self.ctx.executor.queue_snapshot()
+        return web.json_response({"queue_running": running, "queue_pending": pending})
+
+    async def post_queue(self, request: web.Request) -> web.StreamResponse:
+        data = await _json_or_none(request)
+        if isinstance(data, dict):
+            if data.get("clear"):
+                self.ctx.executor.wipe_queue()
+            for pid in data.get("delete", []) or []:
+                self.ctx.executor.delete_pending(str(pid))
+        return _empty(200)
+
+    async def get_prompt(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.ctx.executor.queue_info())
+
+    async def post_prompt(self, request: web.Request) -> web.StreamResponse:
+        try:
+            data = await request.json()
+        except ValueError:
+            return _internal_error()
+        if not isinstance(data, dict):
+            return _internal_error()
+        executor = self.ctx.executor
+        number: Any
+        if "number" in data:
+            try:
+                number = float(data["number"])
+            except (TypeError, ValueError):
+                return _internal_error()
+        else:
+            number = executor.number
+            if data.get("front"):
+                number = -number
+            executor.number += 1
+        if "prompt" not in data:
+            error = {
+                "type": "no_prompt",
+                "message": "No prompt provided",
+                "details": "No prompt provided",
+                "extra_info": {},
+            }
+            return web.json_response({"error": error, "node_errors": {}}, status=400)
+        prompt = data["prompt"]
+        if not isinstance(prompt, dict):
+            return _internal_error()
+        prompt_id = str(data["prompt_id"]) if "prompt_id" in data else str(uuid.uuid4())
+        targets = data.get("partial_execution_targets")
+        result = validate_prompt(
+            prompt,
+            self.ctx.defs,
+            targets if isinstance(targets, list) else None,
+            self._custom_validate,
+        )
+        extra = data.get("extra_data", {})
+        extra = dict(extra) if isinstance(extra, dict) else {}
+        if "client_id" in data:
+            extra["client_id"] = data["client_id"]
+        if not result.ok:
+            return web.json_response(
+                {"error": result.error, "node_errors": result.node_errors}, status=400
+            )
+        executor.put([number, prompt_id, prompt, extra, result.good_outputs])
+        return web.json_response(
+            {"prompt_id": prompt_id, "number": number, "node_errors": result.node_errors}
+        )
+
+    def _custom_validate(self, class_type: str, name: str, value: Any) -> bool | str:
+        if class_type in ("LoadImage", "LoadImageMask") and name == "image":
+            c = self.ctx
+            path = resolve_input_image(str(value), c.input_dir, c.output_dir, c.temp_dir)
+            if not path.is_file():
+                return f"Invalid image file: {value}"
+        return True
+
+    # ---- history -------------------------------------------------------------------------
+    async def get_history(self, request: web.Request) -> web.StreamResponse:
+        query = request.rel_url.query
+        try:
+            max_items = int(query["max_items"]) if "max_items" in query else None
+            offset = int(query["offset"]) if "offset" in query else -1
+        except ValueError:
+            return _internal_error()
+        return web.json_response(self.ctx.executor.get_history(max_items, offset))
+
+    async def get_history_one(self, request: web.Request) -> web.StreamResponse:
+        pid = request.match_info["prompt_id"]
+        entry = self.ctx.executor.history.get(pid)
+        return web.json_response({pid: entry} if entry is not None else {})
+
+    async def post_history(self, request: web.Request) -> web.StreamResponse:
+        data = await _json_or_none(request)
+        if isinstance(data, dict):
+            if data.get("clear"):
+                self.ctx.executor.history.clear()
+            for pid in data.get("delete", []) or []:
+                self.ctx.executor.history.pop(str(pid), None)
+        return _empty(200)
+
+    async def interrupt(self, request: web.Request) -> web.StreamResponse:
+        data = await _json_or_none(request)
+        pid = data.get("prompt_id") if isinstance(data, dict) else None
+        self.ctx.executor.interrupt(str(pid) if pid else None)
+        return _empty(200)
+
+    async def free(self, request: web.Request) -> web.StreamResponse:
+        data = await _json_or_none(request)
+        if isinstance(data, dict):
+            self.ctx.executor.free(bool(data.get("free_memory", False)))
+        return _empty(200)
+
+    # ---- files ---------------------------------------------------------------------------
+    def _dir_for(self, kind: str | None) -> Path | None:
+        return {
+            "output": self.ctx.output_dir,
+            "input": self.ctx.input_dir,
+            "temp": self.ctx.temp_dir,
+        }.get(kind or "output")
+
+    async def view(self, request: web.Request) -> web.StreamResponse:
+        query = request.rel_url.query
+        if "filename" not in query:
+            return _empty(404)
+        filename = query["filename"]
+        base: Path | None = None
+        for tag, kind in ((" [output]", "output"), (" [input]", "input"), (" [temp]", "temp")):
+            if filename.endswith(tag):
+                filename, base = filename[: -len(tag)], self._dir_for(kind)
+                break
+        if not filename:
+            return _empty(400)
+        if filename[0] == "/" or ".." in filename:
+            return _empty(400)
+        if base is None:
+            base = self._dir_for(query.get("type", "output"))
+        if base is None:
+            return _empty(400)
+        found = await asyncio.to_thread(_view_path, base, query.get("subfolder"), filename)
+        if isinstance(found, int):
+            return _empty(found)
+        path, name = found
+        disposition = {"Content-Disposition": f'filename="{name}"'}
+        if "preview" in query:
+            fmt, _, quality = query["preview"].partition(";")
+            fmt = fmt if fmt in ("webp", "jpeg") else "webp"
+            body = await asyncio.to_thread(_convert, path, fmt.upper(), int(quality or 90))
+            return web.Response(body=body, content_type=f"image/{fmt}", headers=disposition)
+        channel = query.get("channel", "rgba")
+        if channel in ("rgb", "a"):
+            body = await asyncio.to_thread(_channel_png, path, channel)
+            return web.Response(body=body, content_type="image/png", headers=disposition)
+        ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if ctype in {"text/html", "application/xhtml+xml", "text/javascript", "text/css"}:
+            ctype = "application/octet-stream"
+        return web.FileResponse(path, headers={**disposition, "Content-Type": ctype})
+
+    async def upload_image(self, request: web.Request) -> web.StreamResponse:
+        try:
+            post = await request.post()
+        except ValueError:
+            return _empty(400)
+        image = post.get("image")
+        if not isinstance(image, web.FileField) or not image.filename:
+            return _empty(400)
+        kind = str(post.get("type") or "input")
+        if kind not in ("input", "temp", "output"):
+            kind = "input"
+        base = self._dir_for(kind)
+        assert base is not None
+        subfolder = str(post.get("subfolder", ""))
+        overwrite = str(post.get("overwrite", "")) in ("true", "1")
+        data = image.file.read()
+        name = await asyncio.to_thread(
+            _store_upload, base, subfolder, image.filename, data, overwrite
+        )
+        if name is None:
+            return _empty(400)
+        return web.json_response({"name": name, "subfolder": subfolder, "type": kind})
+
+
+def _view_path(base: Path, subfolder: str | None, filename: str) -> tuple[Path, str] | int:
+    """The file ``/view`` serves, or the status ComfyUI answers (403 escape, 404 missing)."""
+    root = base.resolve()
+    folder = root
+    if subfolder is not None:
+        folder = Path(os.path.abspath(root / subfolder))
+        if os.path.commonpath((str(folder), str(root))) != str(root):
+            return 403
+    name = os.path.basename(filename)
+    path = folder / name
+    if not path.is_file():
+        return 404
+    return path, name
+
+
+def _store_upload(
+    base: Path, subfolder: str, filename: str, data: bytes, overwrite: bool
+) -> str | None:
+    """Write an upload like ComfyUI (rename on collision); None when it would escape ``base``."""
+    root = str(base.resolve())
+    folder = os.path.join(root, os.path.normpath(subfolder)) if subfolder else root
+    if os.path.commonpath((root, os.path.abspath(os.path.join(folder, filename)))) != root:
+        return None
+    os.makedirs(folder, exist_ok=True)
+    stem, ext = os.path.splitext(filename)
+    path = os.path.join(folder, filename)
+    if not overwrite:
+        i = 1
+        digest = hashlib.sha256(data).digest()
+        while os.path.exists(path):
+            with open(path, "rb") as fh:
+                if hashlib.sha256(fh.read()).digest() == digest:
+                    return filename
+            filename = f"{stem} ({i}){ext}"
+            path = os.path.join(folder, filename)
+            i += 1
+    tmp = path + f".{os.getpid()}.part"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+    return filename
+
+
+def _convert(path: Path, fmt: str, quality: int) -> bytes:
+    with Image.open(path) as img:
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, format=fmt, quality=quality)
+        return buf.getvalue()
+
+
+def _channel_png(path: Path, channel: str) -> bytes:
+    with Image.open(path) as img:
+        if channel == "rgb":
+            out = img.convert("RGB")
+        else:
+            rgba = img.convert("RGBA")
+            alpha = rgba.getchannel("A")
+            out = Image.new("RGBA", rgba.size, (0, 0, 0, 0))
+            out.putalpha(alpha)
+        buf = io.BytesIO()
+        out.save(buf, format="PNG")
+        return buf.getvalue()
+
+
+def _internal_error() -> web.Response:
+    return web.Response(status=500, text=_INTERNAL_ERROR)
+
+
+async def _json_or_none(request: web.Request) -> Any:
+    if not request.can_read_body:
+        return None
+    try:
+        return json.loads(await request.text())
+    except ValueError:
+        return None
