@@ -54,7 +54,8 @@ class Problem:
     def paragraph(self) -> str:
         text = f"{self.where()}: {self.message.rstrip('.')}."
         if self.hint:
-            text += f" {self.hint.rstrip('.')}."
+            hint = self.hint.rstrip(".")
+            text += f" {hint[:1].upper()}{hint[1:]}."
         return text
 
     def to_dict(self) -> dict[str, Any]:

@@ -140,7 +140,10 @@ class _Converter:
     def pass_through(self, node: Mapping[str, Any], slot: int, hops: int) -> Any:
         outputs = node.get("outputs") or []
         wanted = outputs[slot].get("type") if slot < len(outputs) else None
-        for candidate in node.get("inputs") or []:
+        inputs = [i for i in node.get("inputs") or [] if isinstance(i, Mapping)]
+        # like the front end: the input at the same index if its type fits, else the first fit
+        ordered = ([inputs[slot]] if slot < len(inputs) else []) + inputs
+        for candidate in ordered:
             if candidate.get("link") is None:
                 continue
             if node.get("type") == "Reroute" or candidate.get("type") in (wanted, "*"):
