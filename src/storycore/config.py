@@ -184,6 +184,7 @@ class Settings(_Model):
     ipadapter: IPAdapterSettings = Field(default_factory=IPAdapterSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     backends: tuple[BackendSettings, ...] = ()
+    templates: dict[str, Path] = Field(default_factory=dict)
     state_dir: Path | None = None
 
     @field_validator("log_level", mode="before")
@@ -216,7 +217,7 @@ class ResolvedSettings:
 
 
 def _walk(value: Any, prefix: str, rows: list[tuple[str, Any, str]]) -> None:
-    if isinstance(value, dict) and value and prefix != "controlnet.models":
+    if isinstance(value, dict) and value and prefix not in ("controlnet.models", "templates"):
         for key, sub in value.items():
             _walk(sub, f"{prefix}.{key}" if prefix else key, rows)
     else:

@@ -1,0 +1,279 @@
+"""The pool of ComfyUI servers a render uses: connecting, probing, the mock fallback.
+
+A :class:`Backend` is one server with its client, its prompt tracker, what it offers
+(``/object_info``, model lists, version) and its load. The in-process emulator is a backend
+like any other, marked ``mock`` so its frames are recorded as placeholders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from storycore.comfyui import ClientTimeouts, ComfyUIClient, PromptTracker, ServerAddress
+from storycore.config import BackendSettings, Settings
+from storycore.errors import ComfyUIError, RenderError
+
+__all__ = ["MODEL_FOLDERS", "Backend", "BackendSpec", "backend_specs", "connect_backend"]
+
+_log = logging.getLogger("storycore.engine")
+
+MODEL_FOLDERS = ("checkpoints", "loras", "vae", "controlnet", "clip_vision", "ipadapter")
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Where a backend is and how to authenticate to it."""
+
+    url: str
+    token: str | None = None
+    basic_auth: tuple[str, str] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    weight: int = 1
+
+    def address(self) -> ServerAddress:
+        return ServerAddress(
+            self.url, token=self.token, basic_auth=self.basic_auth, headers=dict(self.headers)
+        )
+
+
+def _spec_from(backend: BackendSettings) -> BackendSpec:
+    basic = None
+    if backend.username and backend.password is not None:
+        basic = (backend.username, backend.password.get_secret_value())
+    return BackendSpec(
+        url=backend.url,
+        token=backend.token.get_secret_value() if backend.token else None,
+        basic_auth=basic,
+        headers=dict(backend.headers),
+        weight=backend.weight,
+    )
+
+
+def backend_specs(settings: Settings, urls: Sequence[str] = ()) -> list[BackendSpec]:
+    """The servers to use: URLs from the command line, else the configured backends, else the
+    local ComfyUI at ``comfyui.host:port``. Duplicates are dropped."""
+    if urls:
+        configured = {b.url: b for b in settings.backends}
+        specs = [
+            _spec_from(configured[u.rstrip("/")])
+            if u.rstrip("/") in configured
+            else BackendSpec(u.rstrip("/"))
+            for u in urls
+        ]
+    elif settings.backends:
+        specs = [_spec_from(b) for b in settings.backends]
+    else:
+        specs = [BackendSpec(settings.comfyui.url)]
+    unique: dict[str, BackendSpec] = {}
+    for spec in specs:
+        unique.setdefault(spec.url, spec)
+    return list(unique.values())
+
+
+def client_timeouts(settings: Settings) -> ClientTimeouts:
+    c = settings.comfyui
+    return ClientTimeouts(
+        connect=c.connect_timeout,
+        read=c.read_timeout,
+        prompt_deadline=c.prompt_timeout,
+        idle_timeout=c.idle_timeout,
+        watchdog=max(c.health_check_interval * 2, 1.0),
+    )
+
+
+@dataclass
+class Backend:
+    """One server in the pool."""
+
+    spec: BackendSpec
+    client: ComfyUIClient
+    tracker: PromptTracker
+    mock: bool
+    object_info: dict[str, Any]
+    models: dict[str, list[str]]
+    system_stats: dict[str, Any]
+    depth: int
+    healthy: bool = True
+    in_flight: int = 0
+    failures: int = 0
+    last_checkpoint: str | None = None
+    rendered: int = 0
+    down_since: float | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        return self.spec.url
+
+    @property
+    def version(self) -> str | None:
+        system = self.system_stats.get("system", {})
+        version = system.get("comfyui_version") if isinstance(system, dict) else None
+        return str(version) if version else None
+
+    @property
+    def node_classes(self) -> frozenset[str]:
+        return frozenset(self.object_info)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.tracker.close()
+        with contextlib.suppress(Exception):
+            await self.client.close()
+
+    async def probe(self, limit: float) -> bool:
+        """One ``/system_stats`` call bounded by ``limit`` seconds: is the server answering?"""
+        try:
+            async with asyncio.timeout(limit):
+                self.system_stats = await self.client.system_stats()
+        except (ComfyUIError, TimeoutError, OSError):
+            return False
+        return True
+
+
+def _looks_like_emulator(stats: Mapping[str, Any]) -> bool:
+    system = stats.get("system")
+    if not isinstance(system, dict):
+        return False
+    return bool(system.get("storycore_emulator")) or "emulator" in str(
+        system.get("comfyui_version", "")
+    )
+
+
+async def connect_backend(
+    spec: BackendSpec, settings: Settings, *, mock: bool = False, probe_timeout: float = 5.0
+) -> Backend:
+    """Open a client and a tracker to ``spec`` and learn what the server offers.
+
+    Raises a :class:`ComfyUIError` (unreachable, timeout, bad answer) when it cannot be used.
+    """
+    client = ComfyUIClient(spec.address(), client_timeouts(settings))
+    await client.open()
+    tracker: PromptTracker | None = None
+    try:
+        async with asyncio.timeout(probe_timeout):
+            stats = await client.system_stats()
+        object_info = await client.object_info() or {}
+        models: dict[str, list[str]] = {}
+        for folder in MODEL_FOLDERS:
+            try:
+                models[folder] = await client.models(folder)
+            except ComfyUIError:
+                models[folder] = []
+        tracker = PromptTracker(client)
+        await tracker.start()
+    except BaseException:
+        if tracker is not None:
+            await tracker.close()
+        await client.close()
+        raise
+    return Backend(
+        spec=spec,
+        client=client,
+        tracker=tracker,
+        mock=mock or _looks_like_emulator(stats),
+        object_info=object_info,
+        models=models,
+        system_stats=stats,
+        depth=settings.render.queue_depth,
+    )
+
+
+async def connect_all(
+    specs: Iterable[BackendSpec], settings: Settings, probe_timeout: float
+) -> tuple[list[Backend], list[tuple[BackendSpec, ComfyUIError]]]:
+    """Connect to every spec at once; return the usable backends and why the others failed."""
+    specs = list(specs)
+    results = await asyncio.gather(
+        *(connect_backend(s, settings, probe_timeout=probe_timeout) for s in specs),
+        return_exceptions=True,
+    )
+    backends: list[Backend] = []
+    failed: list[tuple[BackendSpec, ComfyUIError]] = []
+    for spec, result in zip(specs, results, strict=True):
+        if isinstance(result, Backend):
+            backends.append(result)
+        elif isinstance(result, ComfyUIError):
+            failed.append((spec, result))
+        elif isinstance(result, TimeoutError):
+            failed.append(
+                (spec, ComfyUIError("did not answer /system_stats in time", where=spec.url))
+            )
+        elif isinstance(result, BaseException):
+            raise result
+    return backends, failed
+
+
+class MockServer:
+    """The in-process emulator used when no ComfyUI is reachable (or with ``--mock``)."""
+
+    def __init__(self, state_dir: Path, models: Mapping[str, Sequence[str]]) -> None:
+        self.state_dir = state_dir
+        self.models = {k: list(v) for k, v in models.items()}
+        self._emulator: Any = None
+        self.started_at = 0.0
+
+    async def start(self) -> str:
+        from storycore.comfyui.emulator import Emulator, EmulatorOptions
+
+        options = EmulatorOptions(
+            output_dir=self.state_dir / "output",
+            input_dir=self.state_dir / "input",
+            temp_dir=self.state_dir / "temp",
+            models=self.models,
+            node_packs=("ipadapter_plus", "controlnet_aux"),
+        )
+        self._emulator = Emulator(options)
+        await self._emulator.start()
+        self.started_at = time.monotonic()
+        return str(self._emulator.url)
+
+    async def stop(self) -> None:
+        if self._emulator is not None:
+            with contextlib.suppress(Exception):
+                await self._emulator.stop()
+            self._emulator = None
+
+
+def required_models(
+    graphs: Iterable[Mapping[str, Any]], object_info: Mapping[str, Any] | None = None
+) -> dict[str, list[str]]:
+    """Model file names the graphs use, by folder, read from well-known loader inputs."""
+    inputs = {
+        "ckpt_name": "checkpoints",
+        "lora_name": "loras",
+        "vae_name": "vae",
+        "control_net_name": "controlnet",
+        "clip_name": "clip_vision",
+        "ipadapter_file": "ipadapter",
+    }
+    found: dict[str, set[str]] = {folder: set() for folder in MODEL_FOLDERS}
+    for graph in graphs:
+        for node in graph.values():
+            if not isinstance(node, Mapping):
+                continue
+            for name, value in dict(node.get("inputs", {})).items():
+                folder = inputs.get(name)
+                if folder and isinstance(value, str):
+                    found[folder].add(value)
+    return {folder: sorted(names) for folder, names in found.items()}
+
+
+def describe_unreachable(failed: Sequence[tuple[BackendSpec, ComfyUIError]]) -> str:
+    return "; ".join(f"{spec.url}: {err.message}" for spec, err in failed)
+
+
+def no_backend_error(failed: Sequence[tuple[BackendSpec, ComfyUIError]]) -> RenderError:
+    return RenderError(
+        "no ComfyUI server is reachable (" + describe_unreachable(failed) + ")",
+        where=", ".join(spec.url for spec, _ in failed) or "backends",
+        hint="start ComfyUI (`storycore comfyui start`), pass --backend URL, or use "
+        "--fallback mock to render placeholder frames",
+    )

@@ -1,0 +1,519 @@
+"""The Image Engine: render a whole board across a pool of ComfyUI servers, resumably.
+
+The run, top to bottom:
+
+1. load the project and resolve its panels; build every graph (pure) and its cache key;
+2. connect to the backends (or start the in-process emulator: ``--mock`` / mock fallback);
+3. preflight every graph against the server's ``/object_info`` and model lists;
+4. skip panels whose active render matches the cache key and whose file is intact;
+5. reconcile prompts the journal says were open (a crash, ``kill -9``, Ctrl-C last time);
+6. feed each backend's queue ``queue_depth`` deep, grouped by checkpoint, least-loaded first;
+   a backend that dies has its panels resubmitted elsewhere; one that returns is used again;
+7. after each panel: image + sidecar written, ``project.json`` saved atomically, journal closed.
+
+Ctrl-C once (:meth:`ImageEngine.request_stop`): stop submitting, wait (bounded) for running
+panels. Twice (:meth:`ImageEngine.request_cancel`): cancel them on the server and save.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from storycore.config import Settings
+from storycore.engine._backends import (
+    Backend,
+    BackendSpec,
+    MockServer,
+    backend_specs,
+    connect_all,
+    connect_backend,
+    no_backend_error,
+    required_models,
+)
+from storycore.engine._events import (
+    BackendChanged,
+    EngineEvent,
+    EventSink,
+    Notice,
+    PanelDone,
+    PanelFailed,
+    PanelSkipped,
+    RunStarted,
+)
+from storycore.engine._jobs import JobOutcome, PanelJob, Requeue, run_on_backend, sha256_file
+from storycore.engine._prepare import build_jobs, graph_options, load_templates, run_preflight
+from storycore.engine._resume import reconcile_journal
+from storycore.engine._summary import PanelOutcome, RenderSummary
+from storycore.errors import ComfyUIError, StoryCoreError
+from storycore.journal import Journal
+from storycore.manifest import active_record, add_record, next_render_number, set_shot_status
+from storycore.panels import Panel, panels_from_project
+from storycore.project import Project, load_project, save_project
+from storycore.workflows import GraphOptions
+
+__all__ = ["ImageEngine", "RenderRequest"]
+
+_log = logging.getLogger("storycore.engine")
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """What to render and how (the ``generate-images`` flags)."""
+
+    project: Path
+    shots: tuple[str, ...] = ()
+    backends: tuple[str, ...] = ()
+    mock: bool = False
+    fallback: Literal["mock", "fail"] | None = None
+    force: bool = False
+    dry_run: bool = False
+
+
+@dataclass
+class _Run:
+    project: Project
+    journal: Journal
+    outcomes: dict[str, PanelOutcome]
+    pending: deque[PanelJob] = field(default_factory=deque)
+    backends: list[Backend] = field(default_factory=list)
+    in_flight: dict[str, tuple[PanelJob, Backend, str | None]] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    save_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    mock: bool = False
+
+
+class ImageEngine:
+    """Renders a project's panels. ``on_event`` receives every :class:`EngineEvent`."""
+
+    def __init__(self, settings: Settings, *, on_event: EventSink | None = None) -> None:
+        self.settings = settings
+        self._sink = on_event
+        self.stopping = False
+        self.cancelling = False
+        self._wake: asyncio.Event | None = None
+
+    # ------------------------------------------------------------------ control (signal-safe)
+    def request_stop(self) -> None:
+        """Stop submitting; running panels finish (bounded by ``graceful_shutdown``)."""
+        self.stopping = True
+        if self._wake is not None:
+            self._wake.set()
+
+    def request_cancel(self) -> None:
+        """Cancel running panels on their servers too."""
+        self.stopping = True
+        self.cancelling = True
+        if self._wake is not None:
+            self._wake.set()
+
+    def emit(self, event: EngineEvent) -> None:
+        if self._sink is not None:
+            self._sink(event)
+
+    # ------------------------------------------------------------------ the run
+    async def render(self, request: RenderRequest) -> RenderSummary:
+        started = time.monotonic()
+        project = await asyncio.to_thread(load_project, request.project)
+        panels = panels_from_project(project, self.settings, list(request.shots) or None)
+        options = graph_options(self.settings)
+        run = _Run(project=project, journal=Journal(project.root), outcomes={})
+        self._wake = run.changed
+        mock_server: MockServer | None = None
+        try:
+            run.backends, mock_server = await self._connect(request, panels, options, run)
+            run.mock = all(b.mock for b in run.backends)
+            classes = frozenset.intersection(*(b.node_classes for b in run.backends))
+            templates = (
+                load_templates(self.settings, project, run.backends[0].object_info)
+                if any(p.template for p in panels)
+                else {}
+            )
+            jobs, failures = await build_jobs(project, panels, options, classes, templates)
+            for shot_id, err in failures.items():
+                self._fail(run, shot_id, err)
+            problems = run_preflight(jobs, run.backends[0], options)
+            for shot_id, err in problems.items():
+                self._fail(run, shot_id, err)
+            jobs = [j for j in jobs if j.shot_id not in problems]
+            to_render = await self._skip_cached(run, jobs, request.force)
+            self.emit(
+                RunStarted(
+                    total=len(panels),
+                    to_render=len(to_render),
+                    backends=tuple(b.url for b in run.backends),
+                    mock=run.mock,
+                    project=str(project.root),
+                )
+            )
+            if request.dry_run:
+                for job in to_render:
+                    run.outcomes[job.shot_id] = PanelOutcome(job.shot_id, "planned")
+            else:
+                to_render = await reconcile_journal(self, run, to_render)
+                await self._schedule(run, to_render)
+                await self._finish_project(run)
+        finally:
+            for backend in run.backends:
+                await backend.close()
+            if mock_server is not None:
+                await mock_server.stop()
+            self._wake = None
+        order = [p.shot_id for p in panels]
+        outcomes = [run.outcomes.get(s, PanelOutcome(s, "stopped")) for s in order]
+        return RenderSummary(
+            project=project.root,
+            outcomes=outcomes,
+            elapsed=time.monotonic() - started,
+            mock=run.mock,
+            backends=[b.url for b in run.backends],
+            stopped=self.stopping,
+            dry_run=request.dry_run,
+        )
+
+    # ------------------------------------------------------------------ backends
+    async def _connect(
+        self,
+        request: RenderRequest,
+        panels: Sequence[Panel],
+        options: GraphOptions,
+        run: _Run,
+    ) -> tuple[list[Backend], MockServer | None]:
+        settings = self.settings
+        if not request.mock:
+            specs = backend_specs(settings, request.backends)
+            backends, failed = await connect_all(
+                specs, settings, settings.comfyui.health_check_timeout
+            )
+            for spec, err in failed:
+                self.emit(BackendChanged(spec.url, "down", err.message))
+            if backends:
+                for backend in backends:
+                    self.emit(BackendChanged(backend.url, "mock" if backend.mock else "healthy"))
+                return backends, None
+            fallback = request.fallback or settings.render.fallback
+            if fallback == "fail":
+                raise no_backend_error(failed)
+            self.emit(
+                Notice(
+                    "warning",
+                    "NO COMFYUI SERVER IS REACHABLE ("
+                    + ", ".join(s.url for s, _ in failed)
+                    + "): rendering clearly marked PLACEHOLDER frames with the built-in "
+                    "emulator. Start ComfyUI and run again to replace them.",
+                )
+            )
+        from storycore.engine._prepare import preview_graphs
+
+        graphs = preview_graphs(run.project, panels, options)
+        mock_server = MockServer(
+            run.project.root / ".storycore" / "mock-server", required_models(graphs)
+        )
+        url = await mock_server.start()
+        try:
+            backend = await connect_backend(BackendSpec(url), settings, mock=True)
+        except BaseException:
+            await mock_server.stop()
+            raise
+        self.emit(BackendChanged(url, "mock", "built-in emulator"))
+        return [backend], mock_server
+
+    # ------------------------------------------------------------------ cache
+    async def _skip_cached(self, run: _Run, jobs: list[PanelJob], force: bool) -> list[PanelJob]:
+        if force:
+            return jobs
+        keep: list[PanelJob] = []
+        for job in jobs:
+            record = active_record(run.project, job.shot_id)
+            reason = None
+            if record is not None and record.workflow_sha256 == job.fingerprint:
+                if record.placeholder and not run.mock:
+                    reason = None
+                else:
+                    path = run.project.root / record.path
+                    if path.is_file() and await asyncio.to_thread(sha256_file, path) == (
+                        record.sha256
+                    ):
+                        reason = "unchanged since its last render"
+                    elif path.is_file():
+                        self.emit(Notice("warning", f"{record.path} changed: rendering again"))
+                    else:
+                        self.emit(Notice("warning", f"{record.path} is missing: rendering again"))
+            if reason and record is not None:
+                run.outcomes[job.shot_id] = PanelOutcome(
+                    job.shot_id, "skipped", path=record.path, placeholder=record.placeholder
+                )
+                self.emit(PanelSkipped(job.shot_id, reason, record.path))
+            else:
+                keep.append(job)
+        return keep
+
+    # ------------------------------------------------------------------ scheduling
+    async def _schedule(self, run: _Run, jobs: list[PanelJob]) -> None:
+        order = {job.shot_id: i for i, job in enumerate(jobs)}
+        jobs = sorted(jobs, key=lambda j: (j.panel.checkpoint, order[j.shot_id]))
+        run.pending.extend(jobs)
+        workers = [asyncio.create_task(self._worker(run, b)) for b in run.backends]
+        try:
+            await self._wait_until_done(run)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            for worker in workers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+
+    async def _wait_until_done(self, run: _Run) -> None:
+        graceful_deadline: float | None = None
+        while run.pending or run.tasks:
+            if self.stopping:
+                run.pending.clear()
+                if graceful_deadline is None:
+                    graceful_deadline = time.monotonic() + self.settings.comfyui.graceful_shutdown
+                    self.emit(
+                        Notice(
+                            "warning",
+                            f"stopping: no new panels; waiting up to "
+                            f"{self.settings.comfyui.graceful_shutdown:g} s for "
+                            f"{len(run.in_flight)} running (Ctrl-C again to cancel them)",
+                        )
+                    )
+                if self.cancelling or time.monotonic() >= graceful_deadline:
+                    await self._cancel_in_flight(run)
+                    return
+            run.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await run.changed.wait()
+
+    async def _cancel_in_flight(self, run: _Run) -> None:
+        for shot_id, (_job, backend, prompt_id) in list(run.in_flight.items()):
+            if prompt_id is None:
+                continue
+            with contextlib.suppress(ComfyUIError, TimeoutError):
+                async with asyncio.timeout(self.settings.comfyui.connect_timeout):
+                    await backend.tracker.cancel(prompt_id)
+            await asyncio.to_thread(run.journal.append, "cancelled", prompt_id=prompt_id)
+            self.emit(
+                Notice("warning", f"{shot_id}: cancelled prompt {prompt_id} on {backend.url}")
+            )
+        tasks = list(run.tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def _pick(self, run: _Run, backend: Backend) -> PanelJob | None:
+        if not run.pending:
+            return None
+        for job in run.pending:
+            if job.panel.checkpoint == backend.last_checkpoint and backend.url not in job.tried:
+                run.pending.remove(job)
+                return job
+        for job in run.pending:
+            if backend.url not in job.tried or len(run.backends) == 1:
+                run.pending.remove(job)
+                return job
+        healthy_others = [b for b in run.backends if b is not backend and b.healthy]
+        if not healthy_others:
+            return run.pending.popleft()
+        return None
+
+    async def _worker(self, run: _Run, backend: Backend) -> None:
+        down = asyncio.Event()
+        while True:
+            if self.stopping:
+                return
+            if not backend.healthy:
+                await self._await_recovery(run, backend, down)
+                continue
+            if backend.in_flight >= backend.depth or not run.pending:
+                backend.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.comfyui.health_check_interval):
+                        await backend.wake.wait()
+                if backend.in_flight == 0 and not await self._probe(run, backend, down):
+                    continue
+                continue
+            job = self._pick(run, backend)
+            if job is None:
+                backend.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        await backend.wake.wait()
+                continue
+            backend.in_flight += 1
+            backend.last_checkpoint = job.panel.checkpoint
+            task = asyncio.create_task(self._run_job(run, backend, job, down))
+            run.tasks.add(task)
+            task.add_done_callback(run.tasks.discard)
+
+    async def _probe(self, run: _Run, backend: Backend, down: asyncio.Event) -> bool:
+        ok = await backend.probe(self.settings.comfyui.health_check_timeout)
+        if not ok:
+            self._mark_down(run, backend, down, "does not answer /system_stats")
+        return ok
+
+    def _mark_down(self, run: _Run, backend: Backend, down: asyncio.Event, why: str) -> None:
+        if backend.healthy:
+            backend.healthy = False
+            backend.down_since = time.monotonic()
+            down.set()
+            self.emit(BackendChanged(backend.url, "unhealthy", why))
+            for other in run.backends:
+                other.wake.set()
+
+    async def _await_recovery(self, run: _Run, backend: Backend, down: asyncio.Event) -> None:
+        delay = 1.0
+        while not self.stopping and (run.pending or run.tasks):
+            if backend.in_flight == 0 and await backend.probe(
+                self.settings.comfyui.health_check_timeout
+            ):
+                backend.healthy = True
+                backend.failures = 0
+                down.clear()
+                backend.client.forget_uploads()
+                self.emit(BackendChanged(backend.url, "healthy", "answering again"))
+                return
+            run.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await run.changed.wait()
+            delay = min(delay * 2, 60.0)
+        await asyncio.sleep(0)
+
+    async def _run_job(
+        self, run: _Run, backend: Backend, job: PanelJob, down: asyncio.Event
+    ) -> None:
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                backend.in_flight -= 1
+                backend.wake.set()
+
+        run.in_flight[job.shot_id] = (job, backend, None)
+        sink = self._sink
+
+        def emit(event: EngineEvent) -> None:
+            from storycore.engine._events import PanelSubmitted
+
+            if isinstance(event, PanelSubmitted):
+                run.in_flight[job.shot_id] = (job, backend, event.prompt_id)
+            if sink is not None:
+                sink(event)
+
+        async def number() -> int:
+            async with run.save_lock:
+                return next_render_number(run.project, job.shot_id, job.panel.version)
+
+        try:
+            outcome = await run_on_backend(
+                job,
+                backend,
+                root=run.project.root,
+                journal=run.journal,
+                emit=emit,
+                down=down,
+                render_number=number,
+                release_slot=release,
+            )
+            await self.record_outcome(run, job, outcome)
+        except Requeue as requeue:
+            if requeue.backend_down:
+                self._mark_down(run, backend, down, requeue.error.message)
+            retry = job.attempts <= self.settings.comfyui.max_retries
+            self.emit(
+                PanelFailed(
+                    job.shot_id,
+                    requeue.error.message,
+                    where=requeue.error.where,
+                    hint="will be submitted again" if retry else requeue.error.hint,
+                    will_retry=retry,
+                )
+            )
+            if retry:
+                run.pending.appendleft(job)
+            else:
+                self._fail(run, job.shot_id, requeue.error)
+        except StoryCoreError as err:
+            self._fail(run, job.shot_id, err)
+        finally:
+            release()
+            run.in_flight.pop(job.shot_id, None)
+            run.changed.set()
+            for other in run.backends:
+                other.wake.set()
+
+    async def record_outcome(self, run: _Run, job: PanelJob, outcome: JobOutcome) -> None:
+        record = outcome.record
+        async with run.save_lock:
+            add_record(run.project, record)
+            await asyncio.to_thread(save_project, run.project)
+        await asyncio.to_thread(
+            run.journal.append,
+            "done",
+            prompt_id=record.prompt_id,
+            asset_id=record.asset_id,
+            sha256=record.sha256,
+        )
+        run.outcomes[job.shot_id] = PanelOutcome(
+            job.shot_id,
+            "placeholder" if record.placeholder else "rendered",
+            path=record.path,
+            seconds=outcome.seconds,
+            backend=outcome.backend,
+            prompt_id=record.prompt_id,
+            placeholder=record.placeholder,
+        )
+        self.emit(
+            PanelDone(
+                job.shot_id,
+                record.path,
+                outcome.seconds,
+                record.placeholder,
+                outcome.backend,
+                record.prompt_id or "",
+                resumed=outcome.resumed,
+            )
+        )
+
+    def _fail(self, run: _Run, shot_id: str, err: StoryCoreError) -> None:
+        run.outcomes[shot_id] = PanelOutcome(shot_id, "failed", error=err.paragraph())
+        set_shot_status(run.project, shot_id, "failed", error=err.message)
+        self.emit(PanelFailed(shot_id, err.message, where=err.where, hint=err.hint))
+
+    async def _finish_project(self, run: _Run) -> None:
+        statuses = {o.status for o in run.outcomes.values()}
+        if "failed" in statuses:
+            state = "partial" if statuses - {"failed"} else "failed"
+        elif "placeholder" in statuses:
+            state = "placeholders"
+        elif self.stopping:
+            state = "partial"
+        else:
+            state = "done"
+        async with run.save_lock:
+            generation = run.project.data.setdefault("generation_status", {})
+            if isinstance(generation, dict):
+                generation["image_generation"] = state
+            await asyncio.to_thread(save_project, run.project)
+        try:
+            from storycore.board import write_board
+        except ImportError:  # pragma: no cover - the board module is optional
+            return
+        try:
+            await asyncio.to_thread(write_board, run.project)
+        except (StoryCoreError, OSError) as err:
+            self.emit(Notice("warning", f"could not refresh the storyboard sheet: {err}"))

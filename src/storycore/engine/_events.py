@@ -1,0 +1,112 @@
+"""What the engine reports while it renders: small frozen events, one per thing that happened.
+
+The CLI turns them into progress bars, or into one JSON line each with ``--json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "BackendChanged",
+    "EngineEvent",
+    "EventSink",
+    "Notice",
+    "PanelDone",
+    "PanelFailed",
+    "PanelProgress",
+    "PanelSkipped",
+    "PanelSubmitted",
+    "RunStarted",
+    "event_to_dict",
+]
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    total: int
+    to_render: int
+    backends: tuple[str, ...]
+    mock: bool
+    project: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should read (a fallback, an adopted server, a resumed prompt)."""
+
+    level: Literal["info", "warning", "error"]
+    text: str
+
+
+@dataclass(frozen=True)
+class BackendChanged:
+    url: str
+    state: Literal["healthy", "unhealthy", "down", "mock"]
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PanelSkipped:
+    shot_id: str
+    reason: str
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class PanelSubmitted:
+    shot_id: str
+    backend: str
+    prompt_id: str
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class PanelProgress:
+    shot_id: str
+    fraction: float
+    step: int | None = None
+    steps: int | None = None
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class PanelDone:
+    shot_id: str
+    path: str
+    seconds: float
+    placeholder: bool
+    backend: str
+    prompt_id: str
+    resumed: bool = False
+
+
+@dataclass(frozen=True)
+class PanelFailed:
+    shot_id: str
+    error: str
+    where: str | None = None
+    hint: str | None = None
+    will_retry: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+EngineEvent = (
+    RunStarted
+    | Notice
+    | BackendChanged
+    | PanelSkipped
+    | PanelSubmitted
+    | PanelProgress
+    | PanelDone
+    | PanelFailed
+)
+EventSink = Callable[[EngineEvent], None]
+
+
+def event_to_dict(event: EngineEvent) -> dict[str, Any]:
+    """``{"event": "panel_done", ...fields}`` for JSON-lines output."""
+    name = "".join("_" + c.lower() if c.isupper() else c for c in type(event).__name__)
+    return {"event": name.lstrip("_"), **asdict(event)}

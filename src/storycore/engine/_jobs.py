@@ -1,0 +1,349 @@
+"""One panel's trip through a server: upload, journal, submit, follow, download, record.
+
+:class:`PanelJob` is what the scheduler hands to a backend; :func:`run_on_backend` does the
+work and returns a :class:`JobOutcome`, or raises :class:`Requeue` when the panel should go to
+another (or the same, later) backend: the server vanished, lost the prompt or timed out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import shutil
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from storycore.comfyui import OverallProgress, PromptHandle, PromptResult
+from storycore.comfyui.events import NodeProgress
+from storycore.engine._backends import Backend
+from storycore.engine._events import EventSink, PanelProgress, PanelSubmitted
+from storycore.engine._outputs import embed_provenance, store_render
+from storycore.errors import (
+    AssetError,
+    ComfyUIError,
+    ExecutionFailed,
+    PromptInterrupted,
+    PromptLost,
+    PromptRejected,
+    ServerResponseError,
+    ServerTimeout,
+    ServerUnreachable,
+    StoryCoreError,
+    UnsafePathError,
+)
+from storycore.journal import Journal
+from storycore.manifest import AssetRecord, Timings, asset_relpath
+from storycore.panels import Panel
+from storycore.project import now_iso
+from storycore.workflows import BuiltGraph, bind_uploads
+
+__all__ = ["JobOutcome", "PanelJob", "Requeue", "follow_prompt", "run_on_backend"]
+
+LOADER_CLASSES = frozenset(
+    {
+        "CheckpointLoaderSimple",
+        "VAELoader",
+        "LoraLoader",
+        "ControlNetLoader",
+        "CLIPVisionLoader",
+        "IPAdapterModelLoader",
+        "IPAdapterUnifiedLoader",
+    }
+)
+SAMPLER_CLASSES = frozenset({"KSampler", "KSamplerAdvanced", "SamplerCustom"})
+
+
+@dataclass
+class PanelJob:
+    """A panel to render, with its graph and render-cache key."""
+
+    panel: Panel
+    built: BuiltGraph
+    fingerprint: str
+    image_hashes: dict[Path, str]
+    attempts: int = 0
+    tried: list[str] = field(default_factory=list)
+
+    @property
+    def shot_id(self) -> str:
+        return self.panel.shot_id
+
+
+@dataclass
+class JobOutcome:
+    record: AssetRecord
+    seconds: float
+    backend: str
+    resumed: bool = False
+
+
+class Requeue(Exception):
+    """The panel did not finish on this backend for a reason another try may fix."""
+
+    def __init__(self, error: StoryCoreError, *, backend_down: bool) -> None:
+        self.error = error
+        self.backend_down = backend_down
+        super().__init__(str(error))
+
+
+TRANSIENT = (ServerUnreachable, ServerTimeout, PromptLost, ServerResponseError)
+
+
+async def _upload_images(job: PanelJob, backend: Backend, journal: Journal) -> dict[Path, str]:
+    names: dict[Path, str] = {}
+    for spec in job.built.uploads:
+        if spec.local_path in names:
+            continue
+        uploaded = await backend.client.upload_image(spec.local_path, subfolder="storycore")
+        names[spec.local_path] = uploaded.reference
+        await asyncio.to_thread(
+            journal.append,
+            "upload",
+            backend=backend.url,
+            name=uploaded.name,
+            subfolder=uploaded.subfolder,
+            sha256=uploaded.sha256,
+            shot_id=job.shot_id,
+        )
+    return names
+
+
+def _timings(handle: PromptHandle, submitted_at: float) -> Timings:
+    timings = handle.timings()
+    starts = [t.started for t in timings.values() if t.started is not None]
+    ends = [t.finished for t in timings.values() if t.finished is not None]
+
+    def total(classes: frozenset[str]) -> float | None:
+        values = [
+            t.duration
+            for t in timings.values()
+            if t.class_type in classes and t.duration is not None
+        ]
+        return round(sum(values), 4) if values else None
+
+    return Timings(
+        queued=round(min(starts) - submitted_at, 4) if starts else None,
+        model_load=total(LOADER_CLASSES),
+        sampling=total(SAMPLER_CLASSES),
+        execution=round(max(ends) - min(starts), 4) if starts and ends else None,
+    )
+
+
+async def _pump_progress(handle: PromptHandle, shot_id: str, emit: EventSink) -> None:
+    async for event in handle.events():
+        if isinstance(event, OverallProgress):
+            emit(PanelProgress(shot_id, event.fraction, node=event.node_id))
+        elif isinstance(event, NodeProgress) and event.max:
+            emit(
+                PanelProgress(
+                    shot_id,
+                    handle.progress,
+                    step=int(event.value),
+                    steps=int(event.max),
+                    node=event.node_id,
+                )
+            )
+
+
+async def follow_prompt(
+    handle: PromptHandle, shot_id: str, emit: EventSink, down: asyncio.Event
+) -> PromptResult:
+    """Wait for the prompt's outcome, streaming progress, or stop when the backend goes down."""
+    pump = asyncio.create_task(_pump_progress(handle, shot_id, emit))
+    result_task = asyncio.ensure_future(handle.result())
+    down_task = asyncio.ensure_future(down.wait())
+    try:
+        await asyncio.wait({result_task, down_task}, return_when=asyncio.FIRST_COMPLETED)
+        if result_task.done():
+            return result_task.result()
+        raise PromptLost(
+            f"the server went down while prompt {handle.prompt_id} was queued or running",
+            where=shot_id,
+            hint="it will be submitted again",
+        )
+    finally:
+        for task in (pump, result_task, down_task):
+            task.cancel()
+        for task in (pump, result_task, down_task):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def collect_output(
+    *,
+    job: PanelJob,
+    backend: Backend,
+    result: PromptResult,
+    root: Path,
+    render_number: Callable[[], Awaitable[int]],
+    submitted_at: float,
+    handle: PromptHandle | None,
+    prompt_id: str,
+) -> AssetRecord:
+    """Download the panel's image, embed provenance and write it into the project."""
+    images = [f for f in result.files if f.kind.value == "image" and f.type == "output"]
+    wanted = set(job.built.output_node_ids)
+    preferred = [f for f in images if f.node_id in wanted] or images
+    if not preferred:
+        raise AssetError(
+            f"prompt {prompt_id} finished without an output image",
+            where=f"{backend.url} (shot {job.shot_id})",
+            hint="check that the workflow ends in a SaveImage node",
+        )
+    staging = root / ".storycore" / "downloads" / prompt_id
+    started = time.monotonic()
+    try:
+        downloaded = await backend.client.download(preferred[0], staging)
+        data = await asyncio.to_thread(downloaded.path.read_bytes)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, staging, True)
+    download_s = time.monotonic() - started
+    panel = job.panel
+    number = await render_number()
+    provenance: dict[str, Any] = {
+        "project_id": panel.project_id,
+        "shot_id": panel.shot_id,
+        "version": panel.version,
+        "render": number,
+        "prompt_id": prompt_id,
+        "server_url": backend.url,
+        "comfyui_version": backend.version,
+        "workflow_sha256": job.fingerprint,
+        "seed": panel.seed,
+        "checkpoint": panel.checkpoint,
+        "template": job.built.template,
+        "placeholder": backend.mock,
+        "positive": panel.positive,
+        "negative": panel.negative,
+    }
+    png, width, height = await asyncio.to_thread(embed_provenance, data, provenance)
+    timings = _timings(handle, submitted_at) if handle is not None else Timings()
+    timings.download = round(download_s, 4)
+    timings.total = round(time.monotonic() - submitted_at, 4)
+    models = sorted(
+        {
+            str(v)
+            for node in job.built.graph.values()
+            for k, v in dict(node.get("inputs", {})).items()
+            if k in ("ckpt_name", "lora_name", "vae_name", "control_net_name", "clip_name")
+            and isinstance(v, str)
+        }
+    )
+    record = AssetRecord(
+        asset_id=f"{panel.shot_id}_v{panel.version}_r{number:03d}",
+        shot_id=panel.shot_id,
+        version=panel.version,
+        render=number,
+        path=str(asset_relpath(panel.shot_id, panel.version, number)),
+        sha256="",
+        size=0,
+        width=width,
+        height=height,
+        placeholder=backend.mock,
+        created_at=now_iso(),
+        prompt_id=prompt_id,
+        server_url=backend.url,
+        comfyui_version=backend.version,
+        workflow_sha256=job.fingerprint,
+        seed=panel.seed,
+        checkpoint=panel.checkpoint,
+        models=models,
+        template=job.built.template,
+        timings=timings,
+    )
+    return await asyncio.to_thread(store_render, root, record, png)
+
+
+async def run_on_backend(
+    job: PanelJob,
+    backend: Backend,
+    *,
+    root: Path,
+    journal: Journal,
+    emit: EventSink,
+    down: asyncio.Event,
+    render_number: Callable[[], Awaitable[int]],
+    release_slot: Callable[[], None],
+) -> JobOutcome:
+    """Render ``job`` on ``backend``. Raises :class:`Requeue` for transient trouble and a
+    :class:`StoryCoreError` for a panel that cannot render (rejected, failed)."""
+    started = time.monotonic()
+    job.attempts += 1
+    job.tried.append(backend.url)
+    prompt_id = str(uuid.uuid4())
+    handle: PromptHandle | None = None
+    submitted = False
+    try:
+        names = await _upload_images(job, backend, journal)
+        graph = bind_uploads(job.built, names)
+        await asyncio.to_thread(
+            journal.append,
+            "submit",
+            prompt_id=prompt_id,
+            shot_id=job.shot_id,
+            backend=backend.url,
+            client_id=backend.client.client_id,
+            workflow_sha256=job.fingerprint,
+            filename_prefix=job.built.filename_prefix,
+            seed=job.panel.seed,
+            attempt=job.attempts,
+        )
+        submitted_at = time.monotonic()
+        extra = {"extra_pnginfo": {"storycore": {"shot_id": job.shot_id, "prompt_id": prompt_id}}}
+        handle = await backend.tracker.submit(graph, prompt_id=prompt_id, extra_data=extra)
+        submitted = True
+        await asyncio.to_thread(journal.append, "accepted", prompt_id=prompt_id)
+        emit(PanelSubmitted(job.shot_id, backend.url, prompt_id, job.attempts))
+        result = await follow_prompt(handle, job.shot_id, emit, down)
+    except PromptRejected as err:
+        await asyncio.to_thread(journal.append, "failed", prompt_id=prompt_id, error=str(err))
+        release_slot()
+        raise
+    except (ExecutionFailed, PromptInterrupted) as err:
+        await asyncio.to_thread(journal.append, "failed", prompt_id=prompt_id, error=str(err))
+        release_slot()
+        raise
+    except TRANSIENT as err:
+        release_slot()
+        await asyncio.to_thread(journal.append, "lost", prompt_id=prompt_id, error=str(err))
+        if submitted and isinstance(err, ServerTimeout):
+            with contextlib.suppress(ComfyUIError):
+                await backend.tracker.cancel(prompt_id)
+        raise Requeue(
+            err, backend_down=isinstance(err, ServerUnreachable) or down.is_set()
+        ) from err
+    except BaseException:
+        release_slot()
+        raise
+    release_slot()
+    try:
+        record = await collect_output(
+            job=job,
+            backend=backend,
+            result=result,
+            root=root,
+            render_number=render_number,
+            submitted_at=submitted_at,
+            handle=handle,
+            prompt_id=prompt_id,
+        )
+    except (UnsafePathError, AssetError) as err:
+        await asyncio.to_thread(journal.append, "failed", prompt_id=prompt_id, error=str(err))
+        raise
+    except TRANSIENT as err:
+        await asyncio.to_thread(journal.append, "lost", prompt_id=prompt_id, error=str(err))
+        raise Requeue(err, backend_down=True) from err
+    return JobOutcome(record=record, seconds=time.monotonic() - started, backend=backend.url)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

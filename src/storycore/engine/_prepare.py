@@ -1,0 +1,151 @@
+"""Before anything is submitted: graph options from the settings, graphs and cache keys for every
+panel, user templates, and the preflight against the server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from storycore.config import Settings
+from storycore.engine._backends import Backend
+from storycore.engine._jobs import PanelJob, sha256_file
+from storycore.errors import PreflightFailed, StoryCoreError, TemplateError, WorkflowError
+from storycore.panels import Panel
+from storycore.project import Project
+from storycore.workflows import (
+    GraphOptions,
+    WorkflowTemplate,
+    build_panel_graph,
+    load_template,
+    preflight_graphs,
+    workflow_fingerprint,
+)
+
+__all__ = ["build_jobs", "graph_options", "load_templates", "preview_graphs", "run_preflight"]
+
+
+def graph_options(settings: Settings) -> GraphOptions:
+    """Map the settings onto the graph builder's options."""
+    cn, ip, render = settings.controlnet, settings.ipadapter, settings.render
+    models = cn.models
+    return GraphOptions(
+        filename_root=render.filename_prefix_root,
+        controlnet_pose=models.get("pose", GraphOptions.controlnet_pose),
+        controlnet_depth=models.get("depth", GraphOptions.controlnet_depth),
+        controlnet_lineart=models.get("lineart", GraphOptions.controlnet_lineart),
+        controlnet_canny=models.get("canny", GraphOptions.controlnet_canny),
+        controlnet_strength=cn.strength,
+        controlnet_start=cn.start_percent,
+        controlnet_end=cn.end_percent,
+        preprocess=cn.preprocess,
+        ipadapter_mode="files" if ip.model_file else "unified",
+        ipadapter_preset=ip.preset,
+        ipadapter_model=ip.model_file or GraphOptions.ipadapter_model,
+        clip_vision_model=ip.clip_vision or GraphOptions.clip_vision_model,
+        ipadapter_weight=ip.weight,
+        ipadapter_weight_type=ip.weight_type,
+        ipadapter_start=ip.start_at,
+        ipadapter_end=ip.end_at,
+        ipadapter_noise=ip.noise,
+        img2img_denoise=render.img2img_denoise,
+    )
+
+
+def load_templates(
+    settings: Settings, project: Project, object_info: Mapping[str, Any] | None
+) -> dict[str, WorkflowTemplate]:
+    """The user templates declared in the settings (``[templates] name = "file"``)."""
+    templates: dict[str, WorkflowTemplate] = {}
+    for name, path in settings.templates.items():
+        binding = path if path.is_absolute() else project.root / path
+        if not binding.is_file():
+            raise TemplateError(
+                f"template {name!r} points at {binding}, which does not exist",
+                where=f"setting templates.{name}",
+                hint="give the path of the binding file, relative to the project folder",
+            )
+        templates[name] = load_template(binding, object_info, name=name)
+    return templates
+
+
+def preview_graphs(
+    project: Project, panels: Sequence[Any], options: Any
+) -> list[Mapping[str, Any]]:
+    """Graphs built for core ComfyUI, used to learn which models a mock server must offer."""
+    graphs: list[Mapping[str, Any]] = []
+    for panel in panels:
+        try:
+            graphs.append(build_panel_graph(panel, options).graph)
+        except StoryCoreError:
+            continue
+    return graphs
+
+
+async def build_jobs(
+    project: Project,
+    panels: Sequence[Panel],
+    options: GraphOptions,
+    node_classes: Collection[str],
+    templates: Mapping[str, WorkflowTemplate] | None = None,
+) -> tuple[list[PanelJob], dict[str, StoryCoreError]]:
+    """A job per panel (graph + cache key), and the panels that could not be built."""
+    jobs: list[PanelJob] = []
+    failures: dict[str, StoryCoreError] = {}
+    hashes: dict[Path, str] = {}
+    for panel in panels:
+        try:
+            built = build_panel_graph(
+                panel, options, templates=templates, node_classes=node_classes
+            )
+        except WorkflowError as err:
+            failures[panel.shot_id] = err
+            continue
+        image_hashes: dict[Path, str] = {}
+        try:
+            for upload in built.uploads:
+                path = upload.local_path
+                if path not in hashes:
+                    hashes[path] = await asyncio.to_thread(sha256_file, path)
+                image_hashes[path] = hashes[path]
+        except OSError as exc:
+            failures[panel.shot_id] = WorkflowError(
+                f"the image {exc.filename} cannot be read ({exc.strerror})",
+                where=f"shot {panel.shot_id}",
+                hint="fix the path in storyboard.json (paths are relative to the project)",
+            )
+            continue
+        jobs.append(
+            PanelJob(
+                panel=panel,
+                built=built,
+                fingerprint=workflow_fingerprint(built, image_hashes),
+                image_hashes=image_hashes,
+            )
+        )
+    return jobs, failures
+
+
+def run_preflight(
+    jobs: Sequence[PanelJob], backend: Backend, options: GraphOptions
+) -> dict[str, StoryCoreError]:
+    """Check every graph against the server; the shots with errors, each with its problems."""
+    del options
+    report = preflight_graphs(
+        [job.built for job in jobs],
+        backend.object_info,
+        backend.models,
+        system_stats=backend.system_stats,
+    )
+    failed: dict[str, StoryCoreError] = {}
+    for job in jobs:
+        errors = [p for p in report.for_shot(job.shot_id) if p.severity == "error"]
+        if errors:
+            failed[job.shot_id] = PreflightFailed(
+                "; ".join(p.paragraph() for p in errors),
+                where=f"shot {job.shot_id} on {backend.url}",
+                hint="fix these before rendering; `storycore preflight` lists every problem",
+                problems=errors,
+            )
+    return failed

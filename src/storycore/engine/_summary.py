@@ -1,0 +1,80 @@
+"""The end-of-run report: what was rendered, skipped, failed, and the exit code it means."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import mean
+from typing import Any, Literal
+
+from storycore.errors import EXIT_INTERRUPTED, EXIT_PLACEHOLDERS, RenderError
+
+__all__ = ["PanelOutcome", "RenderSummary"]
+
+Status = Literal["rendered", "placeholder", "skipped", "failed", "stopped", "planned"]
+
+
+@dataclass
+class PanelOutcome:
+    shot_id: str
+    status: Status
+    path: str | None = None
+    seconds: float | None = None
+    error: str | None = None
+    backend: str | None = None
+    prompt_id: str | None = None
+    placeholder: bool = False
+
+
+@dataclass
+class RenderSummary:
+    project: Path
+    outcomes: list[PanelOutcome]
+    elapsed: float
+    mock: bool
+    backends: list[str]
+    stopped: bool = False
+    dry_run: bool = False
+    counts: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.counts = {
+            status: sum(1 for o in self.outcomes if o.status == status)
+            for status in ("rendered", "placeholder", "skipped", "failed", "stopped", "planned")
+        }
+
+    @property
+    def failed(self) -> list[PanelOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    @property
+    def mean_panel_seconds(self) -> float | None:
+        times = [o.seconds for o in self.outcomes if o.seconds is not None]
+        return mean(times) if times else None
+
+    @property
+    def exit_code(self) -> int:
+        """0 all good; 130 stopped by the user; 8 some panels failed; 9 the board holds placeholders."""
+        if self.stopped and self.counts["stopped"]:
+            return EXIT_INTERRUPTED
+        if self.counts["failed"]:
+            return RenderError.exit_code
+        if any(o.placeholder for o in self.outcomes):
+            return EXIT_PLACEHOLDERS
+        return 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project": str(self.project),
+            "elapsed_s": round(self.elapsed, 3),
+            "mean_panel_s": None
+            if self.mean_panel_seconds is None
+            else round(self.mean_panel_seconds, 3),
+            "mock": self.mock,
+            "backends": self.backends,
+            "stopped": self.stopped,
+            "dry_run": self.dry_run,
+            "counts": self.counts,
+            "exit_code": self.exit_code,
+            "panels": [o.__dict__ for o in self.outcomes],
+        }
