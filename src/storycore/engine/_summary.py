@@ -54,7 +54,7 @@ class RenderSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 all good; 130 stopped by the user; 8 some panels failed; 9 the board holds placeholders."""
+        """0 ok; 130 stopped by the user; 8 some panels failed; 9 the board holds placeholders."""
         if self.stopped and self.counts["stopped"]:
             return EXIT_INTERRUPTED
         if self.counts["failed"]:
