@@ -9,6 +9,8 @@ import typer
 from storycore.cli._common import Output
 
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable output.")
+NAME_ARGUMENT = typer.Argument(..., help="Project name (also the folder name).")
+PATH_OPTION = typer.Option(Path("."), "--path", help="Folder to create the project in.")
 PROJECT_OPTION = typer.Option(
     Path("."), "--project", "-p", help="The project folder (holds project.json)."
 )
@@ -30,8 +32,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("init")
     def init(
-        name: str = typer.Argument(..., help="Project name (also the folder name)."),
-        path: Path = typer.Option(Path("."), "--path", help="Folder to create the project in."),
+        name: str = NAME_ARGUMENT,
+        path: Path = PATH_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Create a new project with three placeholder shots."""
