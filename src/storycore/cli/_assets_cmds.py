@@ -1,9 +1,272 @@
-"""Commands of this group (filled in by the issue that owns them)."""
+"""``storycore assets list|stats|verify|clean``: what is stored, is it intact, make room."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
+
+from storycore.cli._common import Output
+
+if TYPE_CHECKING:
+    from storycore.assets import RetentionPolicy, ServerCleanReport
+
+JSON_OPTION = typer.Option(False, "--json", help="Machine-readable output.")
+PROJECT_OPTION = typer.Option(
+    Path("."), "--project", "-p", help="The project folder (holds project.json)."
+)
+
+DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Say what would go; change nothing.")
+KEEP_NEWEST_OPTION = typer.Option(
+    None, "--keep-newest", help="Keep this many newest renders per shot (overrides config)."
+)
+SERVER_OPTION = typer.Option(
+    False, "--server", help="Also remove our outputs and uploads from the local ComfyUI."
+)
+COMFYUI_DIR_OPTION = typer.Option(
+    None,
+    "--comfyui-dir",
+    help="The ComfyUI folder holding output/ and input/ (default: comfyui.install_path's "
+    "ComfyUI/ subfolder, else comfyui.install_path itself).",
+)
+
+
+def human_size(size: int) -> str:
+    """``1536`` -> ``1.5 KiB``."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"  # pragma: no cover
+
+
+def _policy(root: Path, keep_newest: int | None) -> RetentionPolicy:
+    """The retention policy: from the settings once they carry ``assets``, else storycore.toml."""
+    from storycore.assets import RetentionPolicy, build_policy, load_retention_policy
+    from storycore.config import Settings, resolve_settings
+
+    overrides = {"keep_newest": keep_newest}
+    if "assets" in Settings.model_fields:
+        configured = getattr(resolve_settings(project_dir=root).settings, "assets", None)
+        if isinstance(configured, RetentionPolicy):
+            return build_policy(configured.model_dump(), "settings", overrides)
+    return load_retention_policy(root, overrides)
+
+
+def _server_side(
+    root: Path, comfyui_dir: Path | None, dry_run: bool, out: Output
+) -> ServerCleanReport:
+    from storycore.assets import clean_server, find_comfyui_dir
+    from storycore.config import resolve_settings
+    from storycore.errors import AssetError
+
+    settings = resolve_settings(project_dir=root).settings
+    local = [settings.comfyui.url, *(b.url for b in settings.backends if b.managed)]
+    looked: list[str] = []
+    if comfyui_dir is not None:
+        if not comfyui_dir.is_dir():
+            raise AssetError(
+                "is not a folder",
+                where=str(comfyui_dir),
+                hint="Pass --comfyui-dir the ComfyUI folder that holds output/ and input/",
+            )
+        found: Path | None = comfyui_dir
+    else:
+        found, looked = find_comfyui_dir(settings.comfyui.install_path)
+        if found is None:
+            out.warn(
+                "no local ComfyUI folder found (looked for main.py, output/ or input/ in "
+                + ", ".join(looked)
+                + "); set comfyui.install_path or pass --comfyui-dir. Nothing was removed "
+                "from any server."
+            )
+    report = clean_server(root, found, local_backends=local, dry_run=dry_run)
+    report.looked_at = looked
+    return report
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to ``app``."""
+    """Add the ``assets`` group to ``app``."""
+    group = typer.Typer(
+        help="List, check and clean the rendered images of a project.", no_args_is_help=True
+    )
+    app.add_typer(group, name="assets")
+
+    @group.command("list")
+    def list_cmd(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
+        """Every recorded render: shot, version, render, size, sha256, placeholder, active."""
+        from storycore.assets import list_assets
+        from storycore.project import load_project
+
+        out = Output(json_out)
+        assets = list_assets(load_project(project))
+        if json_out:
+            out.json(
+                {
+                    "ok": True,
+                    "assets": [{**dataclasses.asdict(a), "kind": a.kind} for a in assets],
+                }
+            )
+            return
+        if not assets:
+            out.info("No rendered images recorded yet.")
+            return
+        for a in assets:
+            flags = ", ".join(
+                flag
+                for flag, on in (
+                    ("active", a.active),
+                    ("placeholder", a.placeholder),
+                    ("MISSING", not a.exists),
+                )
+                if on
+            )
+            out.info(
+                f"{a.shot_id:<12} v{a.version} r{a.render:03d}  {human_size(a.size):>10}  "
+                f"{a.sha256[:12]}  {a.path}" + (f"  [{flags}]" if flags else "")
+            )
+        out.info(f"{len(assets)} renders, {sum(1 for a in assets if a.active)} active")
+
+    @group.command("stats")
+    def stats_cmd(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
+        """Counts and sizes per shot and per kind (final, placeholder, temporary)."""
+        from storycore.assets import asset_stats
+        from storycore.project import load_project
+
+        out = Output(json_out)
+        stats = asset_stats(load_project(project))
+        if json_out:
+            out.json({"ok": True, **dataclasses.asdict(stats), "total_bytes": stats.total_bytes})
+            return
+        for kind, totals in stats.per_kind.items():
+            out.info(f"{kind:<12} {totals.count:>5} files  {human_size(totals.bytes):>10}")
+        if stats.unknown.count:
+            out.info(
+                f"{'unknown':<12} {stats.unknown.count:>5} files  "
+                f"{human_size(stats.unknown.bytes):>10}"
+            )
+        if stats.missing:
+            out.info(
+                f"{stats.missing} recorded renders are missing (see `storycore assets verify`)"
+            )
+        out.info(f"total        {human_size(stats.total_bytes):>22}")
+        for shot_id, kinds in sorted(stats.per_shot.items()):
+            parts = [f"{k} {t.count} ({human_size(t.bytes)})" for k, t in kinds.items() if t.count]
+            out.info(f"  {shot_id:<12} " + ", ".join(parts))
+
+    @group.command("verify")
+    def verify_cmd(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
+        """Re-hash every render against the manifest; exit 7 if one is missing or changed."""
+        from storycore.assets import verify_assets
+        from storycore.errors import AssetError
+        from storycore.project import load_project
+
+        out = Output(json_out)
+        loaded = load_project(project)
+        report = verify_assets(loaded)
+        if json_out:
+            out.json(
+                {
+                    "ok": report.clean,
+                    "checked": report.checked,
+                    "intact": report.ok,
+                    "missing": [dataclasses.asdict(p) for p in report.missing],
+                    "changed": [dataclasses.asdict(p) for p in report.changed],
+                    "unknown": [dataclasses.asdict(f) for f in report.unknown],
+                    "temporary": [dataclasses.asdict(f) for f in report.temporary],
+                }
+            )
+            if not report.clean:
+                raise typer.Exit(AssetError.exit_code)
+            return
+        out.info(f"{report.ok} of {report.checked} recorded renders intact")
+        for problem in report.problems:
+            out.info(f"  {problem.problem.upper():<8} {problem.path}: {problem.detail}")
+        for unknown in report.unknown:
+            out.info(f"  UNKNOWN  {unknown.path} ({unknown.reason}, {human_size(unknown.size)})")
+        if report.temporary:
+            out.info(f"  {len(report.temporary)} temporary files (`storycore assets clean`)")
+        if not report.clean:
+            raise AssetError(
+                f"{len(report.missing)} missing and {len(report.changed)} changed or invalid "
+                "render(s)",
+                where=str(loaded.root),
+                hint="Run `storycore generate-images` to re-render them",
+            )
+
+    @group.command("clean")
+    def clean_cmd(
+        project: Path = PROJECT_OPTION,
+        dry_run: bool = DRY_RUN_OPTION,
+        keep_newest: int | None = KEEP_NEWEST_OPTION,
+        server: bool = SERVER_OPTION,
+        comfyui_dir: Path | None = COMFYUI_DIR_OPTION,
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Apply the retention policy; the active render of every shot is always kept."""
+        from storycore.assets import clean_assets
+        from storycore.errors import AssetError
+        from storycore.project import load_project
+
+        out = Output(json_out)
+        loaded = load_project(project)
+        policy = _policy(loaded.root, keep_newest)
+        report = clean_assets(loaded, policy, dry_run=dry_run)
+        server_report = _server_side(loaded.root, comfyui_dir, dry_run, out) if server else None
+        errors = report.errors + (server_report.errors if server_report else [])
+        if json_out:
+            body: dict[str, Any] = {
+                "ok": not errors,
+                "dry_run": dry_run,
+                "policy": policy.model_dump(),
+                "removed": [dataclasses.asdict(r) for r in report.removed],
+                "freed_bytes": report.freed_bytes,
+                "records_dropped": report.records_dropped,
+                "kept_records": report.kept_records,
+                "errors": report.errors,
+            }
+            if server_report is not None:
+                body["server"] = {
+                    **dataclasses.asdict(server_report),
+                    "freed_bytes": server_report.freed_bytes,
+                }
+            out.json(body)
+            if errors:
+                raise typer.Exit(AssetError.exit_code)
+            return
+        verb = "Would remove" if dry_run else "Removed"
+        for removal in report.removed:
+            out.info(f"  {removal.kind:<11} {removal.path}  ({removal.reason})")
+        out.info(
+            f"{verb} {len(report.removed)} project files, {human_size(report.freed_bytes)}; "
+            f"{report.records_dropped} manifest records dropped, {report.kept_records} kept"
+        )
+        if server_report is not None:
+            _print_server(out, server_report, verb)
+        if errors:
+            raise AssetError(
+                f"{len(errors)} file(s) could not be removed: " + "; ".join(errors[:5]),
+                hint="Check the files' permissions and run the clean again",
+            )
+
+
+def _print_server(out: Output, report: ServerCleanReport, verb: str) -> None:
+    if report.comfyui_dir is not None:
+        for item in report.removed:
+            out.info(f"  server {item.folder:<7} {item.path}")
+        for item in report.skipped:
+            out.info(f"  kept   {item.folder:<7} {item.path} ({item.reason})")
+        out.info(
+            f"{verb} {len(report.removed)} files from {report.comfyui_dir}, "
+            f"{human_size(report.freed_bytes)}"
+        )
+    for left in report.remote:
+        out.warn(
+            f"{left.backend}: {report.note}. Left there: "
+            f"{len(left.prefixes)} output prefix(es) "
+            f"({', '.join(left.prefixes[:5]) or 'none'}) and {len(left.uploads)} upload(s) "
+            f"({', '.join(left.uploads[:5]) or 'none'})"
+        )

@@ -1,0 +1,264 @@
+"""``storycore assets clean``: apply the retention policy to a project's stored renders.
+
+Order of work, so that an interruption at any point leaves a loadable project whose manifest
+records all point at existing files:
+
+1. decide (:func:`plan_clean`): which records go, which orphan and temporary files go;
+2. write ``project.json`` without the dropped records (atomically), *then*
+3. delete the files. A crash during 3 leaves only unlisted files behind, which the next clean
+   removes as orphans.
+
+A shot's active render is never removed, nor any file a kept record still names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from storycore.assets._inventory import (
+    AssetEntry,
+    StoredFile,
+    active_asset_ids,
+    list_assets,
+    manifest_entries,
+    temporary_files,
+    unknown_files,
+)
+from storycore.assets._policy import RetentionPolicy
+from storycore.manifest import GENERATED_DIR, MANIFEST_KEY
+
+if TYPE_CHECKING:
+    from storycore.project import Project
+
+__all__ = [
+    "CleanPlan",
+    "CleanReport",
+    "Removal",
+    "clean_assets",
+    "plan_clean",
+    "select_records",
+    "select_temporary",
+]
+
+RemovalKind = Literal["final", "placeholder", "orphan", "temporary"]
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One file (and, for a render, its record) that the clean removes or would remove."""
+
+    path: str
+    kind: RemovalKind
+    reason: str
+    bytes: int
+    asset_id: str | None = None
+    shot_id: str | None = None
+
+
+@dataclass
+class CleanPlan:
+    drop_indexes: set[int] = field(default_factory=set)
+    removals: list[Removal] = field(default_factory=list)
+    kept_records: int = 0
+
+
+@dataclass
+class CleanReport:
+    """What a clean removed (or, with ``dry_run``, would remove) and how much space it freed."""
+
+    dry_run: bool
+    removed: list[Removal] = field(default_factory=list)
+    kept_records: int = 0
+    records_dropped: int = 0
+    manifest_updated: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(r.bytes for r in self.removed)
+
+
+def select_records(
+    assets: Iterable[AssetEntry], policy: RetentionPolicy
+) -> dict[str, tuple[RemovalKind, str]]:
+    """Pure: which asset ids the policy removes, and why. ``assets`` are oldest first.
+
+    - the active render of a shot is always kept;
+    - placeholders go once the shot has a real render whose file exists;
+    - beyond that, only the ``keep_newest`` newest renders of each shot stay (placeholders and
+      real renders counted together, newest by manifest order).
+    """
+    by_shot: dict[str, list[AssetEntry]] = {}
+    for asset in assets:
+        by_shot.setdefault(asset.shot_id, []).append(asset)
+    drop: dict[str, tuple[RemovalKind, str]] = {}
+    for shot_id, items in by_shot.items():
+        has_real = any(a.exists and not a.placeholder for a in items)
+        newest_first = list(reversed(items))
+        for rank, asset in enumerate(newest_first):
+            if asset.active:
+                continue
+            kind: RemovalKind = asset.kind
+            if asset.placeholder and policy.remove_placeholders and has_real:
+                drop[asset.asset_id] = (kind, f"placeholder; {shot_id} has a real render")
+            elif policy.keep_newest is not None and rank >= policy.keep_newest:
+                drop[asset.asset_id] = (
+                    kind,
+                    f"older than the {policy.keep_newest} newest render(s) of {shot_id}",
+                )
+    return drop
+
+
+def select_temporary(
+    files: Iterable[StoredFile], policy: RetentionPolicy, now: float
+) -> list[tuple[StoredFile, str]]:
+    """Pure: temporary files older than the maximum age, then the oldest until the rest fits.
+
+    Files modified in the last five minutes are never picked by the size cap (a download may
+    still be writing them).
+    """
+    remaining = sorted(files, key=lambda f: f.mtime)
+    picked: list[tuple[StoredFile, str]] = []
+    max_age = policy.temp_max_age_s
+    if max_age is not None:
+        still: list[StoredFile] = []
+        for item in remaining:
+            if now - item.mtime > max_age:
+                picked.append((item, f"{item.reason}, older than {policy.temp_max_age_hours} h"))
+            else:
+                still.append(item)
+        remaining = still
+    cap = policy.temp_max_total_bytes
+    if cap is not None:
+        total = sum(f.size for f in remaining)
+        for item in remaining:
+            if total <= cap:
+                break
+            if now - item.mtime < 300:
+                continue
+            picked.append((item, f"{item.reason}, over the {policy.temp_max_total_mb} MB cap"))
+            total -= item.size
+    return picked
+
+
+def _file_bytes(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def plan_clean(project: Project, policy: RetentionPolicy, *, now: float | None = None) -> CleanPlan:
+    """Decide what a clean removes; touches nothing."""
+    now = time.time() if now is None else now
+    plan = CleanPlan()
+    assets = list_assets(project)
+    drop = select_records(assets, policy)
+    active = active_asset_ids(project)
+    kept_paths: set[str] = set()
+    for entry in manifest_entries(project):
+        record = entry.record
+        if record is None or entry.problem or record.asset_id not in drop:
+            plan.kept_records += 1
+            if record is not None:
+                kept_paths.update((record.path, record.sidecar_path))
+            continue
+        if record.asset_id in active:  # belt and braces: select_records already skips these
+            plan.kept_records += 1
+            kept_paths.update((record.path, record.sidecar_path))
+            continue
+        plan.drop_indexes.add(entry.index)
+    for entry in manifest_entries(project):
+        record = entry.record
+        if entry.index not in plan.drop_indexes or record is None:
+            continue
+        kind, reason = drop[record.asset_id]
+        for rel in (record.path, record.sidecar_path):
+            if rel in kept_paths:
+                continue
+            plan.removals.append(
+                Removal(
+                    path=rel,
+                    kind=kind,
+                    reason=reason,
+                    bytes=_file_bytes(project.root / rel),
+                    asset_id=record.asset_id,
+                    shot_id=record.shot_id,
+                )
+            )
+    if policy.remove_orphans:
+        grace = policy.orphan_grace_minutes * 60.0
+        for orphan in unknown_files(project):
+            if orphan.reason == "orphan render" and now - orphan.mtime >= grace:
+                plan.removals.append(
+                    Removal(orphan.path, "orphan", "render file no record names", orphan.size)
+                )
+    for temp, reason in select_temporary(temporary_files(project), policy, now):
+        plan.removals.append(Removal(temp.path, "temporary", reason, temp.size))
+    return plan
+
+
+def _drop_records(project: Project, indexes: set[int]) -> None:
+    manifest = project.data["asset_manifest"]
+    items = manifest[MANIFEST_KEY]
+    manifest[MANIFEST_KEY] = [item for i, item in enumerate(items) if i not in indexes]
+
+
+def _prune_empty_dirs(root: Path, folders: Mapping[Path, None]) -> None:
+    base = root / GENERATED_DIR
+    for folder in folders:
+        current = folder
+        while current != base and base in current.parents:
+            try:
+                os.rmdir(current)
+            except OSError:
+                break
+            current = current.parent
+
+
+def clean_assets(
+    project: Project, policy: RetentionPolicy, *, dry_run: bool = False, now: float | None = None
+) -> CleanReport:
+    """Apply ``policy`` to ``project``: save the trimmed manifest first, then delete files.
+
+    With ``dry_run`` nothing is written or deleted; the report says what would go. Failures to
+    delete single files are collected in ``errors``, not raised.
+    """
+    from storycore.project import save_project
+
+    plan = plan_clean(project, policy, now=now)
+    report = CleanReport(dry_run=dry_run, kept_records=plan.kept_records)
+    report.records_dropped = len(plan.drop_indexes)
+    if dry_run:
+        report.removed = list(plan.removals)
+        return report
+    if plan.drop_indexes:
+        _drop_records(project, plan.drop_indexes)
+        save_project(project)
+        report.manifest_updated = True
+    touched: dict[Path, None] = {}
+    for removal in plan.removals:
+        path = project.root / removal.path
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            report.removed.append(
+                Removal(
+                    removal.path, removal.kind, removal.reason, 0, removal.asset_id, removal.shot_id
+                )
+            )
+            continue
+        except OSError as exc:
+            report.errors.append(f"{removal.path}: {exc.strerror or exc}")
+            continue
+        report.removed.append(removal)
+        touched[path.parent] = None
+    with contextlib.suppress(OSError):
+        _prune_empty_dirs(project.root, touched)
+    return report

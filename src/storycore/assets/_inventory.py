@@ -1,0 +1,388 @@
+"""What is stored in a project: every recorded render, temporary files, unknown files.
+
+The layout is the one :mod:`storycore.manifest` documents. Everything here reads the file system
+and the loaded project; nothing writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal
+
+from storycore._fsutil import is_safe_relative
+from storycore.manifest import GENERATED_DIR, MANIFEST_KEY, AssetRecord
+
+if TYPE_CHECKING:
+    from storycore.project import Project
+
+__all__ = [
+    "CACHE_DIR",
+    "AssetEntry",
+    "AssetStats",
+    "KindTotals",
+    "ManifestEntry",
+    "StoredFile",
+    "VerifyProblem",
+    "VerifyReport",
+    "active_asset_ids",
+    "asset_stats",
+    "file_sha256",
+    "list_assets",
+    "manifest_entries",
+    "record_path_ok",
+    "temporary_files",
+    "unknown_files",
+    "verify_assets",
+]
+
+AssetKind = Literal["final", "placeholder"]
+CACHE_DIR = PurePosixPath(".storycore/cache")
+_RENDER_NAME = re.compile(r"^(?P<shot>.+)_v\d+_r\d+\.(png|json)$")
+_ATOMIC_TMP = re.compile(r"^\..+\.tmp$")
+_TEMP_ROOTS = ("assets", ".storycore")
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One item of ``asset_manifest.generated_images``: its index, parsed record or the problem."""
+
+    index: int
+    raw: Any
+    record: AssetRecord | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class AssetEntry:
+    """One recorded render as ``storycore assets list`` shows it."""
+
+    asset_id: str
+    shot_id: str
+    version: int
+    render: int
+    path: str
+    size: int
+    sha256: str
+    placeholder: bool
+    active: bool
+    exists: bool
+    disk_bytes: int
+    created_at: str
+
+    @property
+    def kind(self) -> AssetKind:
+        return "placeholder" if self.placeholder else "final"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file found on disk: project-relative POSIX path, size, modification time, why listed."""
+
+    path: str
+    size: int
+    mtime: float
+    reason: str
+
+
+@dataclass
+class KindTotals:
+    count: int = 0
+    bytes: int = 0
+
+    def add(self, size: int) -> None:
+        self.count += 1
+        self.bytes += size
+
+
+@dataclass
+class AssetStats:
+    """Counts and sizes per shot and per kind (``final``, ``placeholder``, ``temporary``)."""
+
+    per_kind: dict[str, KindTotals] = field(default_factory=dict)
+    per_shot: dict[str, dict[str, KindTotals]] = field(default_factory=dict)
+    missing: int = 0
+    unknown: KindTotals = field(default_factory=KindTotals)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(t.bytes for t in self.per_kind.values()) + self.unknown.bytes
+
+
+@dataclass(frozen=True)
+class VerifyProblem:
+    """A recorded render that is missing or differs from its record."""
+
+    problem: Literal["missing", "changed", "invalid"]
+    path: str
+    detail: str
+    asset_id: str | None = None
+    shot_id: str | None = None
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    ok: int = 0
+    problems: list[VerifyProblem] = field(default_factory=list)
+    unknown: list[StoredFile] = field(default_factory=list)
+    temporary: list[StoredFile] = field(default_factory=list)
+
+    @property
+    def missing(self) -> list[VerifyProblem]:
+        return [p for p in self.problems if p.problem == "missing"]
+
+    @property
+    def changed(self) -> list[VerifyProblem]:
+        return [p for p in self.problems if p.problem in ("changed", "invalid")]
+
+    @property
+    def clean(self) -> bool:
+        """True when every recorded file is present and unchanged."""
+        return not self.problems
+
+
+def manifest_entries(project: Project) -> list[ManifestEntry]:
+    """Every item of the manifest list, malformed ones included (with ``problem`` set)."""
+    manifest = project.data.get("asset_manifest")
+    raw = manifest.get(MANIFEST_KEY, []) if isinstance(manifest, dict) else []
+    if not isinstance(raw, list):
+        return []
+    out: list[ManifestEntry] = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            out.append(ManifestEntry(index, item, None, "is not a JSON object"))
+            continue
+        try:
+            record = AssetRecord.from_dict(item)
+        except (TypeError, ValueError) as exc:
+            out.append(ManifestEntry(index, item, None, f"is not a valid record ({exc})"))
+            continue
+        if not record_path_ok(record.path):
+            out.append(
+                ManifestEntry(
+                    index, item, record, f"path {record.path!r} is not under {GENERATED_DIR}/"
+                )
+            )
+            continue
+        out.append(ManifestEntry(index, item, record))
+    return out
+
+
+def record_path_ok(path: object) -> bool:
+    """True when a record's path is a safe relative path inside the generated-images folder."""
+    if not isinstance(path, str) or not is_safe_relative(path) or "\\" in path:
+        return False
+    parts = PurePosixPath(path).parts
+    return len(parts) > len(GENERATED_DIR.parts) and parts[: len(GENERATED_DIR.parts)] == (
+        GENERATED_DIR.parts
+    )
+
+
+def active_asset_ids(project: Project) -> set[str]:
+    """Every ``active_asset`` named in ``shots_index``."""
+    index = project.data.get("shots_index")
+    if not isinstance(index, dict):
+        return set()
+    return {
+        str(entry["active_asset"])
+        for entry in index.values()
+        if isinstance(entry, dict) and entry.get("active_asset")
+    }
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def list_assets(project: Project) -> list[AssetEntry]:
+    """Every well-formed record in the manifest, oldest first, with what is on disk."""
+    active = active_asset_ids(project)
+    out: list[AssetEntry] = []
+    for entry in manifest_entries(project):
+        record = entry.record
+        if record is None or entry.problem:
+            continue
+        png = _size(project.root / record.path)
+        sidecar = _size(project.root / record.sidecar_path) or 0
+        out.append(
+            AssetEntry(
+                asset_id=record.asset_id,
+                shot_id=record.shot_id,
+                version=record.version,
+                render=record.render,
+                path=record.path,
+                size=record.size,
+                sha256=record.sha256,
+                placeholder=record.placeholder,
+                active=record.asset_id in active,
+                exists=png is not None,
+                disk_bytes=(png or 0) + (sidecar if png is not None else 0),
+                created_at=record.created_at,
+            )
+        )
+    return out
+
+
+def _walk_files(folder: Path) -> Iterator[Path]:
+    """Every regular file below ``folder`` (symlinks are neither followed nor listed)."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        base = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if not (base / d).is_symlink()]
+        for name in filenames:
+            path = base / name
+            if path.is_file() and not path.is_symlink():
+                yield path
+
+
+def _stored(project: Project, path: Path, reason: str) -> StoredFile | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    rel = path.relative_to(project.root).as_posix()
+    return StoredFile(path=rel, size=info.st_size, mtime=info.st_mtime, reason=reason)
+
+
+def _temp_reason(project: Project, path: Path) -> str | None:
+    rel = PurePosixPath(path.relative_to(project.root).as_posix())
+    if rel.parts[: len(CACHE_DIR.parts)] == CACHE_DIR.parts:
+        return "cache"
+    if path.name.endswith(".part"):
+        return "partial download"
+    if _ATOMIC_TMP.match(path.name):
+        return "interrupted write"
+    return None
+
+
+def temporary_files(project: Project) -> list[StoredFile]:
+    """Partial downloads (``*.part``), interrupted atomic writes and ``.storycore/cache`` files."""
+    out: list[StoredFile] = []
+    seen: set[Path] = set()
+    candidates = [project.root / name for name in _TEMP_ROOTS]
+    for root in candidates:
+        for path in _walk_files(root):
+            reason = _temp_reason(project, path)
+            if reason and path not in seen:
+                seen.add(path)
+                stored = _stored(project, path, reason)
+                if stored:
+                    out.append(stored)
+    for path in project.root.iterdir():  # interrupted writes of project.json itself
+        if path.is_file() and not path.is_symlink() and _ATOMIC_TMP.match(path.name):
+            stored = _stored(project, path, "interrupted write")
+            if stored:
+                out.append(stored)
+    return sorted(out, key=lambda f: f.path)
+
+
+def unknown_files(project: Project) -> list[StoredFile]:
+    """Files under the generated-images folder that no record (nor its sidecar) names.
+
+    ``reason`` is ``orphan render`` for files named like our renders (left by an interrupted
+    clean or a crash between writing a file and recording it), ``unknown`` otherwise. Temporary
+    files are not listed here.
+    """
+    known: set[str] = set()
+    for entry in manifest_entries(project):
+        if entry.record is not None:
+            known.add(entry.record.path)
+            known.add(entry.record.sidecar_path)
+    out: list[StoredFile] = []
+    for path in _walk_files(project.root / GENERATED_DIR):
+        rel = path.relative_to(project.root).as_posix()
+        if rel in known or _temp_reason(project, path):
+            continue
+        match = _RENDER_NAME.match(path.name)
+        ours = match is not None and match.group("shot") == path.parent.name
+        stored = _stored(project, path, "orphan render" if ours else "unknown")
+        if stored:
+            out.append(stored)
+    return sorted(out, key=lambda f: f.path)
+
+
+def asset_stats(project: Project) -> AssetStats:
+    """Counts and bytes per kind and per shot (PNG plus its sidecar JSON)."""
+    stats = AssetStats(per_kind={k: KindTotals() for k in ("final", "placeholder", "temporary")})
+    for asset in list_assets(project):
+        if not asset.exists:
+            stats.missing += 1
+            continue
+        stats.per_kind[asset.kind].add(asset.disk_bytes)
+        shot = stats.per_shot.setdefault(
+            asset.shot_id, {"final": KindTotals(), "placeholder": KindTotals()}
+        )
+        shot[asset.kind].add(asset.disk_bytes)
+    for temp in temporary_files(project):
+        stats.per_kind["temporary"].add(temp.size)
+    for unknown in unknown_files(project):
+        stats.unknown.add(unknown.size)
+    return stats
+
+
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in chunks (blocking: use ``asyncio.to_thread`` in async)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def verify_assets(project: Project) -> VerifyReport:
+    """Re-hash every recorded render; report missing, changed, invalid and unknown files."""
+    report = VerifyReport()
+    for entry in manifest_entries(project):
+        report.checked += 1
+        record = entry.record
+        if record is None or entry.problem:
+            report.problems.append(
+                VerifyProblem(
+                    "invalid",
+                    str(record.path) if record else f"{MANIFEST_KEY}[{entry.index}]",
+                    f"manifest item {entry.index} {entry.problem}",
+                    asset_id=record.asset_id if record else None,
+                    shot_id=record.shot_id if record else None,
+                )
+            )
+            continue
+        path = project.root / record.path
+        size = _size(path)
+        if size is None or not path.is_file():
+            report.problems.append(
+                VerifyProblem(
+                    "missing", record.path, "file not found", record.asset_id, record.shot_id
+                )
+            )
+            continue
+        try:
+            digest = file_sha256(path)
+        except OSError as exc:
+            report.problems.append(
+                VerifyProblem(
+                    "missing",
+                    record.path,
+                    f"cannot be read ({exc.strerror})",
+                    record.asset_id,
+                    record.shot_id,
+                )
+            )
+            continue
+        if digest != record.sha256 or size != record.size:
+            detail = f"sha256 {digest[:12]}... (recorded {record.sha256[:12]}...)"
+            if size != record.size:
+                detail = f"{size} bytes (recorded {record.size}); " + detail
+            report.problems.append(
+                VerifyProblem("changed", record.path, detail, record.asset_id, record.shot_id)
+            )
+            continue
+        report.ok += 1
+    report.unknown = unknown_files(project)
+    report.temporary = temporary_files(project)
+    return report
