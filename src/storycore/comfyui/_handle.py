@@ -127,6 +127,7 @@ class PromptHandle:
         self._wakeup = asyncio.Event()
         self._future: asyncio.Future[PromptResult] = asyncio.get_running_loop().create_future()
         self._completed_status: str | None = None
+        self.seen: set[type[Event]] = set()
 
     # ------------------------------------------------------------------ reading
     def done(self) -> bool:
@@ -203,6 +204,7 @@ class PromptHandle:
             return
         self.alive()
         self.submitted = True
+        self.seen.add(type(event))
         now = time.monotonic()
         if isinstance(event, ExecutionStarted):
             self.state = "running"

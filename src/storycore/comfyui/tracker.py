@@ -42,6 +42,7 @@ from storycore.comfyui.events import (
     ProgressText,
     ServerStatus,
     parse_binary_frame,
+    parse_message,
     parse_text_frame,
 )
 from storycore.errors import (
@@ -400,6 +401,11 @@ class PromptTracker:
     ) -> None:
         if handle.done():
             return
+        # Replay what the history recorded and the stream has not shown (polling, WS gaps).
+        for name, data in entry.messages:
+            event = parse_message({"type": name, "data": data})
+            if event is not None and type(event) not in handle.seen:
+                handle.feed(event)
         if entry.status is PromptStatus.SUCCESS:
             handle.succeed(entry, via=via)
         elif entry.status is PromptStatus.INTERRUPTED:
@@ -417,7 +423,6 @@ class PromptTracker:
                 exception_type=str(data.get("exception_type") or "Exception"),
                 exception_message=str(data.get("exception_message") or "no message recorded"),
             )
-            handle.feed(event)
             handle.fail("error", self._execution_failed(handle.prompt_id, event))
         self._forget(handle)
 
@@ -511,8 +516,8 @@ class PromptTracker:
                 handle.alive()
                 if position == 0 and handle.state in ("watching", "queued"):
                     handle.state = "running"
-                    if not self._ws_covers(handle):
-                        handle.emit(ExecutionStarted(handle.prompt_id))
+                    if ExecutionStarted not in handle.seen:
+                        handle.feed(ExecutionStarted(handle.prompt_id))
                 elif position > 0 and position != handle.position:
                     handle.state = "queued"
                     handle.position = position
