@@ -156,7 +156,7 @@ async def test_probe_error_status_and_bad_body() -> None:
 
 async def test_probe_timeout_and_refused() -> None:
     async def hang(_r: web.Request) -> web.Response:
-        await asyncio.sleep(3)
+        await asyncio.sleep(0.6)
         return web.Response(text="late")
 
     async with serve(_app(hang)) as port:

@@ -178,7 +178,9 @@ async def test_detect_desktop() -> None:
 
 
 async def test_start_uses_desktop_when_no_install_is_configured(tmp_path: Path) -> None:
-    opts = ManagerOptions(port=free_port(), state_dir=tmp_path / "state")
+    opts = ManagerOptions(
+        port=free_port(), state_dir=tmp_path / "state", install_path=tmp_path / "no-such-folder"
+    )
     async with serve(recorded_stats_app()) as desktop_port:
         manager = ComfyUIManager(opts)
         manager.desktop_port = desktop_port
@@ -194,3 +196,12 @@ async def test_no_install_and_no_desktop_raises(tmp_path: Path) -> None:
     manager.desktop_port = free_port()
     with pytest.raises(InstallNotFound):
         await manager.start()
+
+
+async def test_a_broken_install_folder_is_reported_even_with_desktop(tmp_path: Path) -> None:
+    opts = ManagerOptions(port=free_port(), state_dir=tmp_path / "s", install_path=tmp_path)
+    async with serve(recorded_stats_app()) as desktop_port:
+        manager = ComfyUIManager(opts)
+        manager.desktop_port = desktop_port
+        with pytest.raises(InstallNotFound, match="no runnable ComfyUI"):
+            await manager.start()

@@ -1,9 +1,327 @@
-"""Commands of this group (filled in by the issue that owns them)."""
+"""``storycore comfyui``: start, stop, restart, status and logs of the local ComfyUI; the emulator.
+
+The settings (``comfyui.*`` in the config files and ``STORYCORE_COMFYUI__*``) say where ComfyUI
+is installed and how to run it; ``--host``, ``--port`` and ``--install-path`` override them for
+one command.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
+
+from storycore.cli._common import Output
+
+if TYPE_CHECKING:
+    from storycore.comfyui.manager import ComfyUIManager, ManagerOptions
+
+JSON_OPTION = typer.Option(False, "--json", help="Machine-readable output.")
+HOST_OPTION = typer.Option(None, "--host", help="Listen address (default: comfyui.host).")
+PORT_OPTION = typer.Option(None, "--port", help="Port (default: comfyui.port).")
+INSTALL_OPTION = typer.Option(
+    None, "--install-path", help="ComfyUI folder (default: comfyui.install_path)."
+)
+PROJECT_OPTION = typer.Option(
+    None, "--project", "-p", help="A project folder whose storycore.toml applies."
+)
+CONFIG_OPTION = typer.Option(None, "--config", help="Use this user config file instead.")
+OUTPUT_DIR_OPTION = typer.Option(None, "--output-dir", help="Where emulated images are written.")
+MOCK_OPTION = typer.Option(
+    False, "--mock", help="Run StoryCore's ComfyUI emulator instead of a real ComfyUI."
+)
+
+
+def _options(
+    *,
+    project: Path | None,
+    config: Path | None,
+    host: str | None,
+    port: int | None,
+    install_path: Path | None,
+) -> ManagerOptions:
+    """Map the resolved settings (and this command's overrides) onto the manager's options."""
+    from storycore.comfyui.manager import ManagerOptions, default_state_dir
+    from storycore.config import resolve_settings
+
+    settings = resolve_settings(project_dir=project, user_config=config).settings
+    comfy = settings.comfyui
+    final_host = host or comfy.host
+    final_port = port or comfy.port
+    state_root = settings.state_dir
+    state_dir = (
+        state_root / "comfyui" / f"{final_host.replace(':', '_')}_{final_port}"
+        if state_root is not None
+        else default_state_dir(final_host, final_port)
+    )
+    return ManagerOptions(
+        install_path=install_path or comfy.install_path,
+        python_executable=comfy.python_executable,
+        host=final_host,
+        port=final_port,
+        extra_args=tuple(comfy.extra_args),
+        startup_timeout=comfy.startup_timeout,
+        health_interval=comfy.health_check_interval,
+        max_restarts=comfy.max_retries,
+        graceful_timeout=comfy.graceful_shutdown,
+        force_kill_timeout=comfy.force_kill,
+        gpu=comfy.gpu,
+        cuda_device=comfy.cuda_device,
+        vram_mode=comfy.vram_mode,
+        reserve_vram_gb=comfy.reserve_vram_gb,
+        state_dir=state_dir,
+    )
+
+
+def _manager(options: ManagerOptions, mock: bool) -> ComfyUIManager:
+    from storycore.comfyui.install import emulator_install
+    from storycore.comfyui.manager import ComfyUIManager
+
+    if not mock:
+        return ComfyUIManager(options)
+    output = options.state_folder / "mock-output"
+    mock_options = dataclasses.replace(
+        options, extra_args=(*options.extra_args, "--output-directory", str(output))
+    )
+    return ComfyUIManager(mock_options, install=emulator_install(cwd=options.state_folder))
+
+
+def _data(value: Any) -> Any:
+    """A JSON-friendly copy of a result dataclass."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+def _say_started(out: Output, result: Any, where: str = "") -> None:
+    for note in result.notes:
+        out.warn(note)
+    out.info(result.message + ".")
+    if result.log_path is not None:
+        out.info(f"Log: {result.log_path}")
+    if result.action == "started":
+        out.info(f"Ready in {result.elapsed:.1f} s. Stop it with 'storycore comfyui stop{where}'.")
+
+
+def _where(host: str | None, port: int | None) -> str:
+    """The ``--host``/``--port`` flags to repeat in later commands."""
+    return (f" --host {host}" if host else "") + (f" --port {port}" if port else "")
+
+
+def _say_stopped(out: Output, result: Any) -> None:
+    for note in result.notes:
+        out.warn(note)
+    out.info(result.message + ".")
+    if result.log_path is not None:
+        out.info(f"Log: {result.log_path}")
+
+
+def _follow(manager: ComfyUIManager, out: Output, max_seconds: float | None) -> None:
+    async def run() -> None:
+        async for line in manager.follow_log(max_seconds=max_seconds):
+            if out.json_mode:
+                out.json({"event": "log", "line": line})
+            else:
+                out.console.print(line, markup=False, highlight=False)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to ``app``."""
+    """Add the ``comfyui`` group to ``app``."""
+    group = typer.Typer(help="Run and watch the local ComfyUI server.", no_args_is_help=True)
+    app.add_typer(group, name="comfyui")
+
+    @group.command("start")
+    def start(
+        foreground: bool = typer.Option(
+            False, "--foreground", help="Stay attached: stream the log; Ctrl-C stops the server."
+        ),
+        mock: bool = MOCK_OPTION,
+        host: str | None = HOST_OPTION,
+        port: int | None = PORT_OPTION,
+        install_path: Path | None = INSTALL_OPTION,
+        project: Path | None = PROJECT_OPTION,
+        config: Path | None = CONFIG_OPTION,
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Start ComfyUI (or adopt one already serving the port) and wait until it answers."""
+        out = Output(json_out)
+        opts = _options(
+            project=project, config=config, host=host, port=port, install_path=install_path
+        )
+        manager = _manager(opts, mock)
+        result = asyncio.run(manager.start())
+        if json_out:
+            out.json({"ok": True, **_data(result)})
+        else:
+            _say_started(out, result, _where(host, port))
+        if not foreground or not result.managed:
+            manager.detach()
+            return
+        out.info("Streaming the log; press Ctrl-C to stop the server.")
+        try:
+            _follow(manager, out, None)
+        finally:
+            stopped = asyncio.run(manager.stop())
+            if json_out:
+                out.json({"ok": True, "event": "stopped", **_data(stopped)})
+            else:
+                _say_stopped(out, stopped)
+
+    @group.command("stop")
+    def stop(
+        host: str | None = HOST_OPTION,
+        port: int | None = PORT_OPTION,
+        project: Path | None = PROJECT_OPTION,
+        config: Path | None = CONFIG_OPTION,
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Stop the ComfyUI that StoryCore started (and its child processes)."""
+        from storycore.comfyui.manager import ComfyUIManager
+
+        out = Output(json_out)
+        opts = _options(project=project, config=config, host=host, port=port, install_path=None)
+        result = asyncio.run(ComfyUIManager(opts).stop())
+        if json_out:
+            out.json({"ok": True, **_data(result)})
+        else:
+            _say_stopped(out, result)
+
+    @group.command("restart")
+    def restart(
+        mock: bool = MOCK_OPTION,
+        host: str | None = HOST_OPTION,
+        port: int | None = PORT_OPTION,
+        install_path: Path | None = INSTALL_OPTION,
+        project: Path | None = PROJECT_OPTION,
+        config: Path | None = CONFIG_OPTION,
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Stop the managed ComfyUI, then start it again."""
+        out = Output(json_out)
+        opts = _options(
+            project=project, config=config, host=host, port=port, install_path=install_path
+        )
+        manager = _manager(opts, mock)
+        stopped, started = asyncio.run(manager.restart())
+        manager.detach()
+        if json_out:
+            out.json({"ok": True, "stop": _data(stopped), "start": _data(started)})
+            return
+        _say_stopped(out, stopped)
+        _say_started(out, started, _where(host, port))
+
+    @group.command("status")
+    def status(
+        host: str | None = HOST_OPTION,
+        port: int | None = PORT_OPTION,
+        project: Path | None = PROJECT_OPTION,
+        config: Path | None = CONFIG_OPTION,
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Say whether ComfyUI runs: pid, uptime, URL, version, devices, VRAM, queue, log."""
+        from storycore.comfyui.manager import ComfyUIManager
+
+        out = Output(json_out)
+        opts = _options(project=project, config=config, host=host, port=port, install_path=None)
+        info = asyncio.run(ComfyUIManager(opts).status())
+        if json_out:
+            out.json({"ok": True, **_data(info)})
+            return
+        out.info(f"{info.state.value}: {info.message}.")
+        rows: list[tuple[str, str]] = [("URL", info.url)]
+        if info.pid is not None:
+            rows.append(("pid", str(info.pid)))
+        if info.uptime_s is not None:
+            rows.append(("uptime", f"{info.uptime_s:.0f} s"))
+        if info.comfyui_version:
+            rows.append(("version", info.comfyui_version))
+        for device in info.devices:
+            rows.append(
+                (
+                    "device",
+                    f"{device.name} ({device.type}): {_gib(device.vram_free)} free of "
+                    f"{_gib(device.vram_total)}",
+                )
+            )
+        if info.queue_remaining is not None:
+            rows.append(("queue", str(info.queue_remaining)))
+        if info.log_path is not None:
+            rows.append(("log", str(info.log_path)))
+        for name, value in rows:
+            out.info(f"  {name:<8} {value}")
+        for note in info.notes:
+            out.warn(note)
+
+    @group.command("logs")
+    def logs(
+        lines: int = typer.Option(50, "-n", "--lines", min=0, help="How many lines to show."),
+        follow: bool = typer.Option(
+            False, "--follow", "-f", help="Keep printing new lines until the server stops."
+        ),
+        max_seconds: float | None = typer.Option(
+            None, "--max-seconds", min=0, help="Stop following after this many seconds."
+        ),
+        host: str | None = HOST_OPTION,
+        port: int | None = PORT_OPTION,
+        project: Path | None = PROJECT_OPTION,
+        config: Path | None = CONFIG_OPTION,
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Show the end of the ComfyUI log (and follow it with --follow; Ctrl-C ends)."""
+        from storycore.comfyui.manager import ComfyUIManager
+
+        out = Output(json_out)
+        opts = _options(project=project, config=config, host=host, port=port, install_path=None)
+        manager = ComfyUIManager(opts)
+        tail = manager.tail_log(lines)
+        if json_out:
+            out.json({"ok": True, "log_path": manager.log_path, "lines": tail})
+        else:
+            if not manager.log_path.exists():
+                out.info(f"No log yet at {manager.log_path}.")
+            for line in tail:
+                out.console.print(line, markup=False, highlight=False)
+        if follow:
+            _follow(manager, out, max_seconds)
+
+    @group.command("emulate")
+    def emulate(
+        host: str = typer.Option("127.0.0.1", "--host", help="Listen address."),
+        port: int = typer.Option(8188, "--port", help="Port."),
+        output_dir: Path | None = OUTPUT_DIR_OPTION,
+        step_seconds: float = typer.Option(
+            0.0, "--step-seconds", min=0, help="Emulated time per sampler step."
+        ),
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Run StoryCore's ComfyUI emulator in the foreground (Ctrl-C stops it)."""
+        from storycore.comfyui.emulator import EmulatorOptions, run_emulator
+
+        out = Output(json_out)
+        began = time.monotonic()
+        url = f"http://{host}:{port}"
+        if json_out:
+            out.json({"ok": True, "event": "serving", "url": url, "output_dir": output_dir})
+        else:
+            out.info(f"Emulating ComfyUI at {url}; press Ctrl-C to stop.")
+        with contextlib.suppress(KeyboardInterrupt):
+            run_emulator(
+                EmulatorOptions(output_dir=output_dir, step_seconds=step_seconds), host, port
+            )
+        elapsed = time.monotonic() - began
+        if json_out:
+            out.json({"ok": True, "event": "stopped", "url": url, "seconds": round(elapsed, 1)})
+        else:
+            out.info(f"Emulator stopped after {elapsed:.0f} s.")
+
+
+def _gib(value: int) -> str:
+    return f"{value / 1024**3:.1f} GiB"

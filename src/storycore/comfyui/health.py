@@ -142,7 +142,7 @@ def parse_system_stats(body: Any, *, where: str | None = None) -> SystemStats:
         raise ServerResponseError(
             "the answer to /system_stats has no 'system' object, so this is not a ComfyUI",
             where=where,
-            hint="check that the URL points at a ComfyUI server",
+            hint="Check that the URL points at a ComfyUI server",
         )
     system = body["system"]
     raw_devices = body.get("devices", [])
@@ -482,7 +482,7 @@ class HealthMonitor:
                     f"ComfyUI did not answer /system_stats within {timeout:g} s"
                     + (f" (last error: {result.error})" if result.error else ""),
                     where=result.url,
-                    hint="check that the server is started and the URL is right",
+                    hint="Check that the server is started and the URL is right",
                 )
             await asyncio.sleep(min(poll, remaining))
 

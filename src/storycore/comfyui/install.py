@@ -95,7 +95,7 @@ def find_install(
         raise InstallNotFound(
             "no ComfyUI install path is configured, so there is nothing to start",
             where="comfyui.install_path",
-            hint="set comfyui.install_path to your ComfyUI folder, start ComfyUI yourself, "
+            hint="Set comfyui.install_path to your ComfyUI folder, start ComfyUI yourself, "
             "or use 'storycore comfyui start --mock' for the emulator",
         )
     root = install_path.expanduser()
@@ -104,7 +104,7 @@ def find_install(
         raise InstallNotFound(
             "the configured ComfyUI install path is not a folder",
             where=str(root),
-            hint="set comfyui.install_path to the folder that holds ComfyUI's main.py "
+            hint="Set comfyui.install_path to the folder that holds ComfyUI's main.py "
             "(or the portable build's folder)",
         )
     root = root.resolve()
@@ -116,7 +116,7 @@ def find_install(
             raise InstallNotFound(
                 "the configured python executable does not exist",
                 where=str(python),
-                hint="set comfyui.python_executable to the python that has ComfyUI's "
+                hint="Set comfyui.python_executable to the python that has ComfyUI's "
                 "requirements installed, or leave it empty to detect it",
             )
         if main is not None:
@@ -152,7 +152,7 @@ def find_install(
         "with ComfyUI/main.py), a checkout with venv/ or .venv/, and main.py for a configured "
         f"python; checked {shown}",
         where=str(root),
-        hint="point comfyui.install_path at your ComfyUI folder, or set "
+        hint="Point comfyui.install_path at your ComfyUI folder, or set "
         "comfyui.python_executable to the python that runs it",
     )
 

@@ -72,6 +72,7 @@ VramMode = Literal["normal", "low", "none", "high"]
 _VRAM_FLAGS: Mapping[str, str] = {"low": "--lowvram", "none": "--novram", "high": "--highvram"}
 _OWNED_FLAGS = ("--listen", "--port", "--cpu", "--cuda-device", "--disable-auto-launch")
 _LOG_LINES_ON_FAILURE = 30
+_DETACHED: list[subprocess.Popen[bytes]] = []  # servers left running on purpose (see detach)
 
 
 def default_state_dir(host: str, port: int) -> Path:
@@ -124,7 +125,7 @@ def server_flags(options: ManagerOptions) -> list[str]:
             raise ConfigError(
                 f"extra argument {name} is set by StoryCore itself",
                 where="comfyui.extra_args",
-                hint="use the host, port, gpu and cuda_device settings instead",
+                hint="Use the host, port, gpu and cuda_device settings instead",
             )
     flags = ["--listen", options.host, "--port", str(options.port)]
     if not options.gpu:
@@ -252,6 +253,12 @@ class ComfyUIManager:
         """True while the managed server process runs (pid and create time match)."""
         return self.record() is not None
 
+    def detach(self) -> None:
+        """Let the server outlive this object (the CLI exits while the server keeps running)."""
+        if self._popen is not None:
+            _DETACHED.append(self._popen)
+            self._popen = None
+
     def _reap(self) -> None:
         if self._popen is not None and self._popen.poll() is not None:
             self._popen = None
@@ -313,7 +320,7 @@ class ComfyUIManager:
             raise PortInUse(
                 f"port {self.options.port} is held by {holder}, which is not a ComfyUI",
                 where=self.url,
-                hint="stop that program or choose another comfyui.port",
+                hint="Stop that program or choose another comfyui.port",
             )
 
         try:
@@ -327,8 +334,8 @@ class ComfyUIManager:
                 "desktop",
                 desktop_url,
                 managed=False,
-                message=f"no install is configured, but ComfyUI Desktop answers at {desktop_url}; "
-                "using it (StoryCore does not manage ComfyUI Desktop)",
+                message=f"no ComfyUI install was found, but ComfyUI Desktop answers at "
+                f"{desktop_url}; using it (StoryCore does not manage ComfyUI Desktop)",
                 comfyui_version=desktop.comfyui_version,
                 elapsed=time.monotonic() - began,
                 notes=tuple(notes),
@@ -337,9 +344,11 @@ class ComfyUIManager:
 
     async def _find_desktop(self) -> SystemStats | None:
         opts = self.options
-        if not opts.detect_desktop or opts.install_path is not None:
+        if not opts.detect_desktop or opts.python_executable is not None:
             return None
-        if opts.python_executable is not None or opts.port == self.desktop_port:
+        if opts.install_path is not None and opts.install_path.expanduser().is_dir():
+            return None  # a folder is there but holds no runnable ComfyUI: say so instead
+        if opts.port == self.desktop_port:
             return None
         return await detect_desktop(port=self.desktop_port, timeout=2.0)
 
@@ -379,7 +388,7 @@ class ComfyUIManager:
                     f"ComfyUI exited with code {code} during start-up"
                     + self._log_excerpt(spawned.log_offset),
                     where=str(self.log_path),
-                    hint="read the log above; fix the install or the arguments and try again",
+                    hint="Read the log above; fix the install or the arguments and try again",
                 )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -389,7 +398,7 @@ class ComfyUIManager:
                     f"{self.options.startup_timeout:g} s and was stopped"
                     + self._log_excerpt(spawned.log_offset),
                     where=str(self.log_path),
-                    hint="raise comfyui.startup_timeout if the machine is slow, "
+                    hint="Raise comfyui.startup_timeout if the machine is slow, "
                     "otherwise read the log",
                 )
             probe = await probe_system_stats(self.url, timeout=max(0.05, min(2.0, remaining)))
@@ -463,7 +472,7 @@ class ComfyUIManager:
                 log_path=Path(record.log_path),
             )
         notes: list[str] = []
-        probe = await probe_system_stats(server_url(record.host, record.port), timeout=2.0)
+        probe = await probe_system_stats(server_url(record.host, record.port), timeout=1.0)
         if probe.stats is None:
             notes.append(f"pid {record.pid} did not answer /system_stats ({probe.error})")
         report = await asyncio.to_thread(
@@ -477,7 +486,7 @@ class ComfyUIManager:
             raise StopFailed(
                 f"ComfyUI (pid {record.pid}) survived termination and kill",
                 where=str(self.pidfile_path),
-                hint="stop it with your system's task manager",
+                hint="Stop it with your system's task manager",
                 survivors=report.survivors,
             )
         remove_pidfile(self.pidfile_path)
@@ -486,7 +495,7 @@ class ComfyUIManager:
                 "ComfyUI stopped, but some of its child processes survived: "
                 + ", ".join(str(p) for p in report.survivors),
                 where=str(self.pidfile_path),
-                hint="stop them with your system's task manager",
+                hint="Stop them with your system's task manager",
                 survivors=report.survivors,
             )
         how = "gracefully" if report.graceful else "by force after the graceful timeout"

@@ -324,6 +324,7 @@ def _signal_polite(root: psutil.Process, procs: Sequence[psutil.Process]) -> Non
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
+            proc.resume()  # a stopped (suspended) process only sees SIGTERM once continued
     # The server leads its own session: its process group also holds grandchildren whose parent
     # already died (reparented, so no longer in the tree).
     with contextlib.suppress(OSError, psutil.Error):

@@ -95,7 +95,7 @@ class Supervisor:
             raise ManagerError(
                 "supervision needs a ComfyUI started by StoryCore, and none runs",
                 where=str(self.manager.pidfile_path),
-                hint="start it with 'storycore comfyui start' (or let the engine start it)",
+                hint="Start it with 'storycore comfyui start' (or let the engine start it)",
             )
         self._task = asyncio.get_running_loop().create_task(self._run(), name="comfyui-supervisor")
 
@@ -140,7 +140,7 @@ class Supervisor:
                     f"ComfyUI crashed ({reason}) and {self.restarts} automatic restarts "
                     "are used up",
                     where=str(self.manager.log_path),
-                    hint="read the log to see why it keeps failing",
+                    hint="Read the log to see why it keeps failing",
                 )
                 if self.on_give_up is not None:
                     await self.on_give_up(self.error)
