@@ -1,9 +1,137 @@
-"""Commands of this group (filled in by the issue that owns them)."""
+"""``storycore preflight``: check every panel's graph against the server before rendering."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.markup import escape
+
+from storycore.cli._common import Output
+
+JSON_OPTION = typer.Option(False, "--json", help="Print the report as one JSON document.")
+PROJECT_OPTION = typer.Option(Path("."), "--project", "-p", help="The project folder.")
+BACKEND_OPTION = typer.Option(None, "--backend", help="ComfyUI server URL (default: configured).")
+SHOTS_OPTION = typer.Option(
+    None, "--shots", help="Only these shot ids (repeat, or comma-separate)."
+)
+TIMEOUT_OPTION = typer.Option(30.0, "--timeout", help="Seconds allowed to read the server's facts.")
+MODEL_FOLDERS = ("checkpoints", "loras", "vae", "controlnet", "clip_vision", "ipadapter")
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What the preflight needs to know about one server."""
+
+    url: str
+    object_info: dict[str, Any]
+    models: dict[str, list[str]]
+    system_stats: dict[str, Any]
+
+
+async def read_server_facts(url: str, settings: Any, limit: float) -> ServerFacts:
+    """``/system_stats``, ``/object_info`` and the model folders of one server, within ``limit``."""
+    from storycore.comfyui import ComfyUIClient
+    from storycore.engine._backends import backend_specs, client_timeouts
+    from storycore.errors import ComfyUIError, ServerTimeout
+
+    (spec,) = backend_specs(settings, [url])
+    try:
+        async with asyncio.timeout(limit):
+            async with ComfyUIClient(spec.address(), client_timeouts(settings)) as client:
+                stats = await client.system_stats()
+                object_info = await client.object_info() or {}
+                models: dict[str, list[str]] = {}
+                for folder in MODEL_FOLDERS:
+                    try:
+                        models[folder] = await client.models(folder)
+                    except ComfyUIError:
+                        continue  # folder unknown to this server (its node pack is missing)
+    except TimeoutError:
+        raise ServerTimeout(
+            f"the server did not give its node and model lists within {limit:g} s",
+            where=url,
+            hint="check that ComfyUI is running and answering, or raise --timeout",
+        ) from None
+    return ServerFacts(url, object_info, models, stats)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to ``app``."""
+    """Add ``preflight`` to ``app``."""
+
+    @app.command("preflight")
+    def preflight(
+        project: Path = PROJECT_OPTION,
+        backend: str | None = BACKEND_OPTION,
+        shots: list[str] | None = SHOTS_OPTION,
+        timeout: float = TIMEOUT_OPTION,
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Build every panel's graph and list every problem (missing nodes, models, images,
+        bad values, cycles), with estimates of time and VRAM. Submits nothing."""
+        from storycore.config import resolve_settings
+        from storycore.engine._prepare import graph_options, load_templates
+        from storycore.errors import PreflightFailed
+        from storycore.panels import panels_from_project
+        from storycore.project import load_project
+        from storycore.workflows import preflight_panels
+
+        out = Output(json_out)
+        settings = resolve_settings(project_dir=project if project.is_dir() else None).settings
+        loaded = load_project(project)
+        selected = [s.strip() for item in shots or [] for s in item.split(",") if s.strip()]
+        panels = panels_from_project(loaded, settings, selected or None)
+        url = backend or (settings.backends[0].url if settings.backends else settings.comfyui.url)
+        facts = asyncio.run(read_server_facts(url, settings, timeout))
+        templates = load_templates(settings, loaded, facts.object_info)
+        report = preflight_panels(
+            panels,
+            facts.object_info,
+            facts.models,
+            graph_options(settings),
+            templates,
+            system_stats=facts.system_stats,
+        )
+        if json_out:
+            out.json({"server": facts.url, **report.to_dict()})
+        else:
+            _print_report(out, facts, report)
+        raise typer.Exit(0 if report.ok else PreflightFailed.exit_code)
+
+
+def _print_report(out: Output, facts: ServerFacts, report: Any) -> None:
+    system = facts.system_stats.get("system", {})
+    version = system.get("comfyui_version", "?") if isinstance(system, Mapping) else "?"
+    out.info(f"[bold]Preflight[/] against {escape(facts.url)} (ComfyUI {escape(str(version))})")
+    for class_type, places in report.missing_classes().items():
+        out.info(
+            f"[bold red]missing node class[/] {escape(class_type)} "
+            f"(used by {escape(', '.join(places))})"
+        )
+    for problem in report.problems:
+        if problem.code == "missing_node_class":
+            continue
+        style = "red" if problem.severity == "error" else "yellow"
+        out.info(f"[{style}]{problem.severity}[/] {escape(problem.paragraph())}")
+    if report.complexity is not None:
+        c = report.complexity
+        cal = c.calibration
+        out.info(
+            f"estimate on {escape(cal.device_name)} ({escape(cal.device_type)}): "
+            f"about {c.total_seconds:.0f} s for {len(c.panels)} panel(s), "
+            f"peak VRAM about {c.peak_vram_bytes / 1024**3:.1f} GiB"
+        )
+        for tip in c.suggestions:
+            out.info(f"[cyan]suggestion[/] {escape(tip)}")
+        by_tip: dict[str, list[str]] = {}
+        for panel in c.panels:
+            for tip in panel.suggestions:
+                by_tip.setdefault(tip, []).append(panel.shot_id)
+        for tip, shot_ids in by_tip.items():
+            out.info(f"[cyan]suggestion[/] {escape(', '.join(shot_ids))}: {escape(tip)}")
+    verdict = "[bold green]ready[/]" if report.ok else "[bold red]not ready[/]"
+    out.info(f"{verdict}: {escape(report.summary())}")
