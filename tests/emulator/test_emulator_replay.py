@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from PIL import Image
 
-from storycore.comfyui.emulator import Emulator
+from storycore.comfyui.emulator import Emulator, EmulatorOptions
 
 from ._support import collect_until_done, drain, load_transcript, shape, trivial_prompt
 
@@ -31,6 +33,8 @@ def _segments(
             out.append((e, []))
         elif e["kind"] == "ws_recv" and e.get("client") == client and out:
             out[-1][1].append(e)
+        elif e["kind"] == "ws_recv_binary" and e.get("client") == client and out:
+            out[-1][1].append({**e, "type": "<binary>", "data": e})
     return out
 
 
@@ -38,7 +42,51 @@ def _swap_ids(value: Any, mapping: dict[str, str]) -> Any:
     text = json.dumps(value)
     for old, new in mapping.items():
         text = text.replace(old, new)
+    # Counters depend on what the output folder held; temp names are random.
+    text = re.sub(r"_\d{5}_\.png", "_NNNNN_.png", text)
+    text = re.sub(r"_temp_[a-z]{5}_", "_temp_xxxxx_", text)
     return json.loads(text)
+
+
+def _check_frame(frame: bytes, recorded: dict[str, Any]) -> None:
+    """Same event type, same format code or metadata keys, same image magic."""
+    assert frame[:4] == bytes.fromhex(recorded["first8_hex"][:8])
+    if recorded["event_type"] == 1:
+        assert frame[4:8] == bytes.fromhex(recorded["first8_hex"][8:16])
+        image = frame[8:]
+    else:
+        n = int.from_bytes(frame[4:8], "big")
+        meta = json.loads(frame[8 : 8 + n])
+        assert set(meta) == set(recorded["metadata"])
+        assert meta["image_type"] == recorded["metadata"]["image_type"]
+        image = frame[8 + n :]
+    magic = bytes.fromhex(recorded["image_magic_hex"])
+    assert image[: len(magic)] == magic
+
+
+async def prime_cache(
+    emu: Emulator, http: aiohttp.ClientSession, events: list[dict[str, Any]]
+) -> None:
+    """Recreate the cache a recording started with: its first prompt, with every node that was
+    not reported cached changed a little."""
+    post = next(e for e in events if e["kind"] == "http" and e["path"] == "/prompt")
+    cached_msg = next(
+        (e for e in events if e["kind"] == "ws_recv" and e.get("type") == "execution_cached"), None
+    )
+    if cached_msg is None or not cached_msg["data"]["nodes"]:
+        return
+    prompt = json.loads(json.dumps(post["request_json"]["prompt"]))
+    for uid, node in prompt.items():
+        if uid not in cached_msg["data"]["nodes"]:
+            node["inputs"]["_storycore_prime"] = 1
+    resp = await http.post(f"{emu.url}/prompt", json={"prompt": prompt})
+    assert resp.status == 200, await resp.text()
+    pid = (await resp.json())["prompt_id"]
+    for _ in range(1000):
+        if pid in emu.executor.history:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("priming prompt did not finish")
 
 
 async def replay(
@@ -88,11 +136,16 @@ async def replay(
                     msgs = await drain(ws, 0.3)
                 assert [m["type"] for m in msgs] == [r["type"] for r in recv], req["request_json"]
                 for m, r in zip(msgs, recv, strict=True):
+                    if m["type"] == "<binary>":
+                        _check_frame(m["data"], r)
+                        continue
                     assert shape(m["data"]) == shape(r["data"]), (m, r)
                     if m["type"] in ("executing", "executed", "execution_cached"):
                         expected = _swap_ids(r["data"], ids)
                         expected.pop("timestamp", None)
-                        assert expected == {k: v for k, v in m["data"].items() if k != "timestamp"}
+                        got_data = _swap_ids(m["data"], {})
+                        got_data.pop("timestamp", None)
+                        assert expected == got_data
                 compared += 1
             elif req["method"] == "GET" and req["path"].startswith("/history/"):
                 resp = await http.get(emu.url + path)
@@ -125,3 +178,51 @@ async def test_replay_cached_resubmit(
         await asyncio.sleep(0.01)
     events = load_transcript(reference_dir, "ws_b_cached.jsonl")
     assert await replay(emu, http, events) == 2
+
+
+SD15_MODELS = {
+    "checkpoints": ["tiny-random-sd15.safetensors"],
+    "controlnet": ["tiny-random-controlnet-sd15.safetensors"],
+    "clip_vision": ["CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"],
+    "ipadapter": ["ip-adapter_sd15.safetensors"],
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "preview", "packs"),
+    [
+        ("ws_sd15_txt2img.jsonl", "none", ()),
+        ("ws_sd15_txt2img_512.jsonl", "none", ()),
+        ("ws_sd15_txt2img_steps3_default_no_preview.jsonl", "none", ()),
+        ("ws_sd15_controlnet.jsonl", "none", ()),
+        ("ws_sd15_preview_with_metadata_flag.jsonl", "latent2rgb", ()),
+        ("ws_sd15_preview_without_flag.jsonl", "latent2rgb", ()),
+        ("ws_previewimage.jsonl", "none", ()),
+        ("ws_saveimagewebsocket_no_feature_flags.jsonl", "none", ()),
+        ("ws_saveimagewebsocket_with_preview_metadata_flag.jsonl", "none", ()),
+        ("ws_ipadapter_run.jsonl", "none", ("ipadapter_plus",)),
+        ("ws_preprocessor_canny_controlnet.jsonl", "none", ("controlnet_aux",)),
+    ],
+)
+async def test_replay_recording(
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
+    reference_dir: Path,
+    name: str,
+    preview: str,
+    packs: tuple[str, ...],
+) -> None:
+    options = EmulatorOptions(
+        output_dir=tmp_path / "o",
+        input_dir=tmp_path / "i",
+        temp_dir=tmp_path / "t",
+        models=SD15_MODELS,
+        node_packs=packs,
+        preview_method=preview,
+    )
+    (tmp_path / "i").mkdir()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(tmp_path / "i" / "example.png")
+    events = load_transcript(reference_dir, name)
+    async with Emulator(options) as emu:
+        await prime_cache(emu, http, events)
+        assert await replay(emu, http, events) >= 1

@@ -446,9 +446,8 @@ class Executor:
                 if frame is not None and not hub.wants_metadata(client):
                     hub.send_image("JPEG", frame, client, None)
         else:
+            # A running node finishes; an interrupt is seen when the next node starts.
             await self._sleep(self.node_seconds)
-            if self._interrupt:
-                raise _Interrupted
         ctx = NodeContext(
             unique_id=uid,
             class_type=class_type,
@@ -462,6 +461,16 @@ class Executor:
         )
         impl = IMPLEMENTATIONS.get(class_type, generic)
         result = await asyncio.to_thread(impl, ctx, inputs)
+        if self._reports_progress(class_type):
+            images = result.outputs[0] if result.outputs else []
+            total = len(images) if isinstance(images, list) else 1
+            for n in range(1, total + 1):
+                progress.update(uid, n, total)
+                hub.send(
+                    "progress",
+                    {"value": n, "max": total, "prompt_id": prompt_id, "node": uid},
+                    client,
+                )
         if class_type == "SaveImageWebsocket":
             images = inputs.get("images") or []
             for n, img in enumerate(images):
@@ -478,6 +487,13 @@ class Executor:
                     hub.send_image("PNG", data, client, None)
             progress.nodes[uid]["max"] = len(images)
         return result
+
+    def _reports_progress(self, class_type: str) -> bool:
+        """comfyui_controlnet_aux preprocessors tick a progress bar once per image."""
+        module = str(self.defs.raw(class_type).get("python_module", ""))
+        return module.startswith("custom_nodes.comfyui_controlnet_aux") and (
+            "IMAGE" in self.defs.return_types(class_type)
+        )
 
     def _preview_frame(self, inputs: dict[str, Any], step: int) -> bytes:
         latent = inputs.get("latent_image")

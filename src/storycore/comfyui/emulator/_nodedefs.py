@@ -146,6 +146,8 @@ class NodeDefs:
         if "ipadapter_plus" in node_packs and "ipadapter" not in self.model_folders:
             self.model_folders.append("ipadapter")
         for folder in self.models:
+            if folder == "ipadapter" and "ipadapter_plus" not in node_packs:
+                continue  # the folder is registered by the IPAdapter pack
             if folder not in self.model_folders:
                 self.model_folders.append(folder)
 

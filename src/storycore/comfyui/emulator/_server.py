@@ -67,6 +67,8 @@ def build_app(ctx: ServerContext) -> web.Application:
             host = request.headers.get("Host", "")
             if urlsplit(origin).netloc.lower() != host.lower():
                 return _empty(403)
+        if request.method == "OPTIONS":
+            return _empty(200)
         fault = ctx.faults.take_route_fault(request.method, request.path)
         if fault is not None:
             return web.Response(status=fault[0], text=fault[1])
