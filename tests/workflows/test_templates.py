@@ -170,3 +170,43 @@ def test_binding_file_errors(tmp_path: Path) -> None:
     junk.write_text('{"workflow": "wf.json"}', encoding="utf-8")
     with pytest.raises(TemplateError, match="neither ComfyUI API format nor UI format"):
         load_template(junk)
+
+
+def test_img2img_template_binds_the_init_image_and_its_denoise() -> None:
+    graph = copy.deepcopy(API)
+    graph["20"] = {
+        "class_type": "LoadImage",
+        "inputs": {"image": "example.png"},
+        "_meta": {"title": "Init"},
+    }
+    graph["21"] = {
+        "class_type": "VAEEncode",
+        "inputs": {"pixels": ["20", 0], "vae": ["4", 2]},
+        "_meta": {"title": "Encode"},
+    }
+    graph["3"]["inputs"]["latent_image"] = ["21", 0]
+    del graph["5"]
+    template = template_from_data(
+        "i2i",
+        graph,
+        {"denoise": "KSampler.denoise", "init_image": "Init"},
+        object_info=catalog_all(),
+    )
+    full = apply_template(template, panel(init_image=Path("frames/rough.png")), GraphOptions())
+    assert full.graph["3"]["inputs"]["denoise"] == 0.6  # GraphOptions.img2img_denoise
+    assert [(u.role, u.node_id, u.input_name) for u in full.uploads] == [("init", "20", "image")]
+    partial = apply_template(
+        template, panel(init_image=Path("f.png"), denoise=0.35), GraphOptions()
+    )
+    assert partial.graph["3"]["inputs"]["denoise"] == 0.35
+    txt = apply_template(template, panel(), GraphOptions())
+    assert txt.graph["3"]["inputs"]["denoise"] == 1.0 and txt.uploads == ()
+    assert validate_graph(full.graph, catalog_all(), MODELS) == []
+
+
+def test_subgraphs_are_refused_with_a_clear_message() -> None:
+    data = copy.deepcopy(UI)
+    data["definitions"] = {"subgraphs": [{"id": "5f1c-aa", "nodes": []}]}
+    data["nodes"].append({"id": 30, "type": "5f1c-aa", "mode": 0, "inputs": [], "outputs": []})
+    with pytest.raises(TemplateError, match="group nodes or subgraphs"):
+        ui_to_api(data, catalog_all(), "ui.json")

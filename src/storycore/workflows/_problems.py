@@ -22,10 +22,14 @@ class Problem:
     """One thing wrong (``error``) or worth knowing (``warning``) about one shot's graph.
 
     ``code`` follows ComfyUI's validation error types where one exists (``value_not_in_list``,
-    ``required_input_missing``, ``return_type_mismatch`` ...); StoryCore's own checks add
-    ``missing_node_class``, ``model_missing``, ``cycle``, ``image_missing``,
-    ``image_unreadable``, ``filename_prefix_collision``, ``ipadapter_models_missing``,
-    ``preprocessor_downloads``, ``build_failed`` and ``graph_note``.
+    ``required_input_missing``, ``return_type_mismatch``, ``bad_linked_input``,
+    ``invalid_input_type``, ``value_smaller_than_min`` ...); StoryCore's own checks add
+    ``missing_node_class``, ``missing_class_type``, ``link_to_missing_node``,
+    ``invalid_output_slot``, ``model_missing``, ``cycle``, ``prompt_no_outputs``,
+    ``image_missing``, ``image_unreadable``, ``filename_prefix_collision``,
+    ``ipadapter_models_missing`` and ``build_failed`` (errors); ``unused_node``,
+    ``image_not_on_server``, ``ipadapter_models_unchecked``, ``preprocessor_downloads`` and
+    ``graph_note`` (warnings).
     """
 
     code: str

@@ -323,7 +323,7 @@ def load_template(
     )
 
 
-def _panel_value(key: str, panel: Panel, prefix: str) -> Any:
+def _panel_value(key: str, panel: Panel, prefix: str, denoise: float) -> Any:
     value: Any = {
         "prompt": panel.positive,
         "negative": panel.negative,
@@ -332,7 +332,7 @@ def _panel_value(key: str, panel: Panel, prefix: str) -> Any:
         "height": panel.height,
         "steps": panel.steps,
         "cfg": panel.cfg,
-        "denoise": panel.denoise,
+        "denoise": denoise,
         "filename_prefix": prefix,
         "checkpoint": panel.checkpoint,
         "sampler": panel.sampler,
@@ -352,9 +352,13 @@ def apply_template(template: WorkflowTemplate, panel: Panel, options: GraphOptio
     graph = copy.deepcopy(dict(template.graph))
     prefix = panel_filename_prefix(panel, options)
     warnings: list[str] = []
+    denoise = panel.denoise
+    if panel.init_image is not None and template.init_image and denoise >= 1.0:
+        denoise = options.img2img_denoise  # an init image with a full denoise would be ignored
     for key, targets in template.values.items():
         for target in targets:
-            graph[target.node_id]["inputs"][target.input] = _panel_value(key, panel, prefix)
+            value = _panel_value(key, panel, prefix, denoise)
+            graph[target.node_id]["inputs"][target.input] = value
     if "filename_prefix" not in template.values:
         saves = [i for i, n in graph.items() if n.get("class_type") == "SaveImage"]
         for node_id in saves:

@@ -47,6 +47,11 @@ class _Converter:
             if not isinstance(node, Mapping) or "id" not in node:
                 raise self.error("a node entry has no id", "check that the file is a UI workflow")
             self.nodes[str(node["id"])] = node
+        definitions = data.get("definitions")
+        subgraphs = definitions.get("subgraphs") if isinstance(definitions, Mapping) else None
+        self.subgraph_ids = {
+            str(s.get("id")) for s in subgraphs or [] if isinstance(s, Mapping) and s.get("id")
+        }
         self.links: dict[int, tuple[str, int]] = {}
         for link in data.get("links") or []:
             if isinstance(link, list) and len(link) >= 5:
@@ -58,7 +63,10 @@ class _Converter:
         return TemplateError(message, where=self.source, hint=hint)
 
     def convert(self) -> dict[str, Any]:
-        if any(isinstance(n.get("type"), str) and "/" in n["type"] for n in self.nodes.values()):
+        if any(
+            isinstance(n.get("type"), str) and ("/" in n["type"] or n["type"] in self.subgraph_ids)
+            for n in self.nodes.values()
+        ):
             raise self.error(
                 "the workflow uses group nodes or subgraphs, which cannot be converted",
                 "ungroup them in ComfyUI, or export the workflow with 'Export (API)'",
