@@ -1,9 +1,47 @@
-"""Commands of this group (filled in by the issue that owns them)."""
+"""``storycore board``: write the storyboard sheet (contact-sheet PNG and HTML page)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from storycore.cli._common import Output
+
+JSON_OPTION = typer.Option(False, "--json", help="Machine-readable output.")
+PROJECT_OPTION = typer.Option(
+    Path("."), "--project", "-p", help="The project folder (holds project.json)."
+)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to ``app``."""
+    """Add ``storycore board`` to ``app``."""
+
+    @app.command("board")
+    def board(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
+        """Write storyboard/board.png and a self-contained storyboard/board.html."""
+        from storycore.board import write_board
+        from storycore.project import load_project
+
+        out = Output(json_out)
+        files = write_board(load_project(project))
+        if json_out:
+            out.json(
+                {
+                    "ok": True,
+                    "png": str(files.png),
+                    "html": str(files.html),
+                    "panels": files.panels,
+                    "rendered": files.rendered,
+                    "placeholders": files.placeholders,
+                    "missing": files.missing,
+                }
+            )
+            return
+        out.info(
+            f"Storyboard: {files.panels} panels, {files.rendered} rendered, "
+            f"{files.placeholders} placeholders"
+            + (f", {files.missing} with a missing file" if files.missing else "")
+        )
+        out.info(f"  sheet: {files.png}")
+        out.info(f"  page:  {files.html}")

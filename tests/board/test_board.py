@@ -1,0 +1,125 @@
+"""The storyboard sheet: PNG geometry and content, a self-contained and escaped HTML page."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+from PIL import Image
+
+from storycore.board import board_geometry, write_board
+from storycore.project import Project, load_project, save_project
+
+from ._project import add_render, copy_example
+
+RED = (220, 20, 20)
+BLUE = (20, 40, 220)
+
+
+def _project(tmp_path: Path, hostile: bool = False) -> Project:
+    project = load_project(copy_example(tmp_path))
+    if hostile:
+        project.storyboard["shots"][2]["title"] = '<script>alert("x")</script> & "Lamp"'
+        save_project(project, storyboard=True)
+        project = load_project(project.root)
+    add_render(project, "shot_01", color=RED, seed=42, seconds=12.25)
+    add_render(project, "shot_02", color=BLUE, placeholder=True, seed=7)
+    save_project(project)
+    return load_project(project.root)
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.tags: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        for name, value in attrs:
+            if name in ("src", "href", "srcset", "action", "poster") and value is not None:
+                self.urls.append(value)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_geometry_is_a_grid_of_four_columns() -> None:
+    geo = board_geometry(7)
+    assert (geo.columns, geo.rows, geo.thumb) == (4, 2, (320, 180))
+    assert geo.size == (16 + 4 * (320 + 16), 56 + 2 * (180 + 44 + 16) + 16) == (1360, 552)
+    assert board_geometry(2).size == (16 + 2 * 336, 56 + 240 + 16)
+    assert board_geometry(5, aspect=1.0).thumb == (320, 320)
+
+
+def test_board_png_has_the_right_size_and_shows_the_panels(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    files = write_board(project)
+    assert files.png == project.root / "storyboard" / "board.png"
+    assert (files.panels, files.rendered, files.placeholders, files.missing) == (7, 1, 1, 0)
+    with Image.open(files.png) as opened:
+        sheet = opened.convert("RGB")
+    assert sheet.size == (1360, 552)
+    # shot_01 tile (column 0, row 0): the red render, scaled to the 320x180 box
+    assert sheet.getpixel((16 + 160, 56 + 90)) == RED
+    # shot_02 tile: blue placeholder with the orange PLACEHOLDER badge in its corner
+    assert sheet.getpixel((352 + 160, 56 + 120)) == BLUE
+    badge = sheet.crop((352 + 6, 56 + 6, 352 + 80, 56 + 26)).getcolors(4096) or []
+    assert any(color == (230, 126, 34) for _, color in badge)
+    # shot_03 is not rendered: a grey tile
+    assert sheet.getpixel((688 + 10, 56 + 10)) == (96, 96, 100)
+    assert not list((project.root / "storyboard").glob(".*.tmp"))
+
+
+def test_missing_file_shows_a_grey_tile_not_a_crash(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    os.unlink(project.root / "assets/images/generated/shot_01/shot_01_v1_r001.png")
+    files = write_board(project)
+    assert files.missing == 1
+    with Image.open(files.png) as opened:
+        assert opened.convert("RGB").getpixel((16 + 10, 56 + 10)) == (96, 96, 100)
+    assert "file missing" in files.html.read_text(encoding="utf-8")
+
+
+def test_html_is_self_contained_and_lists_every_panel(tmp_path: Path) -> None:
+    project = _project(tmp_path, hostile=True)
+    files = write_board(project)
+    page = files.html.read_text(encoding="utf-8")
+    parser = _Collector()
+    parser.feed(page)
+    assert parser.urls and all(url.startswith("data:image/") for url in parser.urls)
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
+    assert "script" not in parser.tags and "link" not in parser.tags
+    assert "default-src 'none'" in page
+    assert "7 panels · 1 rendered · 1 placeholder<" in page
+    assert sum(url.startswith("data:image/jpeg;base64,") for url in parser.urls) == 2
+    text = " ".join(parser.text)
+    for shot in project.shots:
+        assert shot.title in text, shot.title
+        assert shot.prompt_modules.camera in text
+        assert shot.prompt_modules.lighting in text
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &quot;Lamp&quot;" in page
+    assert "<script>" not in page
+    assert text.count("PLACEHOLDER") == 1
+    assert "12.2 s" in text or "12.3 s" in text
+    assert ">42<" in page and ">7<" in page
+
+
+def test_board_command_json(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "storycore", "board", "--project", str(project.root), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["ok"] is True and body["panels"] == 7 and body["placeholders"] == 1
+    assert Path(body["png"]).is_file() and Path(body["html"]).is_file()
