@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storycore.errors import TemplateError, WorkflowError
@@ -88,7 +89,7 @@ class _PanelGraph:
         self.uploads: list[UploadSpec] = []
         self.warnings: list[str] = []
 
-    def load_image(self, role: UploadRole, index: int, panel_path: Any, title: str) -> NodeRef:
+    def load_image(self, role: UploadRole, index: int, panel_path: Path, title: str) -> NodeRef:
         placeholder = upload_placeholder(role, index, panel_path)
         node = self.g.add("LoadImage", {LOAD_IMAGE_INPUT: placeholder}, title)
         self.uploads.append(
