@@ -32,6 +32,7 @@ from storycore.errors import (
     PromptInterrupted,
     PromptLost,
     PromptRejected,
+    ServerResponseError,
     ServerTimeout,
     UnsafePathError,
 )
@@ -340,7 +341,9 @@ async def proxy(emu: Emulator) -> AsyncIterator[ProxyFactory]:
     runners: list[web.AppRunner] = []
     session = aiohttp.ClientSession()
 
-    async def start(*, hostile_names: bool = False) -> tuple[str, list[str]]:
+    async def start(
+        *, hostile_names: bool = False, gateway_timeout_on_prompt: bool = False
+    ) -> tuple[str, list[str]]:
         log: list[str] = []
 
         async def handler(request: web.Request) -> web.StreamResponse:
@@ -362,6 +365,9 @@ async def proxy(emu: Emulator) -> AsyncIterator[ProxyFactory]:
                 headers={"Content-Type": request.headers.get("Content-Type", "application/json")},
             ) as upstream:
                 payload = await upstream.read()
+                if gateway_timeout_on_prompt and request.path.endswith("/prompt"):
+                    log.append(f"504 {request.method} {request.path}")
+                    return web.Response(status=504, text="gateway timeout")
                 if hostile_names and "/history/" in request.path:
                     payload = payload.replace(b'"filename": "', b'"filename": "../../')
                     payload = payload.replace(b'"filename":"', b'"filename":"../../')
@@ -440,3 +446,134 @@ async def test_hostile_output_filenames_refused(proxy: ProxyFactory, tmp_path: P
         with pytest.raises(UnsafePathError):
             await client.download(file, dest)
     assert not (tmp_path / file.filename.removeprefix("../../")).exists()
+
+
+def txt2img_graph(steps: int = 4) -> dict[str, Any]:
+    return {
+        "4": {
+            "class_type": "CheckpointLoaderSimple",
+            "inputs": {"ckpt_name": "tiny-random-sd15.safetensors"},
+        },
+        "5": {
+            "class_type": "EmptyLatentImage",
+            "inputs": {"width": 64, "height": 64, "batch_size": 1},
+        },
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+        "3": {
+            "class_type": "KSampler",
+            "inputs": {
+                "seed": 1,
+                "steps": steps,
+                "cfg": 7.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+                "model": ["4", 0],
+                "positive": ["6", 0],
+                "negative": ["7", 0],
+                "latent_image": ["5", 0],
+            },
+        },
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["8", 0], "filename_prefix": "txt2img"},
+        },
+    }
+
+
+async def test_sampler_steps_and_previews() -> None:
+    options = EmulatorOptions(step_seconds=0.01, preview_method="latent2rgb")
+    async with (
+        Emulator(options) as emu,
+        ComfyUIClient(emu.url, FAST) as client,
+        PromptTracker(client) as tracker,
+    ):
+        handle = await tracker.submit(txt2img_graph(steps=4))
+        events = await collect(handle)
+        result = await handle.result()
+    steps = [e for e in events if isinstance(e, ev.NodeProgress)]
+    assert [(s.value, s.max) for s in steps] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    previews = [e for e in events if isinstance(e, ev.PreviewImage)]
+    assert previews and all(p.prompt_id == handle.prompt_id and p.node_id == "3" for p in previews)
+    assert all(p.format == "JPEG" and p.image.startswith(b"\xff\xd8") for p in previews)
+    fractions = [e.fraction for e in events if isinstance(e, OverallProgress)]
+    assert fractions == sorted(fractions) and len(fractions) >= 7  # steps move it too
+    assert result.timings["3"].duration is not None and result.timings["3"].duration >= 0.03
+
+
+async def test_history_unreadable_uses_ws_outputs(emu: Emulator) -> None:
+    async with ComfyUIClient(emu.url, FAST) as client, PromptTracker(client) as tracker:
+        emu.faults.fail_route("GET", "/history/*", 503, times=10_000)
+        result = await (await tracker.submit(image_graph())).result(10)
+        emu.faults.clear()
+    assert result.via == "websocket" and result.history is None
+    assert [f.node_id for f in result.files] == ["99"]
+
+
+async def test_transient_http_errors_while_polling(emu: Emulator) -> None:
+    emu.faults.fail_route("GET", "/ws", 404, times=10_000)
+    emu.faults.fail_route("GET", "/queue", 500, times=5)
+    emu.faults.fail_route("GET", "/history/*", 502, times=5)
+    async with ComfyUIClient(emu.url, FAST) as client, PromptTracker(client) as tracker:
+        result = await (await tracker.submit(image_graph())).result(10)
+    assert result.via == "polling" and result.files
+
+
+async def test_close_settles_open_handles(slow_emu: Emulator) -> None:
+    async with ComfyUIClient(slow_emu.url, FAST) as client:
+        tracker = await PromptTracker(client).start()
+        handle = await tracker.submit(image_graph(blur_nodes=20))
+        await tracker.close()
+        events = await collect(handle)
+        assert isinstance(events[-1], PromptCompleted) and events[-1].status == "closed"
+        assert tracker.mode == "closed"
+        await client.interrupt(handle.prompt_id)
+
+
+async def test_api_surface_against_emulator(emu: Emulator) -> None:
+    async with ComfyUIClient(emu.url, FAST) as client, PromptTracker(client) as tracker:
+        stats = await client.system_stats()
+        assert stats["system"]["comfyui_version"]
+        info = await client.object_info()
+        assert info is not None and "KSampler" in info
+        assert (await client.object_info("SaveImage")) is info["SaveImage"]
+        assert "checkpoints" in await client.models()
+        assert "tiny-random-sd15.safetensors" in await client.models("checkpoints")
+        done = await (await tracker.submit(image_graph(), prompt_id="surface-1")).result(10)
+        recent = await client.recent_history(max_items=5)
+        assert "surface-1" in recent and recent["surface-1"].status is PromptStatus.SUCCESS
+        assert (await client.history("surface-1")) is not None
+        assert await client.history("no-such-id") is None
+        queue = await client.queue()
+        assert queue.running == () and queue.pending == ()
+        await client.clear_queue()
+        await client.free_memory(unload_models=True)
+        await client.delete_history(["surface-1"])
+        assert await client.history("surface-1") is None
+    assert done.files
+
+
+async def test_gateway_timeout_after_forwarding_is_not_a_lost_prompt(
+    proxy: ProxyFactory, emu: Emulator
+) -> None:
+    url, log = await proxy(gateway_timeout_on_prompt=True)
+    async with (
+        ComfyUIClient(ServerAddress(url, token="let-me-in"), FAST) as client,
+        PromptTracker(client) as tracker,
+    ):
+        handle = await tracker.submit(image_graph(), prompt_id="forwarded-1")
+        result = await handle.result(10)
+    assert "504 POST /comfy/prompt" in log
+    assert result.prompt_id == "forwarded-1" and result.files
+    assert emu.executed_prompt_ids == ["forwarded-1"]
+
+
+async def test_gateway_error_before_forwarding_raises(emu: Emulator) -> None:
+    emu.faults.fail_route("POST", "/prompt", 502)
+    async with ComfyUIClient(emu.url, FAST) as client, PromptTracker(client) as tracker:
+        with pytest.raises(ServerResponseError) as info:
+            await tracker.submit(image_graph(), prompt_id="never-1")
+        assert tracker.handle("never-1") is None
+    assert info.value.status == 502

@@ -40,6 +40,7 @@ from storycore.errors import ComfyUIError, ServerTimeout
 __all__ = ["OverallProgress", "PromptCompleted", "PromptHandle", "PromptQueued", "TrackerEvent"]
 
 _MAX_BUFFERED_EVENTS = 4096
+_MAX_BUFFERED_PREVIEWS = 16
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,11 @@ class PromptHandle:
     def emit(self, event: TrackerEvent) -> None:
         if self.done() and not isinstance(event, PromptCompleted):
             return
+        if isinstance(event, PreviewImage):
+            # Previews are big: keep only the latest few while nobody reads the stream.
+            previews = [e for e in self._events if isinstance(e, PreviewImage)]
+            for old in previews[: max(0, len(previews) - _MAX_BUFFERED_PREVIEWS + 1)]:
+                self._events.remove(old)
         self._events.append(event)
         self._wakeup.set()
 

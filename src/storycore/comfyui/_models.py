@@ -32,6 +32,8 @@ __all__ = [
     "parse_queue",
 ]
 
+_MAX_CHOICES = 25
+
 
 @dataclass(frozen=True)
 class NodeError:
@@ -53,7 +55,10 @@ class NodeError:
             text += f" input '{self.input_name}'"
         text += f": {self.message}"
         if self.type == "value_not_in_list":
-            installed = ", ".join(repr(c) for c in (self.choices or ())) or "nothing"
+            choices = list(self.choices or ())
+            installed = ", ".join(repr(c) for c in choices[:_MAX_CHOICES]) or "nothing"
+            if len(choices) > _MAX_CHOICES:
+                installed += f", ... ({len(choices) - _MAX_CHOICES} more)"
             text += f"; got {self.received_value!r}, installed: [{installed}]"
         elif self.details and self.details != self.input_name:
             text += f" ({self.details})"

@@ -405,6 +405,6 @@ class Transport:
                 headers=self.address.auth_headers(),
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=self.timeouts.connect),
                 autoping=True,
-                heartbeat=None,
+                heartbeat=max(1.0, self.timeouts.watchdog),
                 max_msg_size=64 * 1024 * 1024,
             )

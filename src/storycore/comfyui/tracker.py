@@ -50,7 +50,9 @@ from storycore.errors import (
     ExecutionFailed,
     PromptInterrupted,
     PromptLost,
+    ServerResponseError,
     ServerTimeout,
+    ServerUnreachable,
 )
 
 __all__ = ["PromptCompleted", "PromptHandle", "PromptQueued", "PromptTracker"]
@@ -220,9 +222,23 @@ class PromptTracker:
                 front=front,
                 partial_execution_targets=partial_execution_targets,
             )
+        except (ServerTimeout, ServerUnreachable, ServerResponseError) as exc:
+            # The request may have reached the server before the answer was lost (a timeout,
+            # a reset, a proxy's 502/504): the id is ours, so ask the server whether it has it.
+            ambiguous = not isinstance(exc, ServerResponseError) or (exc.status or 0) >= 502
+            if not (ambiguous and await self._server_knows(prompt_id)):
+                self._drop(handle, exc)
+                raise
+            _log.warning(
+                "POST /prompt failed (%s) but the server has %s: following it", exc, prompt_id
+            )
+            self.mark_submitted(prompt_id)
+            return handle
+        except ComfyUIError as exc:
+            self._drop(handle, exc)
+            raise
         except BaseException:
-            self._handles.pop(prompt_id, None)
-            handle.fail("closed", ComfyUIError("submission failed", where=prompt_id))
+            self._drop(handle, ComfyUIError("submission aborted", where=prompt_id))
             raise
         if result.prompt_id != prompt_id:
             # An older server chose its own id: follow that one instead.
@@ -234,6 +250,22 @@ class PromptTracker:
         self.mark_submitted(handle.prompt_id, number=result.number)
         self._spawn(self._report_position(handle))
         return handle
+
+    def _drop(self, handle: PromptHandle, error: ComfyUIError) -> None:
+        if self._handles.get(handle.prompt_id) is handle:
+            del self._handles[handle.prompt_id]
+        handle.fail("rejected", error)
+
+    async def _server_knows(self, prompt_id: str) -> bool:
+        """True if ``prompt_id`` is queued, running or in the history (errors: False)."""
+        for _ in range(3):
+            try:
+                if (await self.client.queue()).contains(prompt_id):
+                    return True
+                return await self.client.history(prompt_id) is not None
+            except ComfyUIError:
+                await asyncio.sleep(self.timeouts.poll_interval)
+        return False
 
     def mark_submitted(self, prompt_id: str, *, number: float | None = None) -> None:
         """Tell the tracker the server accepted ``prompt_id`` (starts the lost-prompt check)."""
@@ -335,8 +367,8 @@ class PromptTracker:
             self._running_prompt = None
         handle = self._handles.get(prompt_id)
         if handle is None:
-            if prompt_id in self._recently_done:
-                return  # late frames of a prompt already reported (e.g. after a stall)
+            if prompt_id in self._recently_done or isinstance(event, PreviewImage | ProgressText):
+                return  # late frames of a finished prompt, or bulky frames nobody follows
             events = self._orphans.setdefault(prompt_id, [])
             if len(events) < _ORPHAN_EVENTS:
                 events.append(event)
@@ -437,8 +469,9 @@ class PromptTracker:
 
     def _execution_failed(self, prompt_id: str, event: ExecutionError) -> ExecutionFailed:
         node = f"node {event.node_id} ({event.node_type})" if event.node_id else "a node"
+        message = " ".join(event.exception_message.split())
         return ExecutionFailed(
-            f"{node} failed: {event.exception_type}: {event.exception_message.strip()}",
+            f"{node} failed: {event.exception_type}: {message}",
             where=f"{self.client.address.url} prompt {prompt_id}",
             hint="fix the node's inputs or install what it needs, then submit again",
             prompt_id=prompt_id,
@@ -495,7 +528,7 @@ class PromptTracker:
             for h in active
             if silent
             or not self._ws_covers(h)
-            or now - h.last_checked >= self.timeouts.watchdog
+            or now - h.last_checked >= min(self.timeouts.watchdog, h.idle_timeout / 3)
             or h.absent_since is not None
         ]
         if not due or now - self._last_poll < self.timeouts.poll_interval:
