@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -56,3 +57,30 @@ async def test_emulator_accepts_every_golden_graph(tmp_path: Path) -> None:
         async with http.post(f"{emu.url}/prompt", json={"prompt": unbound}) as response:
             assert response.status == 400
     assert rejected == {}
+
+
+async def test_outputs_land_in_the_shot_folder(tmp_path: Path) -> None:
+    input_dir = tmp_path / "input"
+    input_dir.mkdir()
+    options = emulator.EmulatorOptions(
+        models=MODELS, input_dir=input_dir, output_dir=tmp_path / "output"
+    )
+    graph = _bind_placeholders(
+        json.loads((GOLDEN_DIR / "img2img.json").read_text(encoding="utf-8")), input_dir
+    )
+    timeout = aiohttp.ClientTimeout(total=20)
+    async with emulator.Emulator(options) as emu, aiohttp.ClientSession(timeout=timeout) as http:
+        async with http.post(f"{emu.url}/prompt", json={"prompt": graph}) as response:
+            assert response.status == 200
+            prompt_id = (await response.json())["prompt_id"]
+        entry: dict[str, Any] = {}
+        for _ in range(200):  # bounded: at most ~10 s
+            async with http.get(f"{emu.url}/history/{prompt_id}") as response:
+                entry = (await response.json()).get(prompt_id, {})
+            if entry.get("status", {}).get("completed"):
+                break
+            await asyncio.sleep(0.05)
+    (image,) = entry["outputs"]["9"]["images"]
+    assert image["subfolder"] == "storycore/lighthouse/s010"
+    assert image["filename"].startswith("v1_")
+    assert (tmp_path / "output" / image["subfolder"] / image["filename"]).is_file()
