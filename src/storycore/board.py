@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from storycore._fsutil import atomic_write_bytes, atomic_write_text
+from storycore.assets import record_path_ok
 from storycore.manifest import AssetRecord, active_record, resolve_asset
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ def board_panels(project: Project) -> list[BoardPanel]:
     out: list[BoardPanel] = []
     for shot in project.shots:
         record = active_record(project, shot.shot_id)
-        image = resolve_asset(project, record) if record else None
+        image = resolve_asset(project, record) if record and record_path_ok(record.path) else None
         out.append(
             BoardPanel(
                 shot_id=shot.shot_id,

@@ -220,3 +220,28 @@ def test_new_render_after_clean_gets_a_fresh_number(tmp_path: Path) -> None:
     reloaded = load_project(project.root)
     record = add_render(reloaded, "shot_06")
     assert record.render == 4
+
+
+def test_a_symlinked_shot_folder_pointing_outside_is_left_alone(tmp_path: Path) -> None:
+    project = build(tmp_path, {"shot_01": [False, False]})
+    elsewhere = tmp_path / "elsewhere"
+    shot_dir = project.root / GEN / "shot_01"
+    shot_dir.rename(elsewhere)
+    shot_dir.symlink_to(elsewhere, target_is_directory=True)
+    report = clean_assets(load_project(project.root), RetentionPolicy(keep_newest=1))
+    assert (elsewhere / "shot_01_v1_r001.png").exists()
+    assert report.errors and all("outside the project" in e for e in report.errors)
+
+
+def test_the_generated_folder_may_live_on_another_disk(tmp_path: Path) -> None:
+    project = build(tmp_path, {"shot_01": [False, False, False]})
+    big_disk = tmp_path / "big_disk"
+    generated = project.root / GEN
+    generated.rename(big_disk)
+    generated.symlink_to(big_disk, target_is_directory=True)
+    report = clean_assets(load_project(project.root), RetentionPolicy(keep_newest=1))
+    assert report.errors == []
+    assert sorted(p.name for p in (big_disk / "shot_01").iterdir()) == [
+        "shot_01_v1_r003.json",
+        "shot_01_v1_r003.png",
+    ]

@@ -87,6 +87,20 @@ def test_missing_file_shows_a_grey_tile_not_a_crash(tmp_path: Path) -> None:
     assert "file missing" in files.html.read_text(encoding="utf-8")
 
 
+def test_a_record_pointing_outside_the_project_is_not_read(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(
+        (project.root / "assets/images/generated/shot_01/shot_01_v1_r001.png").read_bytes()
+    )
+    items = project.data["asset_manifest"]["generated_images"]
+    items[0]["path"] = "assets/images/generated/../../../secret.png"
+    save_project(project)
+    files = write_board(load_project(project.root))
+    assert files.missing == 1
+    assert files.html.read_text(encoding="utf-8").count("data:image/jpeg") == 1
+
+
 def test_html_is_self_contained_and_lists_every_panel(tmp_path: Path) -> None:
     project = _project(tmp_path, hostile=True)
     files = write_board(project)

@@ -18,9 +18,10 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
+from storycore._fsutil import safe_join
 from storycore.assets._inventory import (
     AssetEntry,
     StoredFile,
@@ -222,6 +223,19 @@ def _prune_empty_dirs(root: Path, folders: Mapping[Path, None]) -> None:
             current = current.parent
 
 
+def _contained(root: Path, rel: str) -> Path:
+    """``root/rel``, refusing (``ValueError``) a path that resolves outside its folder.
+
+    Paths under the generated-images folder are checked against that folder, so the folder
+    itself may be a symlink to another disk, but a shot folder linking elsewhere is refused.
+    """
+    parts = PurePosixPath(rel).parts
+    base = GENERATED_DIR.parts
+    if parts[: len(base)] == base:
+        return safe_join(root.joinpath(*base), *parts[len(base) :])
+    return safe_join(root, *parts)
+
+
 def clean_assets(
     project: Project, policy: RetentionPolicy, *, dry_run: bool = False, now: float | None = None
 ) -> CleanReport:
@@ -244,7 +258,11 @@ def clean_assets(
         report.manifest_updated = True
     touched: dict[Path, None] = {}
     for removal in plan.removals:
-        path = project.root / removal.path
+        try:
+            path = _contained(project.root, removal.path)
+        except ValueError:
+            report.errors.append(f"{removal.path}: resolves outside the project; left alone")
+            continue
         try:
             os.unlink(path)
         except FileNotFoundError:

@@ -232,8 +232,8 @@ def list_assets(project: Project) -> list[AssetEntry]:
 
 
 def _walk_files(folder: Path) -> Iterator[Path]:
-    """Every regular file below ``folder`` (symlinks are neither followed nor listed)."""
-    if not folder.is_dir() or folder.is_symlink():
+    """Every regular file below ``folder`` (symlinks below it are neither followed nor listed)."""
+    if not folder.is_dir():
         return
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         base = Path(dirpath)
