@@ -138,7 +138,8 @@ async def test_metrics_from_an_emulator_run(tmp_path: Path) -> None:
     assert run.run_id == "emu" and run.panels_ok == 3 and run.status == "finished"
     assert run.time_split["sampling"] >= 3 * 4 * 0.03 * 0.9
     assert run.panels_per_hour is not None and run.panels_per_hour > 100
-    assert {(a["metric"], a["level"], a["subject"]) for a in run.alerts} == {
+    workflow_alerts = [a for a in run.alerts if a["metric"] == "workflow"]  # CPU may alert too
+    assert {(a["metric"], a["level"], a["subject"]) for a in workflow_alerts} == {
         ("workflow", "warning", f"shot-{i}") for i in range(3)
     }
     records = [json.loads(x) for x in (metrics_dir / "run-emu.jsonl").read_text().splitlines()]

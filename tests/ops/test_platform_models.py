@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from ops._safetensors_factory import (
+from storycore.errors import ConfigError
+from storycore.platform import (
+    guess_model,
+    parse_extra_model_paths,
+    read_safetensors_header,
+    scan_models,
+)
+
+from ._safetensors_factory import (
     CLIP_VISION,
     ESRGAN,
     FLUX_DEV_UNET,
@@ -22,13 +30,6 @@ from ops._safetensors_factory import (
     SDXL_LORA,
     VAE,
     write_safetensors,
-)
-from storycore.errors import ConfigError
-from storycore.platform import (
-    guess_model,
-    parse_extra_model_paths,
-    read_safetensors_header,
-    scan_models,
 )
 
 

@@ -1,9 +1,156 @@
-"""Commands of this group (filled in by the issue that owns them)."""
+"""``storycore doctor`` and ``storycore metrics``: render reports built outside the CLI."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import typer
+from rich.markup import escape
+
+from storycore.cli._common import Output
+
+if TYPE_CHECKING:
+    from storycore.doctor import DoctorReport
+    from storycore.monitoring import RunsSummary
+
+JSON_OPTION = typer.Option(False, "--json", help="Machine-readable output.")
+PROJECT_OPTION = typer.Option(None, "--project", "-p", help="The project folder to check.")
+URL_OPTION = typer.Option(None, "--url", help="The ComfyUI server to probe (default: settings).")
+LAST_OPTION = typer.Option(5, "--last", min=1, max=100, help="How many recent runs to show.")
+_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+GIB = 1024**3
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to ``app``."""
+    """Add ``doctor`` and ``metrics`` to ``app``."""
+
+    @app.command("doctor")
+    def doctor(
+        project: Path | None = PROJECT_OPTION,
+        url: str | None = URL_OPTION,
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Check platform, GPUs, ComfyUI install and server, models and the project; exit 1 when
+        something must be fixed before rendering."""
+        from storycore.doctor import build_report
+
+        out = Output(json_out)
+        report = asyncio.run(build_report(project_dir=project, url=url))
+        if json_out:
+            out.json(report.to_dict())
+        else:
+            _render_report(out, report)
+        if not report.ok:
+            raise typer.Exit(1)
+
+    @app.command("metrics")
+    def metrics(
+        project: Path | None = PROJECT_OPTION,
+        last: int = LAST_OPTION,
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Summarise the last render runs: panels per hour, time split, slowest panels, alerts."""
+        from storycore.monitoring import metrics_dir_for, summarise_runs
+
+        out = Output(json_out)
+        summary = summarise_runs(metrics_dir_for(project or Path.cwd()), last=last)
+        if json_out:
+            out.json({"ok": True, **summary.to_dict()})
+        else:
+            _render_metrics(out, summary)
+
+
+def _render_report(out: Output, report: DoctorReport) -> None:
+    c = out.console
+    c.print(f"[bold]Platform[/]  {escape(report.os.label)}, Python {report.os.python}")
+    if report.gpus:
+        for gpu in report.gpus:
+            memory = f"{gpu.memory_total / GIB:.1f} GiB" if gpu.memory_total else "memory unknown"
+            c.print(f"[bold]GPU {gpu.index}[/]     {escape(gpu.name)} ({memory}, via {gpu.source})")
+    else:
+        c.print("[bold]GPU[/]       none found")
+    flags = " ".join(report.launch.flags) or "(none)"
+    c.print(f"[bold]Launch[/]    {escape(flags)}")
+    for reason in report.launch.reasons:
+        c.print(f"            {escape(reason)}")
+    install = report.install
+    if install.found:
+        c.print(f"[bold]Install[/]   {install.kind} at {escape(str(install.root))}")
+    else:
+        c.print(f"[bold]Install[/]   not found at {escape(install.path)}")
+    server = report.server
+    if server.reachable:
+        devices = ", ".join(str(d.get("name")) for d in server.devices) or "no devices"
+        c.print(
+            f"[bold]Server[/]    {escape(server.url)}: ComfyUI {server.version}, "
+            f"{server.node_classes} node classes, {escape(devices)} "
+            f"({server.elapsed_ms or 0:.0f} ms)"
+        )
+    else:
+        c.print(f"[bold]Server[/]    {escape(server.url)}: not reachable")
+    if report.inventory is not None:
+        counts = ", ".join(
+            f"{folder} {len(files)}" for folder, files in report.inventory.files.items() if files
+        )
+        c.print(f"[bold]Models[/]    {escape(counts) or 'none found'}")
+        for model in report.inventory.files.get("checkpoints", []):
+            c.print(f"            {escape(model.name)}  {model.size / GIB:.2f} GiB  {model.family}")
+    if report.project is not None:
+        p = report.project
+        c.print(f"[bold]Project[/]   {escape(p.path)}: {p.panels} panels")
+        for folder, names in p.models_needed.items():
+            missing = set(p.models_missing.get(folder, []))
+            shown = ", ".join(f"{n}{' (missing)' if n in missing else ''}" for n in names)
+            c.print(f"            {folder}: {escape(shown)}")
+        for class_type, pack in p.nodes_needed.items():
+            state = "missing" if class_type in p.nodes_missing else "ok"
+            c.print(f"            node {escape(class_type)} ({escape(pack)}): {state}")
+    if report.settings:
+        changed = [(n, v, s) for n, v, s in report.settings if s != "default"]
+        if changed:
+            c.print("[bold]Settings[/]  (not defaults)")
+            for name, value, source in changed:
+                c.print(
+                    f"            {escape(name)} = {escape(repr(value))}  [dim]{escape(source)}[/]"
+                )
+    if not report.problems:
+        c.print("[bold green]No problems found.[/]")
+        return
+    c.print("[bold]Problems[/]")
+    for problem in report.problems:
+        style = _STYLE[problem.severity]
+        c.print(f"  [{style}]{problem.severity}[/] {escape(problem.message)}")
+        if problem.fix:
+            c.print(f"          fix: {escape(problem.fix)}")
+
+
+def _render_metrics(out: Output, summary: RunsSummary) -> None:
+    c = out.console
+    if not summary.runs:
+        c.print(f"No runs recorded in {escape(str(summary.metrics_dir))}.")
+        return
+    for run in summary.runs:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started)) if run.started else "?"
+        rate = f"{run.panels_per_hour:.1f} panels/hour" if run.panels_per_hour else "no rate"
+        c.print(
+            f"[bold]{escape(run.run_id)}[/] {when}  {run.status}: {run.panels_ok} ok, "
+            f"{run.panels_failed} failed, {rate}"
+        )
+        total = sum(run.time_split.values())
+        if total:
+            split = ", ".join(
+                f"{name} {seconds:.1f}s ({100 * seconds / total:.0f}%)"
+                for name, seconds in sorted(run.time_split.items(), key=lambda kv: -kv[1])
+            )
+            c.print(f"  time: {escape(split)}")
+        if run.slowest_panels:
+            slow = ", ".join(f"{p['panel']} {p['seconds']:.1f}s" for p in run.slowest_panels)
+            c.print(f"  slowest: {escape(slow)}")
+        for alert in run.alerts:
+            c.print(
+                f"  [{_STYLE.get(str(alert['level']), 'yellow')}]{alert['level']}[/] "
+                f"{escape(str(alert['message']))}"
+            )

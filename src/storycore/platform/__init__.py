@@ -30,6 +30,7 @@ from storycore.platform._models import (
     scan_models_async,
 )
 from storycore.platform._os import OSInfo, detect_os
+from storycore.platform._ports import port_holder, port_holder_async
 from storycore.platform._recommend import (
     FAMILY_NATIVE_SIZE,
     Fit,
@@ -71,6 +72,8 @@ __all__ = [
     "parse_extra_model_paths",
     "parse_nvidia_smi",
     "parse_rocm_smi",
+    "port_holder",
+    "port_holder_async",
     "query_nvidia_smi",
     "read_extra_model_paths",
     "read_safetensors_header",

@@ -1,0 +1,411 @@
+"""Build the doctor's report: settings, platform, install, server, models, project, problems.
+
+An adapter: it reads files, runs short tools and makes bounded HTTP calls, but never prints.
+Every section is checked on its own, so one failure becomes a problem in the report instead of
+stopping the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psutil
+
+from storycore.config import ResolvedSettings, Settings, resolve_settings
+from storycore.diagnostics import LOADER_INPUT_FOLDERS
+from storycore.doctor._report import (
+    DoctorReport,
+    InstallCheck,
+    Problem,
+    ProjectCheck,
+    ServerCheck,
+)
+from storycore.errors import ComfyUIError, ConfigError, StoryCoreError
+from storycore.platform import (
+    GPUInfo,
+    ModelInventory,
+    choose_launch_flags,
+    detect_gpus_async,
+    detect_os,
+    port_holder_async,
+    recommend_panels,
+    scan_models_async,
+)
+
+__all__ = ["build_report"]
+
+GIB = 1024**3
+TESTED_VERSION = "0.3.64"
+LOW_DISK_BYTES = 5 * GIB
+
+
+async def build_report(
+    *,
+    project_dir: Path | None = None,
+    url: str | None = None,
+    resolved: ResolvedSettings | None = None,
+    probe_timeout: float = 5.0,
+) -> DoctorReport:
+    """Check everything ``storycore doctor`` reports. Every wait is bounded by ``probe_timeout``
+    (the server probe) or the tools' own timeouts."""
+    problems: list[Problem] = []
+    settings, rows = await _settings(project_dir, resolved, problems)
+    cs = settings.comfyui
+    os_info = await asyncio.to_thread(detect_os)
+    gpus = await detect_gpus_async(os_info, tool_timeout=probe_timeout)
+    launch = choose_launch_flags(
+        os_info,
+        gpus,
+        use_gpu=cs.gpu,
+        cuda_device=cs.cuda_device,
+        vram_mode=cs.vram_mode,
+        reserve_vram_gb=cs.reserve_vram_gb,
+    )
+    install, models_dir, extra_yaml = await _install(settings)
+    inventory: ModelInventory | None = None
+    if models_dir is not None or extra_yaml is not None:
+        try:
+            inventory = await scan_models_async(models_dir, extra_paths_yaml=extra_yaml)
+        except ConfigError as exc:
+            problems.append(Problem("error", "extra_model_paths", exc.paragraph(), exc.hint or ""))
+    server = await _probe(url or cs.url, probe_timeout)
+    project: ProjectCheck | None = None
+    if project_dir is not None:
+        project = await _project(project_dir, settings, server, inventory, launch.device)
+    problems += _platform_problems(gpus, launch.device, server)
+    problems += _server_problems(server, install)
+    if project is not None:
+        problems += _project_problems(project, server, inventory)
+    problems += await _disk_problems(project_dir or Path.cwd())
+    return DoctorReport(
+        settings=rows,
+        os=os_info,
+        gpus=gpus,
+        launch=launch,
+        install=install,
+        server=server,
+        inventory=inventory,
+        project=project,
+        problems=problems,
+    )
+
+
+async def _settings(
+    project_dir: Path | None, resolved: ResolvedSettings | None, problems: list[Problem]
+) -> tuple[Settings, list[tuple[str, Any, str]]]:
+    if resolved is None:
+        try:
+            resolved = await asyncio.to_thread(resolve_settings, project_dir=project_dir)
+        except ConfigError as exc:
+            problems.append(
+                Problem("error", "settings", exc.paragraph(), exc.hint or "fix the setting")
+            )
+            return Settings(), []
+    return resolved.settings, resolved.explain()
+
+
+async def _install(settings: Settings) -> tuple[InstallCheck, Path | None, Path | None]:
+    from storycore.comfyui.install import find_install
+
+    cs = settings.comfyui
+    check = InstallCheck(path=str(cs.install_path), found=False)
+    try:
+        install = await asyncio.to_thread(find_install, cs.install_path, cs.python_executable)
+    except StoryCoreError as exc:
+        check.error = exc.paragraph()
+        return check, None, None
+    models_dir = install.cwd / "models"
+    extra = install.cwd / "extra_model_paths.yaml"
+    check.found, check.kind, check.root = True, install.kind, str(install.root)
+    check.models_dir = str(models_dir)
+    has_extra = await asyncio.to_thread(extra.is_file)
+    check.extra_model_paths = str(extra) if has_extra else None
+    return check, models_dir, extra if has_extra else None
+
+
+async def _probe(url: str, probe_timeout: float) -> ServerCheck:
+    from storycore.comfyui import ClientTimeouts, ComfyUIClient
+
+    check = ServerCheck(url=url, reachable=False)
+    started = time.perf_counter()
+    try:
+        async with (
+            asyncio.timeout(probe_timeout * 4),
+            ComfyUIClient(url, ClientTimeouts(connect=probe_timeout, read=probe_timeout)) as client,
+        ):
+            stats = await client.system_stats()
+            check.elapsed_ms = (time.perf_counter() - started) * 1000.0
+            check.reachable = True
+            system = stats.get("system") if isinstance(stats.get("system"), dict) else {}
+            assert isinstance(system, dict)
+            check.version = _str(system.get("comfyui_version"))
+            check.python = _str(system.get("python_version"))
+            check.pytorch = _str(system.get("pytorch_version"))
+            check.argv = [str(a) for a in system.get("argv") or []]
+            check.devices = [d for d in stats.get("devices") or [] if isinstance(d, dict)]
+            info = await client.object_info()
+            check.node_classes = len(info or {})
+            check.classes = sorted(info or {})
+            for folder in await client.models():
+                if folder in LOADER_FOLDERS:
+                    check.models[folder] = await client.models(folder)
+    except (ComfyUIError, TimeoutError) as exc:
+        check.error = exc.paragraph() if isinstance(exc, StoryCoreError) else "timed out"
+        host = urlsplit(url).hostname or ""
+        if not check.reachable and host in ("127.0.0.1", "localhost", "::1"):
+            port = urlsplit(url).port or 80
+            check.port_holder = await port_holder_async(port)
+    return check
+
+
+LOADER_FOLDERS = frozenset({*LOADER_INPUT_FOLDERS.values(), "clip_vision"})
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _classes(server: ServerCheck) -> set[str] | None:
+    return set(server.classes) if server.reachable and server.classes else None
+
+
+def _graph_needs(graph: Mapping[str, Any], needs: dict[str, set[str]], classes: set[str]) -> None:
+    for node in graph.values():
+        if not isinstance(node, Mapping):
+            continue
+        class_type = str(node.get("class_type", ""))
+        classes.add(class_type)
+        for name, value in dict(node.get("inputs") or {}).items():
+            folder = LOADER_INPUT_FOLDERS.get(name)
+            if name == "clip_name" and "CLIPVision" in class_type:
+                folder = "clip_vision"
+            if folder is not None and isinstance(value, str):
+                needs.setdefault(folder, set()).add(value)
+
+
+async def _project(
+    project_dir: Path,
+    settings: Settings,
+    server: ServerCheck,
+    inventory: ModelInventory | None,
+    gpu: GPUInfo | None,
+) -> ProjectCheck:
+    from storycore.engine._prepare import graph_options
+    from storycore.panels import panels_from_project
+    from storycore.project import load_project
+    from storycore.workflows import build_panel_graph, pack_for_class
+
+    check = ProjectCheck(path=str(project_dir))
+    try:
+        project = await asyncio.to_thread(load_project, project_dir)
+        panels = panels_from_project(project, settings)
+        options = graph_options(settings)
+    except StoryCoreError as exc:
+        check.error = exc.paragraph()
+        return check
+    check.panels = len(panels)
+    offered = _classes(server)
+    needs: dict[str, set[str]] = {}
+    classes: set[str] = set()
+    for panel in panels:
+        try:
+            built = build_panel_graph(panel, options, node_classes=offered)
+        except StoryCoreError as exc:
+            check.error = (check.error + " " if check.error else "") + exc.paragraph()
+            continue
+        _graph_needs(built.graph, needs, classes)
+    check.models_needed = {folder: sorted(names) for folder, names in sorted(needs.items())}
+    if server.reachable:
+        available = server.models
+        check.checked_against = f"server {server.url}"
+    else:
+        available = inventory.as_names() if inventory is not None else {}
+        check.checked_against = "local models folder" if inventory is not None else "nothing"
+    for folder, names in check.models_needed.items():
+        missing = [n for n in names if n not in set(available.get(folder, []))]
+        if missing:
+            check.models_missing[folder] = missing
+    for class_type in sorted(classes):
+        pack = pack_for_class(class_type)
+        if pack is not None:
+            check.nodes_needed[class_type] = pack[0]
+        if offered is not None and class_type not in offered:
+            check.nodes_missing.append(class_type)
+    check.advice = _advice(panels, settings, inventory, gpu)
+    return check
+
+
+def _advice(
+    panels: Any, settings: Settings, inventory: ModelInventory | None, gpu: GPUInfo | None
+) -> list[Any]:
+    if inventory is None or not panels:
+        return []
+    checkpoint = inventory.find("checkpoints", panels[0].checkpoint)
+    if checkpoint is None or checkpoint.family == "unknown":
+        return []
+    return recommend_panels(
+        panels,
+        family=checkpoint.family,
+        model_bytes=checkpoint.size,
+        gpu=gpu,
+        ram_bytes=int(psutil.virtual_memory().total),
+    )
+
+
+def _platform_problems(
+    gpus: list[GPUInfo], device: GPUInfo | None, server: ServerCheck
+) -> list[Problem]:
+    problems: list[Problem] = []
+    if not gpus:
+        problems.append(
+            Problem(
+                "warning",
+                "no_gpu",
+                "no GPU was found: a local ComfyUI runs on the CPU (--cpu), minutes per panel",
+                "install the GPU driver (nvidia-smi must work), or render on a remote server "
+                "with --url",
+            )
+        )
+    for gpu in gpus:
+        if gpu.vendor == "nvidia" and gpu.source == "sysfs":
+            problems.append(
+                Problem(
+                    "warning",
+                    "nvidia_driver",
+                    "an NVIDIA GPU is present but nvidia-smi does not work",
+                    "install or repair the NVIDIA driver, then check that `nvidia-smi` runs",
+                )
+            )
+    local = (urlsplit(server.url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+    on_cpu = bool(server.devices) and all(d.get("type") == "cpu" for d in server.devices)
+    if server.reachable and local and device is not None and on_cpu:
+        problems.append(
+            Problem(
+                "warning",
+                "server_on_cpu",
+                f"the local ComfyUI runs on the CPU although {device.name} is present",
+                "restart it without --cpu, with a PyTorch build for your GPU "
+                "(`storycore comfyui start` picks the flags)",
+            )
+        )
+    return problems
+
+
+def _server_problems(server: ServerCheck, install: InstallCheck) -> list[Problem]:
+    problems: list[Problem] = []
+    if server.reachable:
+        if server.version and server.version != TESTED_VERSION:
+            problems.append(
+                Problem(
+                    "info",
+                    "version",
+                    f"ComfyUI {server.version} answers; StoryCore was checked against "
+                    f"{TESTED_VERSION}",
+                    "if rendering misbehaves, compare with ComfyUI " + TESTED_VERSION,
+                )
+            )
+        return problems
+    port = urlsplit(server.url).port
+    if server.port_holder is not None:
+        pid, name = server.port_holder
+        problems.append(
+            Problem(
+                "error",
+                "port_in_use",
+                f"port {port} is held by pid {pid} (`{name}`), which does not answer like ComfyUI",
+                "stop that program, or choose another port (comfyui.port or --url)",
+            )
+        )
+    elif install.found:
+        problems.append(
+            Problem(
+                "warning",
+                "server_down",
+                f"ComfyUI is not running at {server.url}",
+                "`storycore comfyui start` starts the installed one",
+            )
+        )
+    else:
+        problems.append(
+            Problem(
+                "error",
+                "no_comfyui",
+                f"no ComfyUI answers at {server.url} and none is installed at {install.path}",
+                "start ComfyUI and pass --url, or set comfyui.install_path to its folder; "
+                "`--fallback mock` renders placeholder frames",
+            )
+        )
+    return problems
+
+
+def _project_problems(
+    project: ProjectCheck, server: ServerCheck, inventory: ModelInventory | None
+) -> list[Problem]:
+    problems: list[Problem] = []
+    if project.error:
+        problems.append(
+            Problem("error", "project", project.error, "fix the project files named above")
+        )
+    if project.checked_against != "nothing":
+        for folder, names in project.models_missing.items():
+            if server.reachable:
+                have = server.models.get(folder, [])
+            else:
+                have = inventory.names(folder) if inventory is not None else []
+            installed = ", ".join(f"`{n}`" for n in have[:8]) or "nothing"
+            for name in names:
+                problems.append(
+                    Problem(
+                        "error",
+                        "model_missing",
+                        f"{folder.rstrip('s')} `{name}` is needed by the project but not "
+                        f"installed ({project.checked_against})",
+                        f"put it in models/{folder}, or pick one of the installed: {installed}",
+                    )
+                )
+    for class_type in project.nodes_missing:
+        pack = project.nodes_needed.get(class_type)
+        problems.append(
+            Problem(
+                "error",
+                "custom_node_missing",
+                f"the node `{class_type}` is needed but the server does not offer it",
+                f"install the custom node pack {pack} and restart ComfyUI"
+                if pack
+                else "install the custom node pack that provides it and restart ComfyUI",
+            )
+        )
+    for advice in project.advice:
+        for note in advice.notes:
+            problems.append(
+                Problem(
+                    "warning" if advice.fit.verdict == "too_big" else "info",
+                    "panel_advice",
+                    f"shot {advice.panel_id}: {note}",
+                    f"use {advice.suggested_width}x{advice.suggested_height}, "
+                    f"{advice.suggested_steps} steps",
+                )
+            )
+    return problems
+
+
+async def _disk_problems(folder: Path) -> list[Problem]:
+    try:
+        usage = await asyncio.to_thread(psutil.disk_usage, str(folder))
+    except OSError:
+        return []
+    if usage.free >= LOW_DISK_BYTES:
+        return []
+    return [
+        Problem(
+            "warning",
+            "low_disk",
+            f"only {usage.free / GIB:.1f} GiB free at {folder}",
+            "free space: renders and downloaded models need several GiB",
+        )
+    ]
