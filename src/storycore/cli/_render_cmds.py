@@ -92,8 +92,8 @@ async def _run_with_signals(engine: Any, request: Any, view: Any) -> Any:
         else:
             engine.request_cancel()
 
-    installed: list[int] = []
-    previous: dict[int, Any] = {}
+    installed: list[signal.Signals] = []
+    previous: dict[signal.Signals, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, on_interrupt)

@@ -36,7 +36,7 @@ class ServerFacts:
 async def read_server_facts(url: str, settings: Any, limit: float) -> ServerFacts:
     """``/system_stats``, ``/object_info`` and the model folders of one server, within ``limit``."""
     from storycore.comfyui import ComfyUIClient
-    from storycore.engine._backends import backend_specs, client_timeouts
+    from storycore.engine import backend_specs, client_timeouts
     from storycore.errors import ComfyUIError, ServerTimeout
 
     (spec,) = backend_specs(settings, [url])
@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         """Build every panel's graph and list every problem (missing nodes, models, images,
         bad values, cycles), with estimates of time and VRAM. Submits nothing."""
         from storycore.config import resolve_settings
-        from storycore.engine._prepare import graph_options, load_templates
+        from storycore.engine import graph_options, load_templates
         from storycore.errors import PreflightFailed
         from storycore.panels import panels_from_project
         from storycore.project import load_project

@@ -1,5 +1,6 @@
 """The Image Engine: a whole board across one or many ComfyUI servers, resumable."""
 
+from storycore.engine._backends import BackendSpec, backend_specs, client_timeouts
 from storycore.engine._engine import ImageEngine, RenderRequest
 from storycore.engine._events import (
     BackendChanged,
@@ -13,10 +14,12 @@ from storycore.engine._events import (
     RunStarted,
     event_to_dict,
 )
+from storycore.engine._prepare import graph_options, load_templates
 from storycore.engine._summary import PanelOutcome, RenderSummary
 
 __all__ = [
     "BackendChanged",
+    "BackendSpec",
     "EngineEvent",
     "ImageEngine",
     "Notice",
@@ -29,5 +32,9 @@ __all__ = [
     "RenderRequest",
     "RenderSummary",
     "RunStarted",
+    "backend_specs",
+    "client_timeouts",
     "event_to_dict",
+    "graph_options",
+    "load_templates",
 ]

@@ -107,6 +107,7 @@ class Backend:
     rendered: int = 0
     down_since: float | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    down: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def url(self) -> str:

@@ -52,7 +52,7 @@ from storycore.engine._jobs import JobOutcome, PanelJob, Requeue, run_on_backend
 from storycore.engine._prepare import build_jobs, graph_options, load_templates, run_preflight
 from storycore.engine._resume import reconcile_journal
 from storycore.engine._summary import PanelOutcome, RenderSummary
-from storycore.errors import ComfyUIError, StoryCoreError
+from storycore.errors import ComfyUIError, RenderError, StoryCoreError
 from storycore.journal import Journal
 from storycore.manifest import active_record, add_record, next_render_number, set_shot_status
 from storycore.panels import Panel, panels_from_project
@@ -140,7 +140,7 @@ class ImageEngine:
             jobs, failures = await build_jobs(project, panels, options, classes, templates)
             for shot_id, err in failures.items():
                 self._fail(run, shot_id, err)
-            problems = run_preflight(jobs, run.backends[0], options)
+            problems = await asyncio.to_thread(run_preflight, jobs, run.backends[0], options)
             for shot_id, err in problems.items():
                 self._fail(run, shot_id, err)
             jobs = [j for j in jobs if j.shot_id not in problems]
@@ -262,6 +262,7 @@ class ImageEngine:
         jobs = sorted(jobs, key=lambda j: (j.panel.checkpoint, order[j.shot_id]))
         run.pending.extend(jobs)
         workers = [asyncio.create_task(self._worker(run, b)) for b in run.backends]
+        workers += [asyncio.create_task(self._watch_health(run, b)) for b in run.backends]
         try:
             await self._wait_until_done(run)
         finally:
@@ -273,6 +274,7 @@ class ImageEngine:
 
     async def _wait_until_done(self, run: _Run) -> None:
         graceful_deadline: float | None = None
+        all_down_since: float | None = None
         while run.pending or run.tasks:
             if self.stopping:
                 run.pending.clear()
@@ -289,6 +291,20 @@ class ImageEngine:
                 if self.cancelling or time.monotonic() >= graceful_deadline:
                     await self._cancel_in_flight(run)
                     return
+            if not any(b.healthy for b in run.backends) and not run.tasks and run.pending:
+                all_down_since = all_down_since or time.monotonic()
+                bound = self.settings.comfyui.startup_timeout
+                if time.monotonic() - all_down_since > bound:
+                    err = RenderError(
+                        f"no backend has answered for {bound:g} s",
+                        where=", ".join(b.url for b in run.backends),
+                        hint="start ComfyUI again and rerun; finished panels are kept",
+                    )
+                    while run.pending:
+                        self._fail(run, run.pending.popleft().shot_id, err)
+                    return
+            else:
+                all_down_since = None
             run.changed.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
@@ -329,67 +345,64 @@ class ImageEngine:
         return None
 
     async def _worker(self, run: _Run, backend: Backend) -> None:
-        down = asyncio.Event()
-        while True:
-            if self.stopping:
-                return
-            if not backend.healthy:
-                await self._await_recovery(run, backend, down)
-                continue
-            if backend.in_flight >= backend.depth or not run.pending:
-                backend.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.settings.comfyui.health_check_interval):
-                        await backend.wake.wait()
-                if backend.in_flight == 0 and not await self._probe(run, backend, down):
-                    continue
+        """Keep ``backend``'s queue ``depth`` deep while it is healthy."""
+        while not self.stopping:
+            if not backend.healthy or backend.in_flight >= backend.depth or not run.pending:
+                await self._nap(backend, 0.5)
                 continue
             job = self._pick(run, backend)
             if job is None:
-                backend.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.5):
-                        await backend.wake.wait()
+                await self._nap(backend, 0.5)
                 continue
             backend.in_flight += 1
             backend.last_checkpoint = job.panel.checkpoint
-            task = asyncio.create_task(self._run_job(run, backend, job, down))
+            task = asyncio.create_task(self._run_job(run, backend, job, backend.down))
             run.tasks.add(task)
             task.add_done_callback(run.tasks.discard)
 
-    async def _probe(self, run: _Run, backend: Backend, down: asyncio.Event) -> bool:
-        ok = await backend.probe(self.settings.comfyui.health_check_timeout)
-        if not ok:
-            self._mark_down(run, backend, down, "does not answer /system_stats")
-        return ok
+    @staticmethod
+    async def _nap(backend: Backend, seconds: float) -> None:
+        backend.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await backend.wake.wait()
 
-    def _mark_down(self, run: _Run, backend: Backend, down: asyncio.Event, why: str) -> None:
+    async def _watch_health(self, run: _Run, backend: Backend) -> None:
+        """Probe ``/system_stats`` every health interval: two misses mark the backend down (its
+        running panels go elsewhere); when it answers again it is used again (1 s doubling
+        back-off while down, capped at 60 s)."""
+        interval = self.settings.comfyui.health_check_interval
+        limit = self.settings.comfyui.health_check_timeout
+        misses = 0
+        delay = interval
+        while True:
+            await asyncio.sleep(delay if not backend.healthy else interval)
+            ok = await backend.probe(limit)
+            if backend.healthy:
+                misses = 0 if ok else misses + 1
+                if misses >= 2:
+                    self._mark_down(run, backend, "does not answer /system_stats")
+                    delay = min(1.0, interval)
+            elif ok:
+                backend.healthy = True
+                backend.failures = 0
+                backend.down.clear()
+                backend.client.forget_uploads()
+                self.emit(BackendChanged(backend.url, "healthy", "answering again"))
+                backend.wake.set()
+                misses = 0
+            else:
+                delay = min(delay * 2, 60.0)
+
+    def _mark_down(self, run: _Run, backend: Backend, why: str) -> None:
         if backend.healthy:
             backend.healthy = False
             backend.down_since = time.monotonic()
-            down.set()
+            backend.down.set()
             self.emit(BackendChanged(backend.url, "unhealthy", why))
+            run.changed.set()
             for other in run.backends:
                 other.wake.set()
-
-    async def _await_recovery(self, run: _Run, backend: Backend, down: asyncio.Event) -> None:
-        delay = 1.0
-        while not self.stopping and (run.pending or run.tasks):
-            if backend.in_flight == 0 and await backend.probe(
-                self.settings.comfyui.health_check_timeout
-            ):
-                backend.healthy = True
-                backend.failures = 0
-                down.clear()
-                backend.client.forget_uploads()
-                self.emit(BackendChanged(backend.url, "healthy", "answering again"))
-                return
-            run.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await run.changed.wait()
-            delay = min(delay * 2, 60.0)
-        await asyncio.sleep(0)
 
     async def _run_job(
         self, run: _Run, backend: Backend, job: PanelJob, down: asyncio.Event
@@ -432,7 +445,7 @@ class ImageEngine:
             await self.record_outcome(run, job, outcome)
         except Requeue as requeue:
             if requeue.backend_down:
-                self._mark_down(run, backend, down, requeue.error.message)
+                self._mark_down(run, backend, requeue.error.message)
             retry = job.attempts <= self.settings.comfyui.max_retries
             self.emit(
                 PanelFailed(

@@ -1,0 +1,70 @@
+"""Fixtures for engine tests: projects of N shots, fast settings, emulators on loopback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storycore.config import Settings, resolve_settings
+from storycore.engine import EngineEvent
+from storycore.project import init_project
+
+FAST = {
+    "comfyui.health_check_interval": 0.2,
+    "comfyui.health_check_timeout": 1.0,
+    "comfyui.connect_timeout": 2.0,
+    "comfyui.read_timeout": 5.0,
+    "comfyui.graceful_shutdown": 5.0,
+    "comfyui.startup_timeout": 10.0,
+    "comfyui.idle_timeout": 20.0,
+    "render.steps": 3,
+    "render.render_long_side": 128,
+}
+
+
+def fast_settings(**overrides: Any) -> Settings:
+    cli = dict(FAST)
+    cli.update(overrides)
+    return resolve_settings(env={}, user_config=Path("/nonexistent.toml"), cli=cli).settings
+
+
+def make_project(base: Path, shots: int, name: str = "Board") -> Path:
+    """A project with ``shots`` shots (shot_01...)."""
+    root = init_project(name, base)
+    board_path = root / "storyboard.json"
+    board = json.loads(board_path.read_text())
+    template = board["shots"][0]
+    board["shots"] = []
+    for n in range(1, shots + 1):
+        shot = json.loads(json.dumps(template))
+        shot.update(shot_id=f"shot_{n:02d}", shot_number=n, title=f"Panel {n}")
+        shot["prompt_modules"]["subject"] = f"panel number {n}, a lighthouse"
+        shot["prompt_modules"]["technical"]["steps"] = None  # the settings decide
+        board["shots"].append(shot)
+    board_path.write_text(json.dumps(board, indent=2))
+    return root
+
+
+class Recorder:
+    """Collects engine events; optional hook called for each."""
+
+    def __init__(self, hook: Callable[[EngineEvent], None] | None = None) -> None:
+        self.events: list[EngineEvent] = []
+        self.hook = hook
+
+    def __call__(self, event: EngineEvent) -> None:
+        self.events.append(event)
+        if self.hook is not None:
+            self.hook(event)
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+@pytest.fixture
+def project12(tmp_path: Path) -> Path:
+    return make_project(tmp_path, 12)

@@ -1,0 +1,122 @@
+"""Crash safety: the CLI killed with SIGKILL mid-board, then run again; hostile servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientSession, web
+
+from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.engine import ImageEngine, RenderRequest
+from storycore.journal import Journal
+from storycore.manifest import records
+from storycore.project import load_project
+from tests.engine.conftest import fast_settings, make_project
+from tests.engine.test_engine_functional import _check_project
+
+
+def _done_count(root: Path) -> int:
+    return sum(1 for e in Journal(root).events() if e["event"] == "done")
+
+
+async def test_kill_9_the_cli_then_rerun_loses_nothing_and_renders_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    root = make_project(tmp_path, 12)
+    async with Emulator(EmulatorOptions(step_seconds=0.05)) as emu:
+        env = dict(os.environ)
+        env.update(
+            {
+                "STORYCORE_RENDER__STEPS": "3",
+                "STORYCORE_RENDER__RENDER_LONG_SIDE": "128",
+                "STORYCORE_COMFYUI__HEALTH_CHECK_INTERVAL": "0.2",
+            }
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "storycore",
+            "generate-images",
+            "--project",
+            str(root),
+            "--backend",
+            emu.url,
+            "--json",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        try:
+            async with asyncio.timeout(60):
+                while _done_count(root) < 3:
+                    assert proc.returncode is None, "the CLI ended before it could be killed"
+                    await asyncio.sleep(0.02)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        assert _done_count(root) < 12
+        load_project(root)  # never half-written
+        summary = await ImageEngine(fast_settings()).render(
+            RenderRequest(root, backends=(emu.url,))
+        )
+        assert summary.counts["rendered"] + summary.counts["skipped"] == 12, summary.to_dict()
+        executed = emu.executed_prompt_ids
+        assert len(executed) == len(set(executed)) == 12, executed
+    _check_project(root, 12)
+
+
+async def _hostile_proxy(upstream: str) -> tuple[web.AppRunner, str]:
+    """Forwards to ``upstream`` but rewrites every output filename in /history to escape."""
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        async with (
+            ClientSession() as session,
+            session.request(
+                request.method,
+                upstream + request.path_qs,
+                data=await request.read(),
+                headers={"Content-Type": request.headers.get("Content-Type", "")},
+            ) as answer,
+        ):
+            body = await answer.read()
+            ctype = answer.headers.get("Content-Type", "application/octet-stream")
+            if request.path.startswith("/history/") and answer.status == 200:
+                data: Any = json.loads(body)
+                for entry in data.values():
+                    for output in entry.get("outputs", {}).values():
+                        for image in output.get("images", []):
+                            image["filename"] = "../../../evil.png"
+                body = json.dumps(data).encode()
+            return web.Response(body=body, status=answer.status, content_type=ctype.split(";")[0])
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def test_hostile_output_filenames_never_escape_the_project(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "inside", 2)
+    async with Emulator() as emu:
+        runner, url = await _hostile_proxy(emu.url)
+        try:
+            summary = await ImageEngine(fast_settings(**{"comfyui.max_retries": 0})).render(
+                RenderRequest(root, backends=(url,))
+            )
+        finally:
+            await runner.cleanup()
+    assert summary.counts["failed"] == 2, summary.to_dict()
+    assert all("evil.png" in (o.error or "") for o in summary.failed)
+    assert not list(tmp_path.rglob("evil.png"))
+    assert records(load_project(root)) == []
