@@ -37,6 +37,10 @@ def test_list_stats_verify_json(tmp_path: Path) -> None:
         ("shot_02", 1, True, "final"),
     ]
     assert all(len(a["sha256"]) == 64 and a["size"] > 0 for a in assets)
+    human = run("assets", "list", "--project", root).stdout.splitlines()
+    assert human[0].endswith("shot_01_v1_r001.png  [placeholder]")
+    assert human[1].endswith("shot_01_v1_r002.png  [active]")
+    assert human[-1] == "3 renders, 2 active"
     stats = json.loads(run("assets", "stats", "--project", root, "--json").stdout)
     assert stats["per_kind"]["final"]["count"] == 2
     assert stats["per_kind"]["placeholder"]["count"] == 1

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
 from storycore.cli._common import Output
 
@@ -112,7 +113,7 @@ def register(app: typer.Typer) -> None:
             )
             return
         if not assets:
-            out.info("No rendered images recorded yet.")
+            out.info(escape("No rendered images recorded yet."))
             return
         for a in assets:
             flags = ", ".join(
@@ -125,10 +126,12 @@ def register(app: typer.Typer) -> None:
                 if on
             )
             out.info(
-                f"{a.shot_id:<12} v{a.version} r{a.render:03d}  {human_size(a.size):>10}  "
-                f"{a.sha256[:12]}  {a.path}" + (f"  [{flags}]" if flags else "")
+                escape(
+                    f"{a.shot_id:<12} v{a.version} r{a.render:03d}  {human_size(a.size):>10}  "
+                    f"{a.sha256[:12]}  {a.path}" + (f"  [{flags}]" if flags else "")
+                )
             )
-        out.info(f"{len(assets)} renders, {sum(1 for a in assets if a.active)} active")
+        out.info(escape(f"{len(assets)} renders, {sum(1 for a in assets if a.active)} active"))
 
     @group.command("stats")
     def stats_cmd(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
@@ -142,20 +145,24 @@ def register(app: typer.Typer) -> None:
             out.json({"ok": True, **dataclasses.asdict(stats), "total_bytes": stats.total_bytes})
             return
         for kind, totals in stats.per_kind.items():
-            out.info(f"{kind:<12} {totals.count:>5} files  {human_size(totals.bytes):>10}")
+            out.info(escape(f"{kind:<12} {totals.count:>5} files  {human_size(totals.bytes):>10}"))
         if stats.unknown.count:
             out.info(
-                f"{'unknown':<12} {stats.unknown.count:>5} files  "
-                f"{human_size(stats.unknown.bytes):>10}"
+                escape(
+                    f"{'unknown':<12} {stats.unknown.count:>5} files  "
+                    f"{human_size(stats.unknown.bytes):>10}"
+                )
             )
         if stats.missing:
             out.info(
-                f"{stats.missing} recorded renders are missing (see `storycore assets verify`)"
+                escape(
+                    f"{stats.missing} recorded renders are missing (see `storycore assets verify`)"
+                )
             )
-        out.info(f"total        {human_size(stats.total_bytes):>22}")
+        out.info(escape(f"total        {human_size(stats.total_bytes):>22}"))
         for shot_id, kinds in sorted(stats.per_shot.items()):
             parts = [f"{k} {t.count} ({human_size(t.bytes)})" for k, t in kinds.items() if t.count]
-            out.info(f"  {shot_id:<12} " + ", ".join(parts))
+            out.info(escape(f"  {shot_id:<12} " + ", ".join(parts)))
 
     @group.command("verify")
     def verify_cmd(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
@@ -182,13 +189,17 @@ def register(app: typer.Typer) -> None:
             if not report.clean:
                 raise typer.Exit(AssetError.exit_code)
             return
-        out.info(f"{report.ok} of {report.checked} recorded renders intact")
+        out.info(escape(f"{report.ok} of {report.checked} recorded renders intact"))
         for problem in report.problems:
-            out.info(f"  {problem.problem.upper():<8} {problem.path}: {problem.detail}")
+            out.info(escape(f"  {problem.problem.upper():<8} {problem.path}: {problem.detail}"))
         for unknown in report.unknown:
-            out.info(f"  UNKNOWN  {unknown.path} ({unknown.reason}, {human_size(unknown.size)})")
+            out.info(
+                escape(f"  UNKNOWN  {unknown.path} ({unknown.reason}, {human_size(unknown.size)})")
+            )
         if report.temporary:
-            out.info(f"  {len(report.temporary)} temporary files (`storycore assets clean`)")
+            out.info(
+                escape(f"  {len(report.temporary)} temporary files (`storycore assets clean`)")
+            )
         if not report.clean:
             raise AssetError(
                 f"{len(report.missing)} missing and {len(report.changed)} changed or invalid "
@@ -239,10 +250,12 @@ def register(app: typer.Typer) -> None:
             return
         verb = "Would remove" if dry_run else "Removed"
         for removal in report.removed:
-            out.info(f"  {removal.kind:<11} {removal.path}  ({removal.reason})")
+            out.info(escape(f"  {removal.kind:<11} {removal.path}  ({removal.reason})"))
         out.info(
-            f"{verb} {len(report.removed)} project files, {human_size(report.freed_bytes)}; "
-            f"{report.records_dropped} manifest records dropped, {report.kept_records} kept"
+            escape(
+                f"{verb} {len(report.removed)} project files, {human_size(report.freed_bytes)}; "
+                f"{report.records_dropped} manifest records dropped, {report.kept_records} kept"
+            )
         )
         if server_report is not None:
             _print_server(out, server_report, verb)
@@ -256,12 +269,14 @@ def register(app: typer.Typer) -> None:
 def _print_server(out: Output, report: ServerCleanReport, verb: str) -> None:
     if report.comfyui_dir is not None:
         for item in report.removed:
-            out.info(f"  server {item.folder:<7} {item.path}")
+            out.info(escape(f"  server {item.folder:<7} {item.path}"))
         for item in report.skipped:
-            out.info(f"  kept   {item.folder:<7} {item.path} ({item.reason})")
+            out.info(escape(f"  kept   {item.folder:<7} {item.path} ({item.reason})"))
         out.info(
-            f"{verb} {len(report.removed)} files from {report.comfyui_dir}, "
-            f"{human_size(report.freed_bytes)}"
+            escape(
+                f"{verb} {len(report.removed)} files from {report.comfyui_dir}, "
+                f"{human_size(report.freed_bytes)}"
+            )
         )
     for left in report.remote:
         out.warn(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from storycore.cli._common import Output
 
@@ -39,9 +40,11 @@ def register(app: typer.Typer) -> None:
             )
             return
         out.info(
-            f"Storyboard: {files.panels} panels, {files.rendered} rendered, "
-            f"{files.placeholders} placeholders"
-            + (f", {files.missing} with a missing file" if files.missing else "")
+            escape(
+                f"Storyboard: {files.panels} panels, {files.rendered} rendered, "
+                f"{files.placeholders} placeholders"
+                + (f", {files.missing} with a missing file" if files.missing else "")
+            )
         )
-        out.info(f"  sheet: {files.png}")
-        out.info(f"  page:  {files.html}")
+        out.info(escape(f"  sheet: {files.png}"))
+        out.info(escape(f"  page:  {files.html}"))
