@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 import uuid
 from collections import OrderedDict
@@ -25,10 +24,16 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-import aiohttp
-
 from storycore.comfyui._handle import PromptCompleted, PromptHandle, PromptQueued
 from storycore.comfyui._models import HistoryEntry, PromptStatus
+from storycore.comfyui._outcomes import (
+    execution_failed,
+    interrupted,
+    lost,
+    settle_from_history,
+    timed_out,
+)
+from storycore.comfyui._wsfeed import WebSocketFeed
 from storycore.comfyui.client import CancelOutcome, ComfyUIClient
 from storycore.comfyui.events import (
     Event,
@@ -41,15 +46,10 @@ from storycore.comfyui.events import (
     PreviewImage,
     ProgressText,
     ServerStatus,
-    parse_binary_frame,
-    parse_message,
-    parse_text_frame,
 )
 from storycore.errors import (
     ComfyUIError,
-    ExecutionFailed,
     PromptInterrupted,
-    PromptLost,
     ServerResponseError,
     ServerTimeout,
     ServerUnreachable,
@@ -79,9 +79,7 @@ class PromptTracker:
         self._handles: dict[str, PromptHandle] = {}
         self._orphans: OrderedDict[str, list[Event]] = OrderedDict()
         self._recently_done: OrderedDict[str, None] = OrderedDict()
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._ws_client_id: str | None = None
-        self._last_ws_message = 0.0
+        self._feed = WebSocketFeed(client, self._dispatch, self._on_gap)
         self._last_poll = 0.0
         self._running_prompt: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -89,12 +87,20 @@ class PromptTracker:
         self._started = False
         self._closed = False
         self.queue_remaining: int | None = None
-        self.ws_connections = 0
 
     # ------------------------------------------------------------------ lifecycle
     @property
+    def _server(self) -> str:
+        return self.client.address.url
+
+    @property
     def connected(self) -> bool:
-        return self._ws is not None and not self._ws.closed
+        return self._feed.connected
+
+    @property
+    def ws_connections(self) -> int:
+        """How many WebSocket connections were opened so far."""
+        return self._feed.connections
 
     @property
     def mode(self) -> str:
@@ -112,7 +118,7 @@ class PromptTracker:
         self._started = True
         first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.use_websocket:
-            self._main_tasks.append(asyncio.create_task(self._ws_loop(first)))
+            self._main_tasks.append(asyncio.create_task(self._feed.run(first)))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.timeouts.connect + 1):
                     await asyncio.shield(first)
@@ -138,11 +144,7 @@ class PromptTracker:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._ws is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self.timeouts.connect):
-                    await self._ws.close()
-            self._ws = None
+        await self._feed.close()
 
     async def __aenter__(self) -> PromptTracker:
         return await self.start()
@@ -299,58 +301,9 @@ class PromptTracker:
         return self._handles.get(prompt_id)
 
     # ------------------------------------------------------------------ WebSocket side
-    async def _ws_loop(self, first: asyncio.Future[None]) -> None:
-        delay = self.timeouts.reconnect_initial
-        while not self._closed:
-            client_id = self.client.rotate_client_id()
-            try:
-                ws = await self.client.transport.ws_connect(client_id)
-            except ComfyUIError as exc:
-                _log.info("WebSocket to %s unavailable: %s", self.client.address.url, exc)
-                if not first.done():
-                    first.set_result(None)
-                await asyncio.sleep(delay * (1 + random.random() / 4))
-                delay = min(delay * 2, self.timeouts.reconnect_max)
-                continue
-            self._ws, self._ws_client_id = ws, client_id
-            self.ws_connections += 1
-            self._last_ws_message = time.monotonic()
-            delay = self.timeouts.reconnect_initial
-            if not first.done():
-                first.set_result(None)
-            else:
-                # Reconnected: whatever finished during the gap is found by the next poll.
-                self._last_poll = 0.0
-            try:
-                await ws.send_json(
-                    {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
-                )
-                await self._read(ws)
-            except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError) as exc:
-                _log.info("WebSocket to %s failed: %s", self.client.address.url, exc)
-            finally:
-                self._ws = None
-                self._running_prompt = None
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(self.timeouts.connect):
-                        await ws.close()
-            self._last_poll = 0.0
-            if not self._closed:
-                await asyncio.sleep(delay * (1 + random.random() / 4))
-                delay = min(delay * 2, self.timeouts.reconnect_max)
-
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for message in ws:
-            self._last_ws_message = time.monotonic()
-            event: Event | None = None
-            if message.type == aiohttp.WSMsgType.TEXT:
-                event = parse_text_frame(message.data)
-            elif message.type == aiohttp.WSMsgType.BINARY:
-                event = parse_binary_frame(message.data)
-            else:
-                break
-            if event is not None:
-                self._dispatch(event)
+    def _on_gap(self) -> None:
+        self._last_poll = 0.0  # poll at once: something may have finished meanwhile
+        self._running_prompt = None
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, ServerStatus):
@@ -382,16 +335,16 @@ class PromptTracker:
             return
         handle.feed(event)
         if isinstance(event, ExecutionError):
-            handle.fail("error", self._execution_failed(handle.prompt_id, event))
+            handle.fail("error", execution_failed(self._server, handle.prompt_id, event))
             self._forget(handle)
         elif isinstance(event, ExecutionInterrupted):
-            handle.fail("interrupted", self._interrupted(handle.prompt_id, event.node_id))
+            handle.fail("interrupted", interrupted(self._server, handle.prompt_id, event.node_id))
             self._forget(handle)
         elif isinstance(event, ExecutionSuccess | ExecutionDone):
             self._start_finalizer(handle)
 
     def _ws_covers(self, handle: PromptHandle) -> bool:
-        return self.connected and handle.client_id == self._ws_client_id
+        return self.connected and handle.client_id == self._feed.client_id
 
     # ------------------------------------------------------------------ completion
     def _start_finalizer(self, handle: PromptHandle) -> None:
@@ -419,11 +372,7 @@ class PromptTracker:
                 self._complete_from_history(handle, entry, via="websocket")
                 return
             if time.monotonic() - start >= self.timeouts.lost_grace:
-                if handle.ws_success:
-                    handle.succeed(None, via="websocket")
-                else:
-                    handle.fail("lost", self._lost(handle))
-                self._forget(handle)
+                self._give_up_on_history(handle)
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.timeouts.poll_interval)
@@ -431,31 +380,7 @@ class PromptTracker:
     def _complete_from_history(
         self, handle: PromptHandle, entry: HistoryEntry, *, via: str
     ) -> None:
-        if handle.done():
-            return
-        # Replay what the history recorded and the stream has not shown (polling, WS gaps).
-        for name, data in entry.messages:
-            event = parse_message({"type": name, "data": data})
-            if event is not None and type(event) not in handle.seen:
-                handle.feed(event)
-        if entry.status is PromptStatus.SUCCESS:
-            handle.succeed(entry, via=via)
-        elif entry.status is PromptStatus.INTERRUPTED:
-            data = entry.message("execution_interrupted") or {}
-            node = data.get("node_id")
-            handle.fail(
-                "interrupted", self._interrupted(handle.prompt_id, str(node) if node else None)
-            )
-        else:
-            data = entry.message("execution_error") or {}
-            event = ExecutionError(
-                prompt_id=handle.prompt_id,
-                node_id=str(data["node_id"]) if data.get("node_id") is not None else None,
-                node_type=str(data["node_type"]) if data.get("node_type") else None,
-                exception_type=str(data.get("exception_type") or "Exception"),
-                exception_message=str(data.get("exception_message") or "no message recorded"),
-            )
-            handle.fail("error", self._execution_failed(handle.prompt_id, event))
+        settle_from_history(self._server, handle, entry, via=via)
         self._forget(handle)
 
     def _forget(self, handle: PromptHandle) -> None:
@@ -466,36 +391,6 @@ class PromptTracker:
             self._recently_done.popitem(last=False)
         if self._running_prompt == handle.prompt_id:
             self._running_prompt = None
-
-    def _execution_failed(self, prompt_id: str, event: ExecutionError) -> ExecutionFailed:
-        node = f"node {event.node_id} ({event.node_type})" if event.node_id else "a node"
-        message = " ".join(event.exception_message.split())
-        return ExecutionFailed(
-            f"{node} failed: {event.exception_type}: {message}",
-            where=f"{self.client.address.url} prompt {prompt_id}",
-            hint="fix the node's inputs or install what it needs, then submit again",
-            prompt_id=prompt_id,
-            node_id=event.node_id,
-            node_type=event.node_type,
-            exception_type=event.exception_type,
-            exception_message=event.exception_message,
-        )
-
-    def _interrupted(self, prompt_id: str, node_id: str | None) -> PromptInterrupted:
-        at = f" at node {node_id}" if node_id else ""
-        return PromptInterrupted(
-            f"prompt {prompt_id} was interrupted{at}",
-            where=self.client.address.url,
-            hint="submit it again to render it",
-        )
-
-    def _lost(self, handle: PromptHandle) -> PromptLost:
-        return PromptLost(
-            f"prompt {handle.prompt_id} is neither queued, running nor in the history "
-            f"(checked for {self.timeouts.lost_grace:g} s)",
-            where=self.client.address.url,
-            hint="the server probably restarted; submit the prompt again",
-        )
 
     # ------------------------------------------------------------------ supervision / polling
     async def _supervise(self) -> None:
@@ -514,15 +409,20 @@ class PromptTracker:
         active = [h for h in self._handles.values() if not h.done()]
         for handle in active:
             if handle.deadline is not None and now > handle.deadline:
-                handle.fail("timeout", self._timeout(handle, "its deadline passed"))
+                handle.fail(
+                    "timeout", timed_out(self._server, handle.prompt_id, "its deadline passed")
+                )
                 self._forget(handle)
             elif now - handle.last_alive > handle.idle_timeout:
-                handle.fail("timeout", self._timeout(handle, "the server showed no sign of it"))
+                handle.fail(
+                    "timeout",
+                    timed_out(self._server, handle.prompt_id, "the server showed no sign of it"),
+                )
                 self._forget(handle)
         active = [h for h in active if not h.done() and h.finalizer is None]
         if not active:
             return
-        silent = self.connected and now - self._last_ws_message > self.timeouts.watchdog
+        silent = self.connected and now - self._feed.last_message > self.timeouts.watchdog
         due = [
             h
             for h in active
@@ -568,18 +468,16 @@ class PromptTracker:
             if handle.absent_since is None:
                 handle.absent_since = now
             elif now - handle.absent_since >= self.timeouts.lost_grace:
-                if handle.ws_success:
-                    handle.succeed(None, via="websocket")
-                else:
-                    handle.fail("lost", self._lost(handle))
-                self._forget(handle)
+                self._give_up_on_history(handle)
 
-    def _timeout(self, handle: PromptHandle, why: str) -> ServerTimeout:
-        return ServerTimeout(
-            f"gave up on prompt {handle.prompt_id}: {why}",
-            where=self.client.address.url,
-            hint="raise prompt_deadline / idle_timeout for long jobs, or check the server",
-        )
+    def _give_up_on_history(self, handle: PromptHandle) -> None:
+        """No history after ``lost_grace``: success from the WS outputs if the WS saw it
+        succeed, else lost."""
+        if handle.ws_success:
+            handle.succeed(None, via="websocket")
+        else:
+            handle.fail("lost", lost(self._server, handle.prompt_id, self.timeouts.lost_grace))
+        self._forget(handle)
 
     async def _report_position(self, handle: PromptHandle) -> None:
         try:
