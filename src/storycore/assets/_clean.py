@@ -14,6 +14,7 @@ A shot's active render is never removed, nor any file a kept record still names.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -266,11 +267,7 @@ def clean_assets(
         try:
             os.unlink(path)
         except FileNotFoundError:
-            report.removed.append(
-                Removal(
-                    removal.path, removal.kind, removal.reason, 0, removal.asset_id, removal.shot_id
-                )
-            )
+            report.removed.append(dataclasses.replace(removal, bytes=0))
             continue
         except OSError as exc:
             report.errors.append(f"{removal.path}: {exc.strerror or exc}")
