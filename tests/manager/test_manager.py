@@ -17,7 +17,7 @@ from aiohttp import web
 
 from storycore.comfyui.manager import ComfyUIManager, ManagerOptions, ServerState
 from storycore.comfyui.process import PidRecord, load_pidfile, spawn_detached, write_pidfile
-from storycore.errors import PortInUse, StartupFailed
+from storycore.errors import PortInUse, StartupFailed, StopFailed
 
 from ._support import (
     MAIN_EXIT_AT_STARTUP,
@@ -313,3 +313,52 @@ async def test_status_of_a_process_that_does_not_answer(
     finally:
         spawned.popen.kill()
         spawned.popen.wait(timeout=5)
+
+
+@posix_only
+async def test_survivors_are_reported_and_the_pidfile_kept(
+    tmp_path: Path, options: ManagerOptions, managed: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that survives SIGKILL (a process stuck in the kernel) cannot be made on
+    purpose, so here the kill call itself is the one seam that is replaced."""
+    opts = replace(
+        _opts(options, tmp_path, "python", MAIN_IGNORES_SIGTERM_WITH_GRANDCHILD),
+        graceful_timeout=0.3,
+        force_kill_timeout=0.3,
+    )
+    monkeypatch.setenv("FAKE_GRANDCHILD_FILE", str(tmp_path / "gc.pid"))
+    manager = managed(opts)
+    result = await manager.start()
+    with monkeypatch.context() as patch:
+        patch.setattr(psutil.Process, "kill", lambda self: None)
+        patch.setattr("storycore.comfyui.process._kill_group", lambda pgid: None)
+        with pytest.raises(StopFailed) as info:
+            await manager.stop()
+    assert result.pid in info.value.survivors
+    assert "survived termination and kill" in str(info.value)
+    assert manager.pidfile_path.exists()  # so that a later stop can try again
+    assert manager.is_alive()
+    final = await manager.stop()
+    assert final.action == "stopped" and not manager.pidfile_path.exists()
+
+
+@posix_only
+async def test_follow_survives_log_rotation(
+    tmp_path: Path, options: ManagerOptions, managed: Factory
+) -> None:
+    manager = managed(_opts(options, tmp_path, "python"))
+    await manager.start()
+
+    async def collect() -> list[str]:
+        return [line async for line in manager.follow_log(poll=0.05, max_seconds=1.0)]
+
+    task = asyncio.create_task(collect())
+    await asyncio.sleep(0.2)
+    with manager.log_path.open("a", encoding="utf-8") as log:
+        log.write("before rotation\n")
+    await asyncio.sleep(0.2)
+    manager.log_path.rename(manager.log_path.with_name("comfyui.log.1"))
+    manager.log_path.write_text("after rotation\n", encoding="utf-8")
+    followed = await task
+    assert "before rotation" in followed and "after rotation" in followed
+    await manager.stop()

@@ -364,7 +364,7 @@ def terminate_tree(
         with contextlib.suppress(OSError):
             is_group_leader = os.getpgid(root.pid) == root.pid
     _signal_polite(root, procs)
-    _gone, alive = psutil.wait_procs(procs, timeout=max(0.0, graceful_timeout))
+    alive = _wait_gone(procs, graceful_timeout)
     # Children started while we waited, and grandchildren that left the tree.
     extra = {p.pid: p for p in alive}
     if is_group_leader:
@@ -382,8 +382,7 @@ def terminate_tree(
         _kill_group(root.pid)
     survivors: list[int] = []
     if to_kill:
-        _gone2, still = psutil.wait_procs(to_kill, timeout=max(0.0, force_kill_timeout))
-        survivors = [p.pid for p in still if _still_running(p)]
+        survivors = [p.pid for p in _wait_gone(to_kill, force_kill_timeout)]
     terminated = tuple(p.pid for p in procs if p.pid not in killed)
     return TerminationReport(
         pid=root.pid,
@@ -392,6 +391,22 @@ def terminate_tree(
         survivors=tuple(survivors),
         elapsed=time.monotonic() - start,
     )
+
+
+def _wait_gone(procs: Sequence[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to ``timeout`` s for ``procs`` to exit; return those still running.
+
+    A zombie counts as gone: it no longer runs, only its parent has not collected it yet (the
+    parent may be a slow init process when our server was adopted by it).
+    """
+    deadline = time.monotonic() + max(0.0, timeout)
+    delay = 0.01
+    while True:
+        alive = [p for p in procs if _still_running(p)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.1)
 
 
 def _still_running(proc: psutil.Process) -> bool:

@@ -1,0 +1,172 @@
+"""The manager's pure model: its options, ComfyUI's command line and environment, its results.
+
+Only flags that ComfyUI 0.3.64 accepts are produced (see ``main_help.txt`` in the recordings).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+
+from storycore.comfyui._health_core import DeviceInfo
+from storycore.comfyui.install import server_url
+from storycore.comfyui.process import TerminationReport
+from storycore.errors import ConfigError
+
+__all__ = [
+    "ManagerOptions",
+    "ServerState",
+    "ServerStatus",
+    "StartAction",
+    "StartResult",
+    "StopAction",
+    "StopResult",
+    "VramMode",
+    "default_state_dir",
+    "server_env",
+    "server_flags",
+]
+
+VramMode = Literal["normal", "low", "none", "high"]
+_VRAM_FLAGS: Mapping[str, str] = {"low": "--lowvram", "none": "--novram", "high": "--highvram"}
+_OWNED_FLAGS = ("--listen", "--port", "--cpu", "--cuda-device", "--disable-auto-launch")
+
+
+def default_state_dir(host: str, port: int) -> Path:
+    """``<user state>/storycore/comfyui/<host>_<port>``."""
+    safe_host = host.replace(":", "_").replace("/", "_") or "default"
+    return platformdirs.user_state_path("storycore") / "comfyui" / f"{safe_host}_{port}"
+
+
+@dataclass(frozen=True)
+class ManagerOptions:
+    """Everything the manager needs; the application maps its settings onto this."""
+
+    install_path: Path | None = None
+    python_executable: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8188
+    extra_args: tuple[str, ...] = ()
+    startup_timeout: float = 60.0
+    health_interval: float = 5.0
+    max_restarts: int = 3
+    graceful_timeout: float = 30.0
+    force_kill_timeout: float = 10.0
+    gpu: bool = True
+    cuda_device: int | None = None
+    vram_mode: VramMode = "normal"
+    reserve_vram_gb: float | None = None
+    state_dir: Path | None = None
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 3
+    detect_desktop: bool = True
+
+    @property
+    def state_folder(self) -> Path:
+        return (
+            self.state_dir
+            if self.state_dir is not None
+            else default_state_dir(self.host, self.port)
+        )
+
+    @property
+    def url(self) -> str:
+        return server_url(self.host, self.port)
+
+
+def server_flags(options: ManagerOptions) -> list[str]:
+    """ComfyUI command-line flags for ``options`` (only flags ComfyUI 0.3.64 accepts)."""
+    for arg in options.extra_args:
+        name = arg.split("=", 1)[0]
+        if name in _OWNED_FLAGS:
+            raise ConfigError(
+                f"extra argument {name} is set by StoryCore itself",
+                where="comfyui.extra_args",
+                hint="Use the host, port, gpu and cuda_device settings instead",
+            )
+    flags = ["--listen", options.host, "--port", str(options.port)]
+    if not options.gpu:
+        flags.append("--cpu")
+    else:
+        if options.cuda_device is not None:
+            flags += ["--cuda-device", str(options.cuda_device)]
+        if options.vram_mode in _VRAM_FLAGS:
+            flags.append(_VRAM_FLAGS[options.vram_mode])
+        if options.reserve_vram_gb is not None:
+            flags += ["--reserve-vram", f"{options.reserve_vram_gb:g}"]
+    flags += list(options.extra_args)
+    flags.append("--disable-auto-launch")
+    return flags
+
+
+def server_env(options: ManagerOptions, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env["PYTHONUNBUFFERED"] = "1"
+    if not options.gpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    elif options.cuda_device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(options.cuda_device)
+    return env
+
+
+StartAction = Literal["started", "adopted", "already-running", "desktop"]
+StopAction = Literal["stopped", "not-running", "stale-cleaned", "not-managed"]
+
+
+@dataclass(frozen=True)
+class StartResult:
+    action: StartAction
+    url: str
+    managed: bool
+    message: str
+    pid: int | None = None
+    log_path: Path | None = None
+    pidfile: Path | None = None
+    command: tuple[str, ...] = ()
+    comfyui_version: str | None = None
+    elapsed: float = 0.0
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StopResult:
+    action: StopAction
+    url: str
+    message: str
+    pid: int | None = None
+    log_path: Path | None = None
+    report: TerminationReport | None = None
+    notes: tuple[str, ...] = ()
+
+
+class ServerState(StrEnum):
+    """What ``status`` says about the server."""
+
+    RUNNING = "running"
+    STARTING = "starting"
+    STOPPED = "stopped"
+    UNHEALTHY = "unhealthy"
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    state: ServerState
+    url: str
+    managed: bool
+    message: str
+    pid: int | None = None
+    uptime_s: float | None = None
+    comfyui_version: str | None = None
+    devices: tuple[DeviceInfo, ...] = ()
+    vram_total: int | None = None
+    vram_free: int | None = None
+    queue_remaining: int | None = None
+    log_path: Path | None = None
+    pidfile: Path | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
