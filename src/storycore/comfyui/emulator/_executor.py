@@ -189,10 +189,9 @@ class Executor:
         while True:
             if not self._heap:
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-                except TimeoutError:
-                    continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
                 continue
             item = heapq.heappop(self._heap)[3]
             task_id = self._task_counter

@@ -34,7 +34,7 @@ BINARY_PREVIEW_WITH_METADATA = 4
 _FORMAT_CODES = {"JPEG": 1, "PNG": 2}
 _MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
 
-_SENDER_QUEUE_MAX = 10000
+_SENDER_QUEUE_MAX = 200_000
 
 
 class _Client:
@@ -111,7 +111,8 @@ class SocketHub:
             delay = self._stall_until - loop.time()
             if delay > 0 and not self._unstalled.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._unstalled.wait(), timeout=delay + 1.0)
+                    async with asyncio.timeout(delay + 1.0):
+                        await self._unstalled.wait()
             try:
                 if isinstance(item, bytes):
                     await client.ws.send_bytes(item)
