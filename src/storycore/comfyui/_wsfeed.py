@@ -14,7 +14,6 @@ import aiohttp
 
 from storycore.comfyui.client import ComfyUIClient
 from storycore.comfyui.events import Event, parse_binary_frame, parse_text_frame
-from storycore.errors import ComfyUIError
 
 __all__ = ["WebSocketFeed"]
 
@@ -57,7 +56,7 @@ class WebSocketFeed:
             client_id = self.client.rotate_client_id()
             try:
                 ws = await self.client.transport.ws_connect(client_id)
-            except ComfyUIError as exc:
+            except Exception as exc:  # ComfyUIError, or a bug: either way retry later
                 _log.info("WebSocket to %s unavailable: %s", self.client.address.url, exc)
                 if not first.done():
                     first.set_result(None)
@@ -98,7 +97,10 @@ class WebSocketFeed:
             else:
                 break
             if event is not None:
-                self._on_event(event)
+                try:
+                    self._on_event(event)
+                except Exception:  # one bad event must not cost the connection
+                    _log.exception("handling a WebSocket event failed: %r", event)
 
     async def close(self) -> None:
         self._closed = True
