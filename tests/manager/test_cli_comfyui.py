@@ -82,6 +82,11 @@ def test_mock_start_status_logs_stop(port: int) -> None:
     followed = cli("logs", "--follow", "--max-seconds", "0.5", "--port", p)
     assert followed.returncode == 0 and time.monotonic() - began < 20
 
+    restarted = as_json(cli("restart", "--port", p, "--json"))  # no --mock: still the emulator
+    assert restarted["start"]["action"] == "started"
+    assert "storycore.comfyui.emulator" in restarted["start"]["command"]
+    body = restarted["start"]
+
     stopped = cli("stop", "--port", p)
     assert stopped.returncode == 0, stopped.stderr
     assert "stopped ComfyUI" in stopped.stdout and "Log:" in stopped.stdout

@@ -120,6 +120,26 @@ async def test_never_ready_is_stopped_after_the_timeout(
 
 
 @posix_only
+async def test_cancelled_start_leaves_nothing_behind(
+    tmp_path: Path, options: ManagerOptions, managed: Factory
+) -> None:
+    manager = managed(_opts(options, tmp_path, "python", MAIN_NEVER_READY))
+    task = asyncio.create_task(manager.start())
+    for _ in range(100):
+        if manager.pidfile_path.exists():
+            break
+        await asyncio.sleep(0.05)
+    record, _ = load_pidfile(manager.pidfile_path)
+    assert record is not None
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _gone(record.pid)
+    assert not manager.pidfile_path.exists()
+
+
+@posix_only
 async def test_stop_kills_stubborn_server_and_grandchild(
     tmp_path: Path, options: ManagerOptions, managed: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

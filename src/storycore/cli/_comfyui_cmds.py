@@ -204,12 +204,15 @@ def register(app: typer.Typer) -> None:
         config: Path | None = CONFIG_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
-        """Stop the managed ComfyUI, then start it again."""
+        """Stop the managed ComfyUI, then start it again (the emulator stays the emulator)."""
+        from storycore.comfyui.process import load_pidfile
+
         out = Output(json_out)
         opts = _options(
             project=project, config=config, host=host, port=port, install_path=install_path
         )
-        manager = _manager(opts, mock)
+        record, _problem = load_pidfile(_manager(opts, False).pidfile_path)
+        manager = _manager(opts, mock or (record is not None and record.kind == "emulator"))
         stopped, started = asyncio.run(manager.restart())
         manager.detach()
         if json_out:

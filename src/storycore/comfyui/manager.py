@@ -42,6 +42,7 @@ from storycore.comfyui.install import (
 )
 from storycore.comfyui.process import (
     PidRecord,
+    Spawned,
     check_identity,
     describe_port_holder,
     is_port_open,
@@ -245,6 +246,32 @@ class ComfyUIManager:
             kind=install.kind,
         )
         write_pidfile(self.pidfile_path, record)
+        try:
+            return await self._wait_ready(install, spawned, record, began, notes)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # Interrupted while waiting (Ctrl-C): do not leave a half-started server behind.
+            self._kill_now(record)
+            raise
+
+    def _kill_now(self, record: PidRecord) -> None:
+        if check_identity(record.pid, record.create_time).matches:
+            terminate_tree(
+                psutil.Process(record.pid),
+                graceful_timeout=min(self.options.graceful_timeout, 2.0),
+                force_kill_timeout=min(self.options.force_kill_timeout, 2.0),
+            )
+        self._reap()
+        remove_pidfile(self.pidfile_path)
+
+    async def _wait_ready(
+        self,
+        install: ComfyUIInstall,
+        spawned: Spawned,
+        record: PidRecord,
+        began: float,
+        notes: list[str],
+    ) -> StartResult:
+        command = list(record.command)
         deadline = time.monotonic() + self.options.startup_timeout
         while True:
             code = spawned.popen.poll()
