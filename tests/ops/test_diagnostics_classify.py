@@ -89,3 +89,22 @@ def test_failover_only_when_the_caller_can() -> None:
 
 def test_cancellation_is_never_retried() -> None:
     assert classify(asyncio.CancelledError()).strategy is Strategy.ABORT
+
+
+async def test_gathered_context_names_the_real_port_holder() -> None:
+    import os
+    import socket
+
+    from storycore.diagnostics import gather_context
+    from storycore.platform import port_holder
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        if port_holder(port) is None:
+            pytest.skip("this OS does not tell who listens on a port")
+        ctx = await gather_context(ports=[port], installed_models={"loras": ("a.safetensors",)})
+    diagnosis = classify(PortInUse(f"port {port} is taken", where=f"127.0.0.1:{port}"), ctx)
+    assert diagnosis.suggestion.startswith(f"port {port} is held by pid {os.getpid()} (`")
+    assert ctx.installed_models == {"loras": ["a.safetensors"]}

@@ -258,3 +258,10 @@ def test_history_is_bounded_and_survives_concurrent_writers(tmp_path: Path) -> N
     reloaded = DiagnosticHistory(tmp_path, maxlen=5).load()
     assert len(reloaded) == 5
     assert reloaded[-1].suggestion == diagnosis.suggestion
+
+
+def test_project_history_lives_in_the_state_folder(tmp_path: Path) -> None:
+    history = DiagnosticHistory.for_project(tmp_path, maxlen=3)
+    history.record(classify(ServerUnreachable("refused")))
+    assert (tmp_path / ".storycore" / "diagnostics.jsonl").is_file()
+    assert len(DiagnosticHistory.for_project(tmp_path).load()) == 1

@@ -171,3 +171,54 @@ def test_metrics_cli_summarises_recorded_runs(tmp_path: Path) -> None:
     assert "panels/hour" in human.stdout and "shot-2 400.0s" in human.stdout
     empty = _cli("metrics", "--project", str(tmp_path / "none"))
     assert empty.returncode == 0 and "No runs recorded" in empty.stdout
+
+
+def _project_with_reference(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    project = init_project("refs", tmp_path)
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(project / "assets" / "hero.png")
+    board_path = project / "storyboard.json"
+    board = json.loads(board_path.read_text(encoding="utf-8"))
+    board["shots"][0]["references"] = {"characters": ["assets/hero.png"]}
+    board_path.write_text(json.dumps(board), encoding="utf-8")
+    return project
+
+
+@POSIX
+async def test_doctor_lists_custom_nodes_needed_vs_present(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_bin(tmp_path, monkeypatch, None)
+    install = _fake_install(tmp_path)
+    monkeypatch.setenv("STORYCORE_COMFYUI__INSTALL_PATH", str(install))
+    project = _project_with_reference(tmp_path)
+    options = EmulatorOptions(
+        output_dir=tmp_path / "out", input_dir=tmp_path / "in", temp_dir=tmp_path / "tmp"
+    )
+    async with Emulator(options) as core_only:  # no custom node packs
+        report = await build_report(project_dir=project, url=core_only.url)
+    assert report.project is not None
+    ipadapter = {c for c, pack in report.project.nodes_needed.items() if "IPAdapter" in pack}
+    assert ipadapter, report.project.nodes_needed
+    assert ipadapter <= set(report.project.nodes_missing)
+    problem = next(p for p in report.problems if p.code == "custom_node_missing")
+    assert "ComfyUI_IPAdapter_plus" in problem.fix and "server does not offer" in problem.message
+
+    with_packs = EmulatorOptions(
+        output_dir=tmp_path / "out",
+        input_dir=tmp_path / "in",
+        temp_dir=tmp_path / "tmp",
+        node_packs=("ipadapter_plus", "controlnet_aux"),
+    )
+    async with Emulator(with_packs) as full:
+        report = await build_report(project_dir=project, url=full.url)
+    assert report.project is not None and report.project.nodes_missing == []
+    assert report.project.nodes_needed  # still listed as needed
+
+    offline = f"http://127.0.0.1:{_free_port()}"
+    report = await build_report(project_dir=project, url=offline, probe_timeout=1.0)
+    assert report.project is not None and report.project.nodes_missing  # no pack folder
+    (install / "custom_nodes" / "ComfyUI_IPAdapter_plus").mkdir(parents=True)
+    report = await build_report(project_dir=project, url=offline, probe_timeout=1.0)
+    assert report.project is not None and report.project.nodes_missing == []

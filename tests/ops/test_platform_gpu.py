@@ -139,6 +139,8 @@ def _nvidia(index: int, gib: float) -> GPUInfo:
         (WINDOWS, [GPUInfo("amd", 0, "Radeon", source="os")], {}, ("--directml",)),
         (MAC, [GPUInfo("apple", 0, "Apple M2", 16 * GIB, unified_memory=True)], {}, ()),
         (LINUX, [GPUInfo("intel", 0, "Intel GPU", source="sysfs")], {}, ()),
+        (LINUX, [GPUInfo("amd", 0, "AMD GPU", source="sysfs")], {}, ("--cpu",)),
+        (LINUX, [GPUInfo("amd", 0, "RX", 16 * GIB, source="rocm-smi")], {}, ()),
     ],
 )
 def test_launch_flags(

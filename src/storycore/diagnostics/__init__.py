@@ -13,6 +13,7 @@ from storycore.diagnostics._comfy import (
     classify_prompt_rejection,
     execution_error_from_history,
 )
+from storycore.diagnostics._context import gather_context
 from storycore.diagnostics._history import HISTORY_FILE, DiagnosticHistory
 from storycore.diagnostics._model import (
     Category,
@@ -38,5 +39,6 @@ __all__ = [
     "classify_prompt_rejection",
     "diagnosis_of",
     "execution_error_from_history",
+    "gather_context",
     "run_with_retry",
 ]

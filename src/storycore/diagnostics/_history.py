@@ -37,6 +37,11 @@ class DiagnosticHistory:
         self._items: deque[Diagnosis] = deque(maxlen=maxlen)
         self._lock = threading.Lock()
 
+    @classmethod
+    def for_project(cls, project_dir: Path, **kwargs: int) -> DiagnosticHistory:
+        """The history kept in a project's state folder (``.storycore/diagnostics.jsonl``)."""
+        return cls(project_dir / ".storycore", **kwargs)
+
     def __len__(self) -> int:
         return len(self._items)
 

@@ -77,6 +77,9 @@ async def build_report(
     project: ProjectCheck | None = None
     if project_dir is not None:
         project = await _project(project_dir, settings, server, inventory, launch.device)
+        if not server.reachable and install.models_dir is not None:
+            custom = Path(install.models_dir).parent / "custom_nodes"
+            project.nodes_missing = await asyncio.to_thread(_packs_absent, project, custom)
     problems += _platform_problems(gpus, launch.device, server)
     problems += _server_problems(server, install)
     if project is not None:
@@ -240,6 +243,15 @@ async def _project(
     return check
 
 
+def _packs_absent(project: ProjectCheck, custom_nodes: Path) -> list[str]:
+    """Without a server: the needed classes whose pack has no folder in ``custom_nodes``."""
+    try:
+        present = {p.name.lower() for p in custom_nodes.iterdir() if p.is_dir()}
+    except OSError:
+        present = set()
+    return sorted(c for c, pack in project.nodes_needed.items() if pack.lower() not in present)
+
+
 def _advice(
     panels: Any, settings: Settings, inventory: ModelInventory | None, gpu: GPUInfo | None
 ) -> list[Any]:
@@ -368,13 +380,14 @@ def _project_problems(
                         f"put it in models/{folder}, or pick one of the installed: {installed}",
                     )
                 )
+    offered_by = "the server does not offer it" if server.reachable else "its pack is not installed"
     for class_type in project.nodes_missing:
         pack = project.nodes_needed.get(class_type)
         problems.append(
             Problem(
                 "error",
                 "custom_node_missing",
-                f"the node `{class_type}` is needed but the server does not offer it",
+                f"the node `{class_type}` is needed but {offered_by}",
                 f"install the custom node pack {pack} and restart ComfyUI"
                 if pack
                 else "install the custom node pack that provides it and restart ComfyUI",

@@ -94,7 +94,7 @@ class PerformanceMonitor:
         self.path = metrics_dir / f"run-{self.run_id}.jsonl" if metrics_dir is not None else None
         self.timings: deque[Timing] = deque(maxlen=keep_timings)
         self.samples: deque[ResourceSample] = deque(maxlen=keep_samples)
-        self.alerts: list[Alert] = []
+        self.alerts: deque[Alert] = deque(maxlen=5000)
         self.panels_ok = 0
         self.panels_failed = 0
         self.outcomes_ok = 0

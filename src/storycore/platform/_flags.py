@@ -98,6 +98,9 @@ def choose_launch_flags(
     elif any(g.vendor == "apple" for g in gpus):
         device = next(g for g in gpus if g.vendor == "apple")
         reasons.append(f"{device.name}: PyTorch uses Metal (MPS) by itself; no flag needed")
+    elif os_info.system == "linux" and any(g.vendor == "amd" for g in gpus):
+        amd = next(g for g in gpus if g.vendor == "amd")
+        reasons.append(f"{amd.name} found but rocm-smi is missing: install ROCm to use it")
     elif any(g.vendor == "intel" for g in gpus):
         device = next(g for g in gpus if g.vendor == "intel")
         reasons.append(f"{device.name}: used when PyTorch has XPU support; no flag needed")

@@ -137,6 +137,10 @@ def query_nvidia_smi(timeout: float = 5.0) -> list[GPUInfo]:
     """Run ``nvidia-smi`` (found on ``PATH``) and parse its CSV; ``[]`` if absent or failing."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
+        # WSL ships the tool outside PATH; Windows drivers put it in System32 (on PATH).
+        wsl = Path("/usr/lib/wsl/lib/nvidia-smi")
+        exe = str(wsl) if wsl.is_file() else None
+    if exe is None:
         return []
     out = _run([exe, f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,noheader,nounits"], timeout)
     return parse_nvidia_smi(out) if out else []
