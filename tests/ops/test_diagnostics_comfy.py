@@ -192,3 +192,29 @@ def test_exceptions_carrying_comfy_bodies_classify_like_the_bodies(reference_dir
         exception_message=data["exception_message"],
     )
     assert classify(failed).code == "missing_model"
+
+
+@pytest.mark.parametrize("case", ["prompt_is_list", "malformed_json_body"])
+def test_a_500_to_a_prompt_body_is_not_retried(reference_dir: Path, case: str) -> None:
+    from storycore.errors import ServerResponseError
+
+    recorded = _json(reference_dir, "validation_errors.json")[case]
+    exc = ServerResponseError(
+        "unexpected status",
+        where="http://127.0.0.1:8188/prompt",
+        status=recorded["status"],
+        body=recorded["body"],
+    )
+    diagnosis = classify(exc)
+    assert (diagnosis.code, diagnosis.strategy) == ("malformed_prompt", Strategy.ABORT)
+    elsewhere = ServerResponseError("boom", where="http://127.0.0.1:8188/queue", status=500)
+    assert classify(elsewhere).strategy is Strategy.RETRY
+
+
+@pytest.mark.parametrize("case", ["no_output_node", "no_prompt_key"])
+def test_prompt_level_rejections_abort(reference_dir: Path, case: str) -> None:
+    body = _json(reference_dir, "validation_errors.json")[case]["body"]
+    diagnosis = classify_prompt_rejection(body)
+    assert diagnosis.strategy is Strategy.ABORT
+    assert diagnosis.code == body["error"]["type"]
+    assert body["error"]["message"] in diagnosis.message

@@ -159,6 +159,18 @@ def classify(exc: BaseException, context: DiagnosticContext | None = None) -> Di
         )
     if isinstance(exc, ServerResponseError):
         status = exc.status or 0
+        if status == 500 and str(exc.where or "").rstrip("/").endswith("/prompt"):
+            # ComfyUI answers 500 text/plain to a prompt body it cannot read (a list, not
+            # JSON): the same body fails again, so this is our bug, not a server hiccup.
+            return _d(
+                exc,
+                Category.WORKFLOW,
+                Severity.HIGH,
+                Strategy.ABORT,
+                "malformed_prompt",
+                "ComfyUI could not read the prompt body (not a JSON object); please report it "
+                "with the diagnostic history",
+            )
         if status >= 500 or status in (408, 429):
             return _d(
                 exc,
