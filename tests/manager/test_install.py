@@ -205,3 +205,34 @@ async def test_a_broken_install_folder_is_reported_even_with_desktop(tmp_path: P
         manager.desktop_port = desktop_port
         with pytest.raises(InstallNotFound, match="no runnable ComfyUI"):
             await manager.start()
+
+
+def test_options_from_the_real_settings(tmp_path: Path) -> None:
+    from storycore.comfyui.manager import options_from_settings
+    from storycore.config import ComfyUISettings, Settings
+
+    settings = Settings(
+        comfyui=ComfyUISettings(
+            install_path=tmp_path / "ComfyUI",
+            port=9999,
+            vram_mode="low",
+            graceful_shutdown=3,
+            force_kill=4,
+            max_retries=5,
+            health_check_interval=2,
+            extra_args=("--fast",),
+            gpu=False,
+        ),
+        state_dir=tmp_path / "state",
+    )
+    opts = options_from_settings(settings)
+    assert opts.install_path == tmp_path / "ComfyUI" and opts.port == 9999
+    assert (opts.graceful_timeout, opts.force_kill_timeout) == (3, 4)
+    assert (opts.max_restarts, opts.health_interval) == (5, 2)
+    assert opts.vram_mode == "low" and not opts.gpu and opts.extra_args == ("--fast",)
+    assert opts.state_folder == tmp_path / "state" / "comfyui" / "127.0.0.1_9999"
+    pinned = options_from_settings(settings, port=8190, cuda_device=1, host="::1")
+    assert pinned.cuda_device == 1 and pinned.port == 8190
+    assert pinned.state_folder.name == "__1_8190"
+    default = options_from_settings(Settings())
+    assert default.state_folder.parts[-3:] == ("storycore", "comfyui", "127.0.0.1_8188")

@@ -46,36 +46,11 @@ def _options(
     install_path: Path | None,
 ) -> ManagerOptions:
     """Map the resolved settings (and this command's overrides) onto the manager's options."""
-    from storycore.comfyui.manager import ManagerOptions, default_state_dir
+    from storycore.comfyui.manager import options_from_settings
     from storycore.config import resolve_settings
 
     settings = resolve_settings(project_dir=project, user_config=config).settings
-    comfy = settings.comfyui
-    final_host = host or comfy.host
-    final_port = port or comfy.port
-    state_root = settings.state_dir
-    state_dir = (
-        state_root / "comfyui" / f"{final_host.replace(':', '_')}_{final_port}"
-        if state_root is not None
-        else default_state_dir(final_host, final_port)
-    )
-    return ManagerOptions(
-        install_path=install_path or comfy.install_path,
-        python_executable=comfy.python_executable,
-        host=final_host,
-        port=final_port,
-        extra_args=tuple(comfy.extra_args),
-        startup_timeout=comfy.startup_timeout,
-        health_interval=comfy.health_check_interval,
-        max_restarts=comfy.max_retries,
-        graceful_timeout=comfy.graceful_shutdown,
-        force_kill_timeout=comfy.force_kill,
-        gpu=comfy.gpu,
-        cuda_device=comfy.cuda_device,
-        vram_mode=comfy.vram_mode,
-        reserve_vram_gb=comfy.reserve_vram_gb,
-        state_dir=state_dir,
-    )
+    return options_from_settings(settings, host=host, port=port, install_path=install_path)
 
 
 def _manager(options: ManagerOptions, mock: bool) -> ComfyUIManager:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import platformdirs
 
@@ -29,6 +29,7 @@ __all__ = [
     "StopResult",
     "VramMode",
     "default_state_dir",
+    "options_from_settings",
     "server_env",
     "server_flags",
 ]
@@ -40,8 +41,12 @@ _OWNED_FLAGS = ("--listen", "--port", "--cpu", "--cuda-device", "--disable-auto-
 
 def default_state_dir(host: str, port: int) -> Path:
     """``<user state>/storycore/comfyui/<host>_<port>``."""
-    safe_host = host.replace(":", "_").replace("/", "_") or "default"
-    return platformdirs.user_state_path("storycore") / "comfyui" / f"{safe_host}_{port}"
+    return platformdirs.user_state_path("storycore") / "comfyui" / _state_name(host, port)
+
+
+def _state_name(host: str, port: int) -> str:
+    safe_host = host.replace(":", "_").replace("/", "_").replace("\\", "_") or "default"
+    return f"{safe_host}_{port}"
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,88 @@ class ManagerOptions:
     @property
     def url(self) -> str:
         return server_url(self.host, self.port)
+
+
+class ComfyUISettingsLike(Protocol):
+    """The ``comfyui`` settings section, as far as the manager reads it (no import of config)."""
+
+    @property
+    def install_path(self) -> Path | None: ...
+    @property
+    def python_executable(self) -> Path | None: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def extra_args(self) -> tuple[str, ...]: ...
+    @property
+    def startup_timeout(self) -> float: ...
+    @property
+    def health_check_interval(self) -> float: ...
+    @property
+    def max_retries(self) -> int: ...
+    @property
+    def graceful_shutdown(self) -> float: ...
+    @property
+    def force_kill(self) -> float: ...
+    @property
+    def gpu(self) -> bool: ...
+    @property
+    def cuda_device(self) -> int | None: ...
+    @property
+    def vram_mode(self) -> VramMode: ...
+    @property
+    def reserve_vram_gb(self) -> float | None: ...
+
+
+class SettingsLike(Protocol):
+    @property
+    def comfyui(self) -> ComfyUISettingsLike: ...
+    @property
+    def state_dir(self) -> Path | None: ...
+
+
+def options_from_settings(
+    settings: SettingsLike,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    install_path: Path | None = None,
+    cuda_device: int | None = None,
+) -> ManagerOptions:
+    """Map the application settings (``comfyui.*``, ``state_dir``) onto :class:`ManagerOptions`.
+
+    ``host``/``port``/``install_path``/``cuda_device`` override the settings (one command's
+    flags, or a managed backend pinned to a GPU). The state folder is
+    ``<state_dir>/comfyui/<host>_<port>`` when ``state_dir`` is set, else the user state folder.
+    """
+    comfy = settings.comfyui
+    final_host = host or comfy.host
+    final_port = port or comfy.port
+    root = settings.state_dir
+    state = (
+        root / "comfyui" / _state_name(final_host, final_port)
+        if root is not None
+        else default_state_dir(final_host, final_port)
+    )
+    return ManagerOptions(
+        install_path=install_path or comfy.install_path,
+        python_executable=comfy.python_executable,
+        host=final_host,
+        port=final_port,
+        extra_args=tuple(comfy.extra_args),
+        startup_timeout=comfy.startup_timeout,
+        health_interval=comfy.health_check_interval,
+        max_restarts=comfy.max_retries,
+        graceful_timeout=comfy.graceful_shutdown,
+        force_kill_timeout=comfy.force_kill,
+        gpu=comfy.gpu,
+        cuda_device=cuda_device if cuda_device is not None else comfy.cuda_device,
+        vram_mode=comfy.vram_mode,
+        reserve_vram_gb=comfy.reserve_vram_gb,
+        state_dir=state,
+    )
 
 
 def server_flags(options: ManagerOptions) -> list[str]:

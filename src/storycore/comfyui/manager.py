@@ -25,6 +25,7 @@ from storycore.comfyui._manager_model import (
     StopResult,
     VramMode,
     default_state_dir,
+    options_from_settings,
     server_env,
     server_flags,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "StopResult",
     "VramMode",
     "default_state_dir",
+    "options_from_settings",
     "server_env",
     "server_flags",
 ]
