@@ -521,3 +521,42 @@ async def test_cancel_deletes_pending_and_interrupts_running(serve: Serve) -> No
         ("interrupt", {"prompt_id": "run"}),
         ("interrupt", None),
     ]
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (TimeoutError(), ServerTimeout),
+        (ConnectionRefusedError(111, "refused"), ServerUnreachable),
+        (json.JSONDecodeError("bad", "x", 0), ServerResponseError),
+        (ServerTimeout("kept", where="w"), ServerTimeout),
+    ],
+)
+def test_translate_errors_maps_each_family(
+    raised: BaseException, expected: type[Exception]
+) -> None:
+    from storycore.comfyui import translate_errors
+
+    with pytest.raises(expected) as info, translate_errors("http://h/x"):
+        raise raised
+    assert info.value.where in ("http://h/x", "w")
+    assert "Traceback" not in str(info.value)
+
+
+def test_translate_errors_aiohttp_classes() -> None:
+    import aiohttp
+
+    from storycore.comfyui import translate_errors
+
+    cases: list[tuple[BaseException, type[Exception]]] = [
+        (aiohttp.ServerDisconnectedError(), ServerUnreachable),
+        (aiohttp.ClientPayloadError("cut"), ServerResponseError),
+        (aiohttp.ServerTimeoutError("slow"), ServerTimeout),
+        (aiohttp.ClientConnectionError("x"), ServerUnreachable),
+        (aiohttp.InvalidURL("bad"), ComfyUIError),
+    ]
+    for raised, expected in cases:
+        with pytest.raises(expected), translate_errors("http://h"):
+            raise raised
+    with pytest.raises(asyncio.CancelledError), translate_errors("http://h"):
+        raise asyncio.CancelledError

@@ -152,3 +152,38 @@ def test_media_kinds_of_gifs_audio_video_records() -> None:
 def test_unknown_history_is_none() -> None:
     assert parse_history_entry("x", None) is None
     assert parse_history_entry("x", []) is None
+
+
+async def test_handle_progress_and_timings_from_recorded_run(reference_dir: Path) -> None:
+    """Feed the real txt2img transcript (progress + progress_state dialects) to a handle."""
+    from storycore.comfyui import OverallProgress, PromptHandle
+    from storycore.comfyui import events as ev
+
+    lines = [
+        json.loads(x)
+        for x in (reference_dir / "ws_sd15_txt2img.jsonl").read_text().splitlines()
+        if x
+    ]
+    events = [
+        ev.parse_message({"type": e["type"], "data": e["data"]})
+        for e in lines
+        if e["kind"] == "ws_recv" and "type" in e
+    ]
+    starts = [e for e in events if isinstance(e, ev.ExecutionStarted)]
+    prompt_id = starts[0].prompt_id
+    graph = next(
+        e["request_json"]["prompt"]
+        for e in lines
+        if e["kind"] == "http" and e["path"] == "/prompt" and e["status"] == 200
+    )
+    handle = PromptHandle(prompt_id, client_id=None, graph=graph, deadline=None, idle_timeout=60)
+    for event in events:
+        if event is not None and event.prompt_id == prompt_id:
+            handle.feed(event)
+    assert handle.server_done.is_set() and handle.ws_success
+    fractions = [e.fraction for e in handle._events if isinstance(e, OverallProgress)]
+    assert fractions == sorted(fractions) and fractions[-1] >= 0.8
+    timings = handle.timings()
+    assert set(timings) == set(graph)
+    assert all(t.started is not None and t.finished is not None for t in timings.values())
+    assert all(t.duration is not None and t.duration >= 0 for t in timings.values())

@@ -577,3 +577,20 @@ async def test_gateway_error_before_forwarding_raises(emu: Emulator) -> None:
             await tracker.submit(image_graph(), prompt_id="never-1")
         assert tracker.handle("never-1") is None
     assert info.value.status == 502
+
+
+async def test_long_silent_node_is_not_idle_but_dead_server_is() -> None:
+    timeouts = FAST.replace(watchdog=0.2, idle_timeout=0.6, lost_grace=5)
+    async with (
+        Emulator(EmulatorOptions(node_seconds=0.8)) as emu,
+        ComfyUIClient(emu.url, timeouts) as client,
+        PromptTracker(client) as tracker,
+    ):
+        # Each node is silent for longer than the idle timeout: polls see it running.
+        result = await (await tracker.submit(image_graph())).result(10)
+        assert result.files
+        handle = await tracker.submit(image_graph(color=3, blur_nodes=5))
+        await wait_for_event(handle, ev.NodeExecuting)
+        await emu.stop()
+        with pytest.raises(ServerTimeout, match="no sign"):
+            await handle.result(10)
