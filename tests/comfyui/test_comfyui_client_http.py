@@ -80,6 +80,8 @@ def test_server_address_validation_and_redaction() -> None:
     assert "s3cret" not in repr(address) and "X-Key" not in repr(address)
     assert address.auth_headers() == {"X-Key": "k", "Authorization": "Bearer s3cret"}
     assert str(ServerAddress("https://h").ws_url("x")).startswith("wss://h/ws")
+    same = ServerAddress("http://127.0.0.1:8188/comfy", token="s3cret", headers={"X-Key": "k"})
+    assert same == address and {address: 1}[same] == 1  # usable as a per-server key
     basic = ServerAddress("http://h:1", basic_auth=("u", "p")).auth_headers()
     assert basic == {"Authorization": "Basic dTpw"}
     for bad in ["ftp://h", "127.0.0.1:8188", "http://", "http://u:p@h", "http://h/?q=1"]:
@@ -89,6 +91,8 @@ def test_server_address_validation_and_redaction() -> None:
         ServerAddress("http://h", headers={"Origin": "http://h"})
     with pytest.raises(ConfigError):
         ServerAddress("http://h", token="t", basic_auth=("u", "p"))
+    with pytest.raises(ConfigError):
+        ServerAddress("http://h", basic_auth=("u",))  # type: ignore[arg-type]
 
 
 def test_client_timeouts_validated_and_replaced() -> None:

@@ -89,6 +89,15 @@ class ServerAddress:
                 where="server auth",
                 hint="choose one of them",
             )
+        if self.basic_auth is not None:
+            pair = tuple(self.basic_auth)
+            if len(pair) != 2 or not all(isinstance(p, str) for p in pair) or not pair[0]:
+                raise ConfigError(
+                    "basic_auth must be a (user, password) pair of strings",
+                    where="server auth",
+                    hint="write basic_auth=('user', 'password')",
+                )
+            object.__setattr__(self, "basic_auth", pair)
         if self.token is not None and not self.token.strip():
             raise ConfigError("the bearer token is empty", where="server auth", hint="set a token")
         headers: dict[str, str] = {}
@@ -115,6 +124,9 @@ class ServerAddress:
         normalized = str(parsed.with_path(parsed.path.rstrip("/") or "/"))
         object.__setattr__(self, "url", normalized.rstrip("/"))
         object.__setattr__(self, "headers", MappingProxyType(headers))
+
+    def __hash__(self) -> int:
+        return hash((self.url, self.token, self.basic_auth, tuple(sorted(self.headers.items()))))
 
     @property
     def base(self) -> URL:
