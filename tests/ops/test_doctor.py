@@ -68,8 +68,14 @@ async def test_doctor_against_the_emulator(
     monkeypatch.setenv("STORYCORE_COMFYUI__INSTALL_PATH", str(install))
     project = init_project("demo", tmp_path)
 
+    from storycore.diagnostics import DiagnosticHistory, classify
+    from storycore.errors import ServerUnreachable
+
+    DiagnosticHistory.for_project(project).record(classify(ServerUnreachable("refused")))
+
     report = await build_report(project_dir=project, url=emulator.url)
 
+    assert [d["code"] for d in report.recent_diagnoses] == ["unreachable"]
     assert report.server.reachable and report.server.version == "0.3.64"
     assert report.server.node_classes and report.server.node_classes > 400
     assert report.server.models["checkpoints"] == ["other.safetensors"]

@@ -221,3 +221,40 @@ async def test_metrics_endpoint_serves_prometheus_on_loopback() -> None:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
         with pytest.raises(aiohttp.ClientConnectionError):
             await session.get(f"http://127.0.0.1:{port}/metrics")
+
+
+async def test_monitoring_session_exports_on_exit(tmp_path: Path) -> None:
+    from storycore.config import MetricsSettings
+    from storycore.monitoring import MonitoringSession
+
+    project = tmp_path / "proj"
+    project.mkdir()
+    session = MonitoringSession(
+        project, interval=0.02, prometheus_port=0, gpu_mode="none", run_id="s1"
+    )
+    async with session as monitor:
+        assert session.server is not None
+        url = session.server.url
+        monitor.record_panel("shot-1", 1.5, phases={"sampling": 1.0})
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+            http.get(url) as resp,
+        ):
+            assert 'storycore_panels_total{outcome="ok"} 1' in await resp.text()
+    metrics = project / ".storycore" / "metrics"
+    assert 'storycore_panels_total{outcome="ok"} 1' in (metrics / "storycore.prom").read_text()
+    assert (metrics / "csv-s1" / "timings.csv").read_text().count("shot-1") == 2
+    (run,) = summarise_runs(metrics).runs
+    assert run.status == "finished" and run.panels_ok == 1
+
+    failing = MonitoringSession.from_settings(MetricsSettings(interval=0.05), project)
+    with pytest.raises(RuntimeError):
+        async with failing:
+            raise RuntimeError("render crashed")
+    statuses = {r.run_id: r.status for r in summarise_runs(metrics).runs}
+    assert statuses[failing.monitor.run_id] == "failed"
+
+    off = MonitoringSession.from_settings(MetricsSettings(enabled=False), tmp_path / "off")
+    async with off as monitor:
+        monitor.record_panel("x", 1.0)
+    assert not (tmp_path / "off" / ".storycore").exists()

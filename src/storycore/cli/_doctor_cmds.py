@@ -116,6 +116,11 @@ def _render_report(out: Output, report: DoctorReport) -> None:
                 c.print(
                     f"            {escape(name)} = {escape(repr(value))}  [dim]{escape(source)}[/]"
                 )
+    if report.recent_diagnoses:
+        c.print("[bold]Recent failures[/] (the project's diagnostic history)")
+        for d in report.recent_diagnoses:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(d["timestamp"]))
+            c.print(f"  {when} {d['severity']} {escape(d['code'])}: {escape(d['suggestion'])}")
     if not report.problems:
         c.print("[bold green]No problems found.[/]")
         return

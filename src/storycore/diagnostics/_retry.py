@@ -48,6 +48,11 @@ class RetryPolicy:
         if self.base_delay < 0 or self.max_delay < 0 or self.multiplier < 1 or self.jitter < 0:
             raise ValueError("delays must be >= 0, multiplier >= 1, jitter >= 0")
 
+    @classmethod
+    def from_settings(cls, max_retries: int, deadline: float | None = 120.0) -> RetryPolicy:
+        """A policy from ``comfyui.max_retries`` (retries, so attempts = retries + 1)."""
+        return cls(max_attempts=max_retries + 1, deadline=deadline)
+
     def delay(self, retry: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
         raw = min(self.max_delay, self.base_delay * self.multiplier ** max(0, retry - 1))

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from storycore.config import ResolvedSettings, Settings, resolve_settings
-from storycore.diagnostics import LOADER_INPUT_FOLDERS
+from storycore.diagnostics import LOADER_INPUT_FOLDERS, DiagnosticHistory
 from storycore.doctor._report import (
     DoctorReport,
     InstallCheck,
@@ -42,6 +42,7 @@ __all__ = ["build_report"]
 GIB = 1024**3
 TESTED_VERSION = "0.3.64"
 LOW_DISK_BYTES = 5 * GIB
+RECENT_DIAGNOSES = 5
 
 
 async def build_report(
@@ -85,6 +86,10 @@ async def build_report(
     if project is not None:
         problems += _project_problems(project, server, inventory)
     problems += await _disk_problems(project_dir or Path.cwd())
+    recent: list[dict[str, Any]] = []
+    if project_dir is not None:
+        history = DiagnosticHistory.for_project(project_dir, maxlen=RECENT_DIAGNOSES)
+        recent = [d.to_dict() for d in await asyncio.to_thread(history.load)]
     return DoctorReport(
         settings=rows,
         os=os_info,
@@ -95,6 +100,7 @@ async def build_report(
         inventory=inventory,
         project=project,
         problems=problems,
+        recent_diagnoses=recent,
     )
 
 

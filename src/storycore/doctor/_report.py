@@ -84,6 +84,7 @@ class DoctorReport:
     inventory: ModelInventory | None
     project: ProjectCheck | None
     problems: list[Problem] = field(default_factory=list)
+    recent_diagnoses: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -127,6 +128,7 @@ class DoctorReport:
             "models": inventory,
             "project": project,
             "problems": [p.to_dict() for p in self.problems],
+            "recent_diagnoses": self.recent_diagnoses,
         }
 
 

@@ -3,12 +3,14 @@ with alerts, and exports (JSON lines, CSV, Prometheus text and an optional ``/me
 
 Typical use while rendering::
 
-    monitor = PerformanceMonitor(metrics_dir=metrics_dir_for(project_dir))
-    async with ResourceSampler(monitor, interval=5.0):
+    async with MonitoringSession.from_settings(settings.metrics, project_dir) as monitor:
         with monitor.measure("submit", panel=shot_id):
             ...
         monitor.record_timeline(shot_id, timeline)  # model load vs sampling from the events
-    await monitor.aclose()
+
+The session samples resources in the background, serves ``/metrics`` when a port is set, and
+on exit writes the run's JSON lines, ``storycore.prom`` and CSV files under
+``<project>/.storycore/metrics``.
 """
 
 from storycore.monitoring._alerts import Alert, AlertLevel, Threshold, Thresholds, evaluate
@@ -34,6 +36,7 @@ from storycore.monitoring._resources import (
     sample_resources,
 )
 from storycore.monitoring._sampler import ResourceSampler
+from storycore.monitoring._session import PROMETHEUS_FILE, MonitoringSession
 from storycore.monitoring._summary import (
     METRICS_DIR,
     RunsSummary,
@@ -48,11 +51,13 @@ __all__ = [
     "OPERATIONS",
     "PHASES",
     "PROMETHEUS_CONTENT_TYPE",
+    "PROMETHEUS_FILE",
     "Alert",
     "AlertLevel",
     "GPUSample",
     "GpuProbe",
     "MetricsServer",
+    "MonitoringSession",
     "OperationStats",
     "PerformanceMonitor",
     "PromptTimeline",
