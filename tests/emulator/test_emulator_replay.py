@@ -187,6 +187,8 @@ SD15_MODELS = {
     "ipadapter": ["ip-adapter_sd15.safetensors"],
 }
 
+NO_IPADAPTER_MODELS = {**SD15_MODELS, "clip_vision": [], "ipadapter": []}
+
 
 @pytest.mark.parametrize(
     ("name", "preview", "packs"),
@@ -202,6 +204,8 @@ SD15_MODELS = {
         ("ws_saveimagewebsocket_with_preview_metadata_flag.jsonl", "none", ()),
         ("ws_ipadapter_run.jsonl", "none", ("ipadapter_plus",)),
         ("ws_preprocessor_canny_controlnet.jsonl", "none", ("controlnet_aux",)),
+        ("ws_ipadapter_unified_missing_models.jsonl", "none", ("ipadapter_plus",)),
+        ("ws_long_run_full.jsonl", "none", ()),
     ],
 )
 async def test_replay_recording(
@@ -216,7 +220,7 @@ async def test_replay_recording(
         output_dir=tmp_path / "o",
         input_dir=tmp_path / "i",
         temp_dir=tmp_path / "t",
-        models=SD15_MODELS,
+        models=NO_IPADAPTER_MODELS if "missing_models" in name else SD15_MODELS,
         node_packs=packs,
         preview_method=preview,
     )

@@ -28,13 +28,12 @@ from ._graph import ExecutionList, ProgressRegistry, is_link, signatures
 from ._images import encode_preview, placeholder, png_bytes
 from ._nodedefs import NodeDefs
 from ._nodes import IMPLEMENTATIONS, SAMPLER_STEPS, Latent, NodeContext, generic
+from ._queue import PromptQueue, QueueItem
 from ._ws import SocketHub
 
 __all__ = ["Executor", "QueueItem"]
 
 _log = logging.getLogger(__name__)
-
-QueueItem = list[Any]  # [number, prompt_id, prompt, extra_data, outputs_to_execute]
 
 
 class _Interrupted(Exception):
@@ -71,8 +70,8 @@ def _traceback(class_type: str, message: str) -> list[str]:
     ]
 
 
-class Executor:
-    """Queue, history, cache and the worker task."""
+class Executor(PromptQueue):
+    """The worker task and the output cache, on top of the queue and the history."""
 
     def __init__(
         self,
@@ -90,56 +89,20 @@ class Executor:
         on_node_start: Callable[[str, str], None],
     ) -> None:
         self.defs = defs
-        self.hub = hub
         self.output_dir = output_dir
         self.input_dir = input_dir
         self.temp_dir = temp_dir
         self.step_seconds = step_seconds
         self.node_seconds = node_seconds
         self.preview = preview
-        self.max_history = max_history
+        super().__init__(hub, max_history)
         self._on_prompt_start = on_prompt_start
         self._on_node_start = on_node_start
-        self.number = 0
-        self._heap: list[tuple[Any, str, int, QueueItem]] = []
-        self._seq = 0
-        self.running: dict[int, QueueItem] = {}
         self._task_counter = 0
-        self.history: dict[str, dict[str, Any]] = {}
         self._cache: dict[str, _CacheEntry] = {}
         self._interrupt = False
-        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._cur_sigs: dict[str, str] = {}
-
-    # ---- queue ---------------------------------------------------------------------------
-    def queue_info(self) -> dict[str, Any]:
-        return {"exec_info": {"queue_remaining": len(self._heap) + len(self.running)}}
-
-    def _status(self) -> None:
-        self.hub.send("status", {"status": self.queue_info()}, None)
-
-    def put(self, item: QueueItem) -> None:
-        self._seq += 1
-        heapq.heappush(self._heap, (item[0], str(item[1]), self._seq, item))
-        self._status()
-        self._wake.set()
-
-    def queue_snapshot(self) -> tuple[list[QueueItem], list[QueueItem]]:
-        return list(self.running.values()), [entry[3] for entry in self._heap]
-
-    def delete_pending(self, prompt_id: str) -> bool:
-        for i, entry in enumerate(self._heap):
-            if entry[1] == prompt_id:
-                self._heap.pop(i)
-                heapq.heapify(self._heap)
-                self._status()
-                return True
-        return False
-
-    def wipe_queue(self) -> None:
-        self._heap = []
-        self._status()
 
     def interrupt(self, prompt_id: str | None) -> bool:
         if prompt_id is None:
@@ -153,26 +116,6 @@ class Executor:
     def free(self, free_memory: bool) -> None:
         if free_memory:
             self._cache.clear()
-
-    def reset(self) -> None:
-        """Forget queue, history and cache (a process restart)."""
-        self._heap = []
-        self.running.clear()
-        self.history.clear()
-        self._cache.clear()
-        self.number = 0
-
-    # ---- history -------------------------------------------------------------------------
-    def get_history(self, max_items: int | None = None, offset: int = -1) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if offset < 0 and max_items is not None:
-            offset = len(self.history) - max_items
-        for i, (key, entry) in enumerate(self.history.items()):
-            if i >= offset:
-                out[key] = entry
-                if max_items is not None and len(out) >= max_items:
-                    break
-        return out
 
     # ---- worker --------------------------------------------------------------------------
     def start(self) -> None:
@@ -208,6 +151,8 @@ class Executor:
                 self._status()
 
     def _is_changed(self, uid: str, node: dict[str, Any]) -> Any:
+        if node["class_type"] == "SaveImageWebsocket":  # IS_CHANGED returns the time: never cached
+            return time.monotonic_ns()
         if node["class_type"] in ("LoadImage", "LoadImageMask"):
             from ._nodes import resolve_input_image
 
@@ -372,18 +317,19 @@ class Executor:
             add_message("execution_success", {"prompt_id": prompt_id}, False)
         hub.last_node_id = None
         self.running.pop(task_id, None)
-        if len(self.history) > self.max_history:
-            self.history.pop(next(iter(self.history)))
-        self.history[prompt_id] = {
-            "prompt": item,
-            "outputs": ui_outputs,
-            "status": {
-                "status_str": "success" if outcome == "success" else "error",
-                "completed": outcome == "success",
-                "messages": messages,
+        self.store_history(
+            prompt_id,
+            {
+                "prompt": item,
+                "outputs": ui_outputs,
+                "status": {
+                    "status_str": "success" if outcome == "success" else "error",
+                    "completed": outcome == "success",
+                    "messages": messages,
+                },
+                "meta": meta,
             },
-            "meta": meta,
-        }
+        )
         self._status()
         if client is not None:
             hub.send("executing", {"node": None, "prompt_id": prompt_id}, client)

@@ -17,6 +17,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
+from storycore._fsutil import atomic_write_bytes
+
 __all__ = [
     "Images",
     "encode_preview",
@@ -148,10 +150,7 @@ def save_png(
     if extra_pnginfo:
         for key, value in extra_pnginfo.items():
             texts[key] = json.dumps(value)
-    data = png_bytes(img, texts, level)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, png_bytes(img, texts, level))
 
 
 def next_counter(folder: Path, filename: str) -> int:

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from PIL import Image
 
+from storycore._fsutil import atomic_write_bytes
+
 from ._executor import Executor
 from ._faults import FaultController
 from ._nodedefs import NodeDefs, load_data_json
@@ -375,10 +377,7 @@ def _store_upload(
             filename = f"{stem} ({i}){ext}"
             path = os.path.join(folder, filename)
             i += 1
-    tmp = path + f".{os.getpid()}.part"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(Path(path), data)
     return filename
 
 
