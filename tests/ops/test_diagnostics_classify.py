@@ -23,6 +23,15 @@ from storycore.errors import (
 )
 
 
+def _http_error(status: int) -> aiohttp.ClientResponseError:
+    from multidict import CIMultiDict, CIMultiDictProxy
+    from yarl import URL
+
+    url = URL("http://127.0.0.1:8188/prompt")
+    info = aiohttp.RequestInfo(url, "POST", CIMultiDictProxy(CIMultiDict()), url)
+    return aiohttp.ClientResponseError(info, (), status=status, message="x")
+
+
 @pytest.mark.parametrize(
     ("exc", "category", "strategy"),
     [
@@ -44,6 +53,8 @@ from storycore.errors import (
         (OSError(errno.ENOSPC, "No space left on device"), Category.RESOURCE, Strategy.ABORT),
         (PermissionError(errno.EACCES, "denied", "/x"), Category.SYSTEM, Strategy.ABORT),
         (ValueError("bug"), Category.SYSTEM, Strategy.ABORT),
+        (_http_error(503), Category.SERVICE, Strategy.RETRY),
+        (_http_error(403), Category.SERVICE, Strategy.ABORT),
     ],
 )
 def test_categories_and_strategies(

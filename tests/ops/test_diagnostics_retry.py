@@ -216,7 +216,7 @@ async def test_deadline_bounds_the_whole_run() -> None:
     start = loop.time()
     with pytest.raises(ServerUnreachable):
         await run_with_retry(down, policy, lambda exc: _unbounded(classify(exc)))
-    assert loop.time() - start < 0.7
+    assert loop.time() - start < 1.0  # 50 attempts would take 10 s
     assert 2 <= calls <= 3
 
 

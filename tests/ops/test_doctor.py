@@ -79,7 +79,7 @@ async def test_doctor_against_the_emulator(
     assert report.server.reachable and report.server.version == "0.3.64"
     assert report.server.node_classes and report.server.node_classes > 400
     assert report.server.models["checkpoints"] == ["other.safetensors"]
-    assert [g.name for g in report.gpus] == ["Small Card"]
+    assert report.gpus[0].name == "Small Card"  # NVIDIA first
     assert report.launch.flags == ("--lowvram",)
     assert report.install.found and report.install.kind == "venv"
     assert report.inventory is not None
@@ -132,9 +132,10 @@ def test_doctor_cli_with_nothing_running(tmp_path: Path, monkeypatch: pytest.Mon
     assert done.returncode == 1, done.stderr
     data = json.loads(done.stdout)
     assert data["ok"] is False and data["server"]["reachable"] is False
-    assert data["launch_flags"] == ["--cpu"]
     codes = {p["code"] for p in data["problems"]}
-    assert {"no_comfyui", "no_gpu"} <= codes
+    assert "no_comfyui" in codes
+    assert ("no_gpu" in codes) == (data["gpus"] == [])  # no nvidia-smi on PATH here
+    assert ("--cpu" in data["launch_flags"]) == (data["gpus"] == [])
     human = _cli("doctor", "--url", url)
     assert human.returncode == 1 and "not reachable" in human.stdout and "fix:" in human.stdout
 

@@ -190,6 +190,18 @@ def classify(exc: BaseException, context: DiagnosticContext | None = None) -> Di
             "bad_response",
             _hint(exc, "the server answered something unexpected: is it really ComfyUI?"),
         )
+    if isinstance(exc, aiohttp.ClientResponseError):
+        transient = exc.status >= 500 or exc.status in (408, 429)
+        return _d(
+            exc,
+            Category.SERVICE,
+            Severity.HIGH,
+            Strategy.RETRY if transient else Strategy.ABORT,
+            "server_error" if transient else "bad_response",
+            f"the server answered HTTP {exc.status}",
+            fallback=failover,
+            retry_limit=2,
+        )
     if isinstance(exc, PromptLost):
         return _d(
             exc,
