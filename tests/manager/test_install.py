@@ -236,3 +236,15 @@ def test_options_from_the_real_settings(tmp_path: Path) -> None:
     assert pinned.state_folder.name == "__1_8190"
     default = options_from_settings(Settings())
     assert default.state_folder.parts[-3:] == ("storycore", "comfyui", "127.0.0.1_8188")
+
+
+async def test_status_mentions_a_running_desktop(tmp_path: Path) -> None:
+    opts = ManagerOptions(port=free_port(), state_dir=tmp_path / "s")
+    manager = ComfyUIManager(opts)
+    manager.desktop_port = free_port()
+    assert (await manager.status(timeout=0.5)).notes == ()
+    async with serve(recorded_stats_app()) as desktop_port:
+        manager.desktop_port = desktop_port
+        status = await manager.status(timeout=1)
+    assert status.state == "stopped"
+    assert any("ComfyUI Desktop 0.3.64 answers" in note for note in status.notes)

@@ -444,6 +444,13 @@ class ComfyUIManager:
         else:
             state = ServerState.STOPPED
             message = f"no ComfyUI answers at {self.url}"
+            if self.options.detect_desktop and self.options.port != self.desktop_port:
+                desktop = await detect_desktop(port=self.desktop_port, timeout=min(timeout, 1.0))
+                if desktop is not None:
+                    notes.append(
+                        f"ComfyUI Desktop {desktop.comfyui_version or ''} answers at "
+                        f"{server_url('127.0.0.1', self.desktop_port)} (not managed by StoryCore)"
+                    )
         return ServerStatus(
             state=state,
             url=self.url,
