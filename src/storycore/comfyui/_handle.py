@@ -206,7 +206,7 @@ class PromptHandle:
 
     def feed(self, event: Event) -> None:
         """Apply a WebSocket event for this prompt and pass it on."""
-        if self.done():
+        if self.done() or (isinstance(event, ExecutionStarted) and ExecutionStarted in self.seen):
             return
         self.alive()
         self.submitted = True

@@ -64,6 +64,13 @@ _ORPHAN_EVENTS = 512
 _RECENT_DONE = 4096
 
 
+class _Failed:
+    """A history read that failed: the prompt is neither found nor known to be absent."""
+
+    def __init__(self, error: ComfyUIError) -> None:
+        self.error = error
+
+
 class PromptTracker:
     """Per-server hub following many prompts over one WebSocket.
 
@@ -439,36 +446,44 @@ class PromptTracker:
     async def _poll(self, handles: list[PromptHandle]) -> None:
         queue = await self.client.queue()
         now = time.monotonic()
+        absent: list[PromptHandle] = []
         for handle in handles:
             if handle.done():
                 continue
             handle.last_checked = now
             position = queue.position(handle.prompt_id)
-            if position is not None:
-                handle.submitted = True
-                handle.alive()
-                if position == 0 and handle.state in ("watching", "queued"):
-                    handle.state = "running"
-                    if ExecutionStarted not in handle.seen:
-                        handle.feed(ExecutionStarted(handle.prompt_id))
-                elif position > 0 and position != handle.position:
-                    handle.state = "queued"
-                    handle.position = position
-                    handle.emit(PromptQueued(handle.prompt_id, position, handle.number))
+            if position is None:
+                absent.append(handle)
                 continue
-            try:
-                entry = await self.client.history(handle.prompt_id)
-            except ComfyUIError:
+            handle.submitted = True
+            handle.alive()
+            if position == 0 and handle.state in ("watching", "queued"):
+                handle.state = "running"
+                if ExecutionStarted not in handle.seen:
+                    handle.feed(ExecutionStarted(handle.prompt_id))
+            elif position > 0 and position != handle.position:
+                handle.state = "queued"
+                handle.position = position
+                handle.emit(PromptQueued(handle.prompt_id, position, handle.number))
+        # Not in the queue: finished (history), not submitted yet, or lost.
+        entries = await asyncio.gather(*(self._history_or_none(h) for h in absent))
+        for handle, entry in zip(absent, entries, strict=True):
+            if handle.done():
                 continue
-            if entry is not None and entry.status is not PromptStatus.UNKNOWN:
+            if isinstance(entry, HistoryEntry) and entry.status is not PromptStatus.UNKNOWN:
                 self._complete_from_history(handle, entry, via="polling")
+            elif entry is not None or not handle.submitted:  # a failed read proves nothing
                 continue
-            if not handle.submitted:
-                continue
-            if handle.absent_since is None:
+            elif handle.absent_since is None:
                 handle.absent_since = now
             elif now - handle.absent_since >= self.timeouts.lost_grace:
                 self._give_up_on_history(handle)
+
+    async def _history_or_none(self, handle: PromptHandle) -> HistoryEntry | _Failed | None:
+        try:
+            return await self.client.history(handle.prompt_id)
+        except ComfyUIError as exc:
+            return _Failed(exc)
 
     def _give_up_on_history(self, handle: PromptHandle) -> None:
         """No history after ``lost_grace``: success from the WS outputs if the WS saw it
