@@ -211,3 +211,22 @@ async def test_save_outside_output_is_an_execution_error(
     assert err["executed"] == ["1"]
     assert isinstance(err["traceback"], list)
     assert emu.executor.history[pid]["outputs"] == {}
+
+
+async def test_upload_mask_paints_alpha_onto_original(
+    emu: Emulator, http: aiohttp.ClientSession, reference_dir: Path
+) -> None:
+    rec = load_json(reference_dir, "upload.json")["upload_mask"]
+    await _upload(http, emu.url, "orig.png", _png((10, 20, 30)), {"overwrite": "1"})
+    form = aiohttp.FormData()
+    form.add_field("image", _png((0, 0, 0), alpha=True), filename="storycore_mask.png")
+    form.add_field("subfolder", "storycore")
+    form.add_field(
+        "original_ref", json.dumps({"filename": "orig.png", "type": "input", "subfolder": ""})
+    )
+    resp = await http.post(f"{emu.url}/upload/mask", data=form)
+    assert resp.status == rec["status"]
+    assert await resp.json() == rec["body"]
+    with Image.open(emu.input_dir / "storycore" / "storycore_mask.png") as img:
+        assert img.mode == "RGBA"
+        assert img.getpixel((0, 0)) == (10, 20, 30, 128)

@@ -182,3 +182,32 @@ async def test_status_broadcast_counts_queue(emu: Emulator, http: aiohttp.Client
         ]
         assert statuses == [1, 1, 0]
         assert json.dumps(msgs[-1]["data"]) == json.dumps({"node": None, "prompt_id": pid})
+
+
+async def test_reconnect_during_execution_names_the_running_node(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    from storycore.comfyui.emulator import EmulatorOptions
+
+    options = EmulatorOptions(
+        output_dir=tmp_path / "o",
+        input_dir=tmp_path / "i",
+        temp_dir=tmp_path / "t",
+        node_seconds=0.3,
+    )
+    async with Emulator(options) as emu:
+        ws = await http.ws_connect(f"{emu.ws_url}?clientId=back")
+        await drain(ws, 0.05)
+        pid = await _post(http, emu, prompt=trivial_prompt(), client_id="back")
+        for _ in range(200):
+            if emu.hub.last_node_id == "1":
+                break
+            await asyncio.sleep(0.01)
+        await ws.close()
+        async with http.ws_connect(f"{emu.ws_url}?clientId=back") as again:
+            first = await again.receive_json(timeout=5)
+            second = await again.receive_json(timeout=5)
+            assert first["type"] == "status"
+            assert second == {"type": "executing", "data": {"node": "1"}}
+            rest = await collect_until_done(again, pid)
+            assert [m["type"] for m in rest][-3:] == ["execution_success", "status", "executing"]

@@ -24,8 +24,9 @@ Deliberate differences from a real ComfyUI
   (ComfyUI prints a set, in arbitrary order); ``outputs_to_execute`` follows prompt order.
 * Model lists come from :class:`EmulatorOptions` ``models`` (no files on disk); ``VAELoader``
   also offers ``pixel_space``. ``/system_stats`` returns the recorded body as is.
-* ``/upload/mask`` stores the uploaded file like ``/upload/image`` (no alpha compositing onto
-  ``original_ref``). ``/view`` ``preview=`` and ``channel=`` are honoured with Pillow.
+* ``SaveImage`` writes files atomically (temporary name, then rename); the counter scan
+  ignores those hidden temporaries. Cache keys of ``LoadImage`` use the file's size and mtime
+  instead of its SHA-256.
 * Only the routes listed in the issue plus ``/settings``, ``/users``, ``/i18n``,
   ``/workflow_templates`` and ``/`` (a tiny HTML page) exist; ``/internal/*``, ``/userdata``,
   ``/experiment/*`` are not served.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import io
 import json
@@ -22,6 +23,7 @@ from storycore._fsutil import atomic_write_bytes
 
 from ._executor import Executor
 from ._faults import FaultController
+from ._images import png_bytes
 from ._nodedefs import NodeDefs, load_data_json
 from ._nodes import resolve_input_image
 from ._validation import validate_prompt
@@ -95,7 +97,7 @@ def build_app(ctx: ServerContext) -> web.Application:
         ("POST", "/free", routes.free),
         ("GET", "/view", routes.view),
         ("POST", "/upload/image", routes.upload_image),
-        ("POST", "/upload/mask", routes.upload_image),
+        ("POST", "/upload/mask", routes.upload_mask),
         ("GET", "/features", routes.static_json(lambda: dict(SERVER_FEATURES))),
         (
             "GET",
@@ -317,7 +319,29 @@ class _Routes:
             ctype = "application/octet-stream"
         return web.FileResponse(path, headers={**disposition, "Content-Type": ctype})
 
-    async def upload_image(self, request: web.Request) -> web.StreamResponse:
+    async def upload_mask(self, request: web.Request) -> web.StreamResponse:
+        return await self.upload_image(request, mask=True)
+
+    def _mask_source(self, original_ref: Any) -> Path | None:
+        """The image a mask upload paints its alpha onto (``original_ref``), if it exists."""
+        try:
+            ref = json.loads(str(original_ref))
+            filename = str(ref["filename"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        base: Path | None = None
+        for tag, kind in ((" [output]", "output"), (" [input]", "input"), (" [temp]", "temp")):
+            if filename.endswith(tag):
+                filename, base = filename[: -len(tag)], self._dir_for(kind)
+        if not filename or filename[0] == "/" or ".." in filename:
+            return None
+        base = base or self._dir_for(str(ref.get("type", "output")))
+        if base is None:
+            return None
+        found = _view_path(base, str(ref.get("subfolder", "")) or None, filename)
+        return None if isinstance(found, int) else found[0]
+
+    async def upload_image(self, request: web.Request, mask: bool = False) -> web.StreamResponse:
         try:
             post = await request.post()
         except ValueError:
@@ -333,8 +357,12 @@ class _Routes:
         subfolder = str(post.get("subfolder", ""))
         overwrite = str(post.get("overwrite", "")) in ("true", "1")
         data = image.file.read()
+        transform = None
+        if mask:
+            source = await asyncio.to_thread(self._mask_source, post.get("original_ref"))
+            transform = functools.partial(_apply_mask, source)
         name = await asyncio.to_thread(
-            _store_upload, base, subfolder, image.filename, data, overwrite
+            _store_upload, base, subfolder, image.filename, data, overwrite, transform
         )
         if name is None:
             return _empty(400)
@@ -356,8 +384,24 @@ def _view_path(base: Path, subfolder: str | None, filename: str) -> tuple[Path, 
     return path, name
 
 
+def _apply_mask(source: Path | None, mask: bytes) -> bytes | None:
+    """ComfyUI's mask upload: the original picture with the mask's alpha, text chunks kept."""
+    if source is None:
+        return None
+    with Image.open(source) as original, Image.open(io.BytesIO(mask)) as painted:
+        texts = dict(getattr(original, "text", {}) or {})
+        rgba = original.convert("RGBA")
+        rgba.putalpha(painted.convert("RGBA").getchannel("A"))
+    return png_bytes(rgba, texts, 4)
+
+
 def _store_upload(
-    base: Path, subfolder: str, filename: str, data: bytes, overwrite: bool
+    base: Path,
+    subfolder: str,
+    filename: str,
+    data: bytes,
+    overwrite: bool,
+    transform: Callable[[bytes], bytes | None] | None = None,
 ) -> str | None:
     """Write an upload like ComfyUI (rename on collision); None when it would escape ``base``."""
     root = str(base.resolve())
@@ -377,7 +421,9 @@ def _store_upload(
             filename = f"{stem} ({i}){ext}"
             path = os.path.join(folder, filename)
             i += 1
-    atomic_write_bytes(Path(path), data)
+    body = transform(data) if transform is not None else data
+    if body is not None:
+        atomic_write_bytes(Path(path), body)
     return filename
 
 
