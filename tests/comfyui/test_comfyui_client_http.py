@@ -564,3 +564,49 @@ def test_translate_errors_aiohttp_classes() -> None:
             raise raised
     with pytest.raises(asyncio.CancelledError), translate_errors("http://h"):
         raise asyncio.CancelledError
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_https_and_wss_with_self_signed_certificate(self_signed: tuple[Path, Path]) -> None:
+    import ssl
+
+    cert, key = self_signed
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    seen: list[web.Request] = []
+    runner = web.AppRunner(recording_app(seen), shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"https://127.0.0.1:{port}"
+    try:
+        async with ComfyUIClient(ServerAddress(url, token="t"), FAST) as client:
+            with pytest.raises(ServerUnreachable, match="verify_tls"):
+                await client.system_stats()
+        address = ServerAddress(url, token="t", verify_tls=False)
+        async with ComfyUIClient(address, FAST) as client:
+            assert (await client.system_stats())["system"]
+            ws = await client.transport.ws_connect(client.client_id)
+            assert (await ws.receive_json(timeout=2))["type"] == "status"
+            await ws.close()
+    finally:
+        await runner.cleanup()
+    assert [r.path for r in seen] == ["/system_stats", "/ws"]
+    assert all(r.secure and r.headers["Authorization"] == "Bearer t" for r in seen)

@@ -55,12 +55,14 @@ class ServerAddress:
 
     ``url`` is ``http(s)://host[:port][/prefix]``; every route is joined under the prefix
     (``/prefix/prompt``, ``/prefix/ws``). Credentials are hidden from ``repr``.
+    ``verify_tls=False`` accepts any certificate (self-signed home servers); use with care.
     """
 
     url: str
     token: str | None = field(default=None, repr=False)
     basic_auth: tuple[str, str] | None = field(default=None, repr=False)
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    verify_tls: bool = True
 
     def __post_init__(self) -> None:
         try:
@@ -126,7 +128,8 @@ class ServerAddress:
         object.__setattr__(self, "headers", MappingProxyType(headers))
 
     def __hash__(self) -> int:
-        return hash((self.url, self.token, self.basic_auth, tuple(sorted(self.headers.items()))))
+        headers = tuple(sorted(self.headers.items()))
+        return hash((self.url, self.token, self.basic_auth, headers, self.verify_tls))
 
     @property
     def base(self) -> URL:
@@ -245,6 +248,12 @@ def translate_errors(where: str, *, action: str = "talking to ComfyUI") -> Itera
             where=where,
             hint="retry; if it persists, check the server log",
         ) from None
+    except aiohttp.ClientSSLError as exc:
+        raise ServerUnreachable(
+            f"the TLS handshake failed while {action} ({exc})",
+            where=where,
+            hint="check the server certificate; for a self-signed one set verify_tls=False",
+        ) from None
     except aiohttp.ServerDisconnectedError:
         raise ServerUnreachable(
             f"the server closed the connection while {action}",
@@ -327,6 +336,7 @@ class Transport:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=self._client_timeout(),
+                connector=aiohttp.TCPConnector(ssl=self.address.verify_tls),
                 auto_decompress=True,
                 # Cookies set by a proxy may be needed; keep them per session, per origin.
                 cookie_jar=aiohttp.CookieJar(unsafe=True),
