@@ -610,3 +610,15 @@ async def test_https_and_wss_with_self_signed_certificate(self_signed: tuple[Pat
         await runner.cleanup()
     assert [r.path for r in seen] == ["/system_stats", "/ws"]
     assert all(r.secure and r.headers["Authorization"] == "Bearer t" for r in seen)
+
+
+async def test_local_write_failure_is_an_asset_error(serve: Serve, tmp_path: Path) -> None:
+    from storycore.errors import AssetError
+
+    url = await serve(view_app({"x.png": b"x" * 10}, []))
+    blocker = tmp_path / "file"
+    await asyncio.to_thread(blocker.write_bytes, b"")
+    async with ComfyUIClient(url, FAST) as client:
+        with pytest.raises(AssetError) as info:
+            await client.download({"filename": "x.png", "subfolder": "sub"}, blocker)
+    assert not isinstance(info.value, ServerUnreachable)

@@ -7,16 +7,18 @@ import contextlib
 import hashlib
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from storycore._fsutil import safe_join
 from storycore.comfyui._models import DownloadedFile
 from storycore.comfyui._transport import Transport, translate_errors
-from storycore.errors import ChecksumMismatch, ServerResponseError, UnsafePathError
+from storycore.errors import AssetError, ChecksumMismatch, ServerResponseError, UnsafePathError
 
 __all__ = ["download_to", "safe_target"]
+
+_T = TypeVar("_T")
 
 _FLUSH_BYTES = 1 << 20
 
@@ -42,6 +44,19 @@ def safe_target(dest_dir: Path, subfolder: str, filename: str) -> Path:
         where=str(dest_dir),
         hint="the server (or a node) produced a hostile or broken output name; check the graph",
     )
+
+
+async def _local(target: Path, func: Callable[..., _T], *args: object) -> _T:
+    """Run a blocking file operation in a thread; a local OS error is an AssetError (not a
+    server problem)."""
+    try:
+        return await asyncio.to_thread(func, *args)
+    except OSError as exc:
+        raise AssetError(
+            f"cannot write the downloaded file ({exc.strerror or exc})",
+            where=str(target),
+            hint="check free disk space and the folder's permissions",
+        ) from None
 
 
 def _open_part(path: Path) -> BinaryIO:
@@ -87,7 +102,7 @@ async def download_to(
                 )
             announced = response.content_length
             content_type = response.headers.get("Content-Type", "")
-            handle = await asyncio.to_thread(_open_part, part)
+            handle = await _local(target, _open_part, part)
             try:
                 buffer = bytearray()
                 async for chunk in response.content.iter_chunked(64 * 1024):
@@ -95,10 +110,10 @@ async def download_to(
                     size += len(chunk)
                     buffer += chunk
                     if len(buffer) >= _FLUSH_BYTES:
-                        await asyncio.to_thread(handle.write, bytes(buffer))
+                        await _local(target, handle.write, bytes(buffer))
                         buffer.clear()
                 if buffer:
-                    await asyncio.to_thread(handle.write, bytes(buffer))
+                    await _local(target, handle.write, bytes(buffer))
                 if announced is not None and size != announced:
                     raise ServerResponseError(
                         f"download of {params.get('filename')!r} has {size} bytes, "
@@ -120,7 +135,7 @@ async def download_to(
                         where=where,
                         hint="the server file differs from what was expected",
                     )
-                await asyncio.to_thread(_finish, handle, part, target)
+                await _local(target, _finish, handle, part, target)
             except BaseException:
                 await asyncio.shield(asyncio.to_thread(_discard, handle, part))
                 raise
