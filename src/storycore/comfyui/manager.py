@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from storycore.comfyui._logfile import follow_lines
 from storycore.comfyui._manager_model import (
     ManagerOptions,
     ServerState,
@@ -472,39 +473,13 @@ class ComfyUIManager:
     def tail_log(self, count: int = 50) -> list[str]:
         return tail_lines(self.log_path, count)
 
-    async def follow_log(
+    def follow_log(
         self, *, poll: float = 0.25, max_seconds: float | None = None, until_stopped: bool = True
     ) -> AsyncIterator[str]:
         """Yield new log lines as they come; ends after ``max_seconds`` or when the server stops."""
-        deadline = None if max_seconds is None else time.monotonic() + max_seconds
-        path = self.log_path
-        position = path.stat().st_size if path.exists() else 0
-        inode = path.stat().st_ino if path.exists() else None
-        pending = b""
-        while True:
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                stat = None
-            if stat is not None and (stat.st_ino != inode or stat.st_size < position):
-                inode, position, pending = stat.st_ino, 0, b""  # rotated or truncated
-            if stat is not None and stat.st_size > position:
-                chunk = await asyncio.to_thread(_read_from, path, position)
-                position += len(chunk)
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for line in complete:
-                    yield line.decode("utf-8", errors="replace").rstrip("\r")
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            if until_stopped and not self.is_alive():
-                if pending:
-                    yield pending.decode("utf-8", errors="replace")
-                return
-            await asyncio.sleep(poll)
-
-
-def _read_from(path: Path, position: int, limit: int = 1 << 20) -> bytes:
-    with path.open("rb") as handle:
-        handle.seek(position)
-        return handle.read(limit)
+        return follow_lines(
+            self.log_path,
+            poll=poll,
+            max_seconds=max_seconds,
+            keep_going=self.is_alive if until_stopped else None,
+        )

@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 import psutil
 
 from storycore._fsutil import atomic_write_json
+from storycore.comfyui._logfile import rotate_log, tail_lines
 
 __all__ = [
     "PIDFILE_VERSION",
@@ -128,50 +129,6 @@ def load_pidfile(path: Path) -> tuple[PidRecord | None, str | None]:
 def remove_pidfile(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-
-
-# ---------------------------------------------------------------------------------------------
-# logs
-
-
-def rotate_log(path: Path, max_bytes: int, backups: int) -> None:
-    """Shift ``log`` -> ``log.1`` -> ... -> ``log.N`` when ``log`` is larger than ``max_bytes``."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return
-    if size <= max_bytes:
-        return
-    if backups <= 0:
-        path.unlink()
-        return
-    for index in range(backups - 1, 0, -1):
-        src = path.with_name(f"{path.name}.{index}")
-        if src.exists():
-            os.replace(src, path.with_name(f"{path.name}.{index + 1}"))
-    os.replace(path, path.with_name(f"{path.name}.1"))
-
-
-def tail_lines(path: Path, count: int, *, start_offset: int = 0, chunk: int = 8192) -> list[str]:
-    """The last ``count`` lines of ``path`` from ``start_offset`` on (reads from the end)."""
-    if count <= 0:
-        return []
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        return []
-    with handle:
-        end = handle.seek(0, os.SEEK_END)
-        start = min(max(0, start_offset), end)
-        data = b""
-        pos = end
-        while pos > start and data.count(b"\n") <= count:
-            step = min(chunk, pos - start)
-            pos -= step
-            handle.seek(pos)
-            data = handle.read(step) + data
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    return lines[-count:]
 
 
 # ---------------------------------------------------------------------------------------------
