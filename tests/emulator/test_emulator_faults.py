@@ -236,3 +236,44 @@ async def test_process_stops_on_sigint(tmp_path: Path) -> None:
     async with asyncio.timeout(10):
         rc = await proc.wait()
     assert rc == 0
+
+
+def test_parse_args_accepts_comfyui_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from storycore.comfyui.emulator.__main__ import parse_args
+
+    monkeypatch.chdir(tmp_path)
+    options, host, port, crash = parse_args(
+        [
+            "--listen",
+            "--port",
+            "9000",
+            "--lowvram",
+            "--reserve-vram",
+            "2",
+            "--preview-method",
+            "latent2rgb",
+            "--node-packs",
+            "ipadapter_plus, controlnet_aux",
+            "--step-seconds",
+            "0.5",
+        ]
+    )
+    assert (host, port, crash) == ("0.0.0.0", 9000, None)
+    assert options.output_dir == tmp_path / "output"
+    assert options.input_dir == tmp_path / "input"
+    assert options.preview_method == "latent2rgb"
+    assert options.node_packs == ("ipadapter_plus", "controlnet_aux")
+    assert options.step_seconds == 0.5
+    options, host, port, crash = parse_args(
+        [
+            "--base-directory",
+            str(tmp_path / "b"),
+            "--output-directory",
+            str(tmp_path / "out"),
+            "--crash-after-prompts",
+            "3",
+        ]
+    )
+    assert (host, port, crash) == ("127.0.0.1", 8188, 3)
+    assert options.output_dir == tmp_path / "out"
+    assert options.temp_dir == tmp_path / "b" / "temp"

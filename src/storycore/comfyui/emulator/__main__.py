@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--listen", nargs="?", const="0.0.0.0,::", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8188)
+    p.add_argument("--base-directory", type=Path, default=None)
     p.add_argument("--output-directory", type=Path, default=None)
     p.add_argument("--input-directory", type=Path, default=None)
     p.add_argument("--temp-directory", type=Path, default=None)
@@ -51,10 +52,12 @@ def parse_args(argv: Sequence[str]) -> tuple[EmulatorOptions, str, int, int | No
     args, _unknown = _parser().parse_known_args(list(argv))
     host = str(args.listen).split(",")[0] or "127.0.0.1"
     packs = tuple(p.strip() for p in str(args.node_packs).split(",") if p.strip())
+    # Like ComfyUI, the folders default to output/, input/ and temp/ in the base directory.
+    base = args.base_directory or Path.cwd()
     options = EmulatorOptions(
-        output_dir=args.output_directory,
-        input_dir=args.input_directory,
-        temp_dir=args.temp_directory,
+        output_dir=args.output_directory or base / "output",
+        input_dir=args.input_directory or base / "input",
+        temp_dir=args.temp_directory or base / "temp",
         step_seconds=args.step_seconds,
         node_seconds=args.node_seconds,
         startup_delay=args.startup_delay,

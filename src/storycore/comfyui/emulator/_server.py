@@ -144,7 +144,9 @@ class _Routes:
 
     async def system_stats(self, request: web.Request) -> web.StreamResponse:
         if self._system_stats is None:
-            self._system_stats = load_data_json("system_stats.json")["body"]
+            stats = load_data_json("system_stats.json")["body"]
+            stats["system"]["storycore_emulator"] = True
+            self._system_stats = stats
         return web.json_response(self._system_stats)
 
     async def object_info(self, request: web.Request) -> web.StreamResponse:
