@@ -622,3 +622,11 @@ async def test_local_write_failure_is_an_asset_error(serve: Serve, tmp_path: Pat
         with pytest.raises(AssetError) as info:
             await client.download({"filename": "x.png", "subfolder": "sub"}, blocker)
     assert not isinstance(info.value, ServerUnreachable)
+
+
+async def test_upload_missing_file_is_an_asset_error(tmp_path: Path) -> None:
+    from storycore.errors import AssetError
+
+    async with ComfyUIClient("http://127.0.0.1:9", FAST) as client:
+        with pytest.raises(AssetError, match="cannot read"):
+            await client.upload_image(tmp_path / "missing.png")

@@ -35,6 +35,7 @@ from storycore.comfyui._models import (
 )
 from storycore.comfyui._transport import ClientTimeouts, HttpResponse, ServerAddress, Transport
 from storycore.errors import (
+    AssetError,
     ComfyUIError,
     PromptRejected,
     ServerResponseError,
@@ -387,7 +388,17 @@ class ComfyUIClient:
 
         Always use the returned ``name`` (the server renames on clashes).
         """
-        data = await asyncio.to_thread(image.read_bytes) if isinstance(image, Path) else image
+        if isinstance(image, Path):
+            try:
+                data = await asyncio.to_thread(image.read_bytes)
+            except OSError as exc:
+                raise AssetError(
+                    f"cannot read the image to upload ({exc.strerror or exc})",
+                    where=str(image),
+                    hint="check that the file exists and is readable",
+                ) from None
+        else:
+            data = image
         digest = await asyncio.to_thread(_sha256, data) if len(data) > 1 << 20 else _sha256(data)
         key = (digest, subfolder, type)
         async with self._upload_lock:
