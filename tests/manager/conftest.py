@@ -56,15 +56,6 @@ def managed() -> Iterator[Callable[..., ComfyUIManager]]:
 
 
 @pytest.fixture
-def reaper() -> Iterator[list[int]]:
-    """Pids to kill (with their trees) at the end of the test."""
-    pids: list[int] = []
-    yield pids
-    for pid in pids:
-        kill_tree_now(pid)
-
-
-@pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     """An unrelated process that sleeps for a minute (killed at the end)."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storycore.comfyui.health import (
@@ -34,6 +34,7 @@ def test_backoff_defaults_are_one_second_doubling_capped_at_sixty() -> None:
     assert backoff_schedule(10_000) == 60
 
 
+@settings(deadline=None)
 @given(
     attempt=st.integers(min_value=0, max_value=500),
     base=st.floats(min_value=0.01, max_value=10),
@@ -53,6 +54,7 @@ def test_backoff_properties(attempt: int, base: float, cap: float) -> None:
 outcomes = st.lists(st.sampled_from(list(ProbeOutcome)), max_size=60)
 
 
+@settings(deadline=None)
 @given(seq=outcomes, threshold=st.integers(min_value=1, max_value=6))
 def test_failure_counter_properties(seq: list[ProbeOutcome], threshold: int) -> None:
     counter = FailureCounter(unhealthy_after=threshold)
