@@ -277,3 +277,16 @@ def test_parse_args_accepts_comfyui_flags(tmp_path: Path, monkeypatch: pytest.Mo
     assert (host, port, crash) == ("127.0.0.1", 8188, 3)
     assert options.output_dir == tmp_path / "out"
     assert options.temp_dir == tmp_path / "b" / "temp"
+
+
+async def test_stall_delays_pongs_too(emu: Emulator, http: aiohttp.ClientSession) -> None:
+    async with http.ws_connect(f"{emu.ws_url}?clientId=p", autoping=False) as ws:
+        assert (await ws.receive_json(timeout=5))["type"] == "status"
+        await ws.ping(b"a")
+        assert (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.PONG
+        emu.faults.stall_websockets(0.4)
+        start = time.monotonic()
+        await ws.ping(b"b")
+        msg = await ws.receive(timeout=5)
+        assert msg.type == aiohttp.WSMsgType.PONG
+        assert time.monotonic() - start >= 0.3

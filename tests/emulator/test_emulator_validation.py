@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -141,3 +142,20 @@ async def test_rejected_prompt_sends_no_ws_message(
         assert resp.status == 400
         with pytest.raises(TimeoutError):
             await ws.receive(timeout=0.2)
+
+
+async def test_only_the_valid_branch_runs(
+    strict_emu: Emulator, http: aiohttp.ClientSession
+) -> None:
+    case = load_json(REF, "validation_errors.json")["one_bad_output_one_good"]
+    resp = await http.post(f"{strict_emu.url}/prompt", json={"prompt": case["request_prompt"]})
+    assert resp.status == 200
+    pid = (await resp.json())["prompt_id"]
+    for _ in range(500):
+        if pid in strict_emu.executor.history:
+            break
+        await asyncio.sleep(0.01)
+    entry = strict_emu.executor.history[pid]
+    assert entry["prompt"][4] == ["2"]
+    assert list(entry["outputs"]) == ["2"]
+    assert entry["status"]["status_str"] == "success"

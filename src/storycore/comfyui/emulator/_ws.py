@@ -37,6 +37,18 @@ _MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
 _SENDER_QUEUE_MAX = 200_000
 
 
+class _Pong:
+    """A pong owed to the client; queued so a stalled socket answers pings late, too."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+_Item = str | bytes | _Pong
+
+
 class _Client:
     __slots__ = ("flags", "queue", "sender", "sid", "transport", "ws")
 
@@ -45,7 +57,7 @@ class _Client:
         self.ws = ws
         self.transport = transport
         self.flags: dict[str, Any] = {}
-        self.queue: asyncio.Queue[str | bytes | None] = asyncio.Queue(_SENDER_QUEUE_MAX)
+        self.queue: asyncio.Queue[_Item | None] = asyncio.Queue(_SENDER_QUEUE_MAX)
         self.sender: asyncio.Task[None] | None = None
 
 
@@ -66,7 +78,7 @@ class SocketHub:
         self.last_node_id: str | None = None
 
     # ---- sending -----------------------------------------------------------------------
-    def _enqueue(self, client: _Client, item: str | bytes) -> None:
+    def _enqueue(self, client: _Client, item: _Item) -> None:
         try:
             client.queue.put_nowait(item)
         except asyncio.QueueFull:  # a client that never reads; drop like a dead socket
@@ -114,7 +126,9 @@ class SocketHub:
                     async with asyncio.timeout(delay + 1.0):
                         await self._unstalled.wait()
             try:
-                if isinstance(item, bytes):
+                if isinstance(item, _Pong):
+                    await client.ws.pong(item.data)
+                elif isinstance(item, bytes):
                     await client.ws.send_bytes(item)
                 else:
                     await client.ws.send_str(item)
@@ -123,7 +137,7 @@ class SocketHub:
 
     # ---- faults ------------------------------------------------------------------------
     def stall(self, seconds: float) -> None:
-        """Hold every outgoing message for ``seconds`` (delivered afterwards, in order)."""
+        """Hold every outgoing message and pong for ``seconds`` (sent afterwards, in order)."""
         loop = asyncio.get_running_loop()
         self._stall_until = max(self._stall_until, loop.time() + seconds)
         self._unstalled.clear()
@@ -144,15 +158,19 @@ class SocketHub:
         return list(self._sockets)
 
     async def close_all(self) -> None:
-        for client in list(self._all):
+        async def close(client: _Client) -> None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.ws.close(), timeout=1.0)
+                async with asyncio.timeout(1.0):
+                    await client.ws.close()
             if client.sender is not None:
                 client.sender.cancel()
 
+        await asyncio.gather(*(close(c) for c in list(self._all)))
+
     # ---- the route ---------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=4 * 1024 * 1024)
+        # Pings are answered through the sender queue, so a stall also delays the pongs.
+        ws = web.WebSocketResponse(heartbeat=None, autoping=False, max_msg_size=4 * 1024 * 1024)
         await ws.prepare(request)
         sid = request.rel_url.query.get("clientId", "")
         if sid:
@@ -184,7 +202,9 @@ class SocketHub:
                         client.flags = dict(data["data"])
                         self.send("feature_flags", dict(SERVER_FEATURES), sid)
                     first = False
-                elif msg.type == WSMsgType.ERROR:
+                elif msg.type == WSMsgType.PING:
+                    self._enqueue(client, _Pong(msg.data))
+                elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
                     break
         finally:
             # ComfyUI pops the id even when a newer socket has taken it over.
