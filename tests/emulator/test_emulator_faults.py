@@ -290,3 +290,23 @@ async def test_stall_delays_pongs_too(emu: Emulator, http: aiohttp.ClientSession
         msg = await ws.receive(timeout=5)
         assert msg.type == aiohttp.WSMsgType.PONG
         assert time.monotonic() - start >= 0.3
+
+
+async def test_fail_node_and_partial_forget(emu: Emulator, http: aiohttp.ClientSession) -> None:
+    emu.faults.fail_node("SaveImage", "disk full")
+    async with http.ws_connect(f"{emu.ws_url}?clientId=f") as ws:
+        await drain(ws, 0.05)
+        first = await _post(http, emu.url, prompt=trivial_prompt(color=1), client_id="f")
+        msgs = await collect_until_done(ws, first)
+        err = next(m["data"] for m in msgs if m["type"] == "execution_error")
+        assert (err["node_type"], err["exception_type"], err["exception_message"]) == (
+            "SaveImage",
+            "RuntimeError",
+            "disk full\n",
+        )
+        second = await _post(http, emu.url, prompt=trivial_prompt(color=2), client_id="f")
+        msgs = await collect_until_done(ws, second)
+        assert "execution_success" in [m["type"] for m in msgs]
+    emu.faults.forget_history([first])
+    assert await (await http.get(f"{emu.url}/history/{first}")).json() == {}
+    assert second in await (await http.get(f"{emu.url}/history/{second}")).json()

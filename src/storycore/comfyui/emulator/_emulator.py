@@ -116,8 +116,8 @@ class Emulator:
         self.executed_prompt_ids.append(prompt_id)
         self.faults.on_prompt_start(prompt_id)
 
-    def _on_node_start(self, prompt_id: str, node_id: str) -> None:
-        self.faults.on_node_start(prompt_id, node_id)
+    def _on_node_start(self, prompt_id: str, node_id: str, class_type: str) -> None:
+        self.faults.on_node_start(prompt_id, node_id, class_type)
 
     @property
     def url(self) -> str:

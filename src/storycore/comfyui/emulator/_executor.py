@@ -86,7 +86,7 @@ class Executor(PromptQueue):
         preview: bool,
         max_history: int,
         on_prompt_start: Callable[[str], None],
-        on_node_start: Callable[[str, str], None],
+        on_node_start: Callable[[str, str, str], None],
     ) -> None:
         self.defs = defs
         self.output_dir = output_dir
@@ -244,7 +244,7 @@ class Executor(PromptQueue):
             try:
                 if self._interrupt:
                     raise _Interrupted
-                self._on_node_start(prompt_id, uid)
+                self._on_node_start(prompt_id, uid, class_type)
                 inputs = self._gather(prompt, node, values)
                 result = await self._run_node(
                     uid, class_type, prompt, extra_data, inputs, progress, client, prompt_id

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._executor import Executor
@@ -38,7 +39,10 @@ class FaultController:
     * :meth:`fail_route` makes the next ``times`` requests for ``method path`` (``/api`` prefix
       ignored; a path ending in ``*`` matches by prefix; method ``*`` matches any) answer
       ``status`` with a plain-text body, without running the real handler.
-    * :meth:`forget_history` empties the history (a server that lost its memory).
+    * :meth:`forget_history` empties the history, or drops only the given prompt ids (a server
+      that lost its memory).
+    * :meth:`fail_node` makes the next ``times`` executions of a node class (or node id) raise,
+      so the prompt ends with a real ``execution_error``.
     * :meth:`crash_after_prompts` makes the process exit hard (``os._exit``) once the n-th
       prompt from now has started executing its first node. Only honoured when the emulator
       runs as its own process (``run_emulator``); in-process it raises ``RuntimeError``.
@@ -51,6 +55,7 @@ class FaultController:
         self._allow_crash = allow_crash
         self._routes: list[_RouteFault] = []
         self._crash_countdown: int | None = None
+        self._node_faults: list[list[Any]] = []
 
     def _rebind(self, hub: SocketHub, executor: Executor) -> None:
         self._hub = hub
@@ -75,9 +80,20 @@ class FaultController:
         text = body or f"{status}: injected fault"
         self._routes.append(_RouteFault(method.upper(), _normalize(path), status, times, text))
 
-    def forget_history(self) -> None:
-        """Drop every history entry (queued and running prompts are kept)."""
-        self._executor.history.clear()
+    def forget_history(self, prompt_ids: Iterable[str] | None = None) -> None:
+        """Drop history entries: all of them, or only ``prompt_ids`` (the queue is kept)."""
+        if prompt_ids is None:
+            self._executor.history.clear()
+            return
+        for pid in prompt_ids:
+            self._executor.history.pop(pid, None)
+
+    def fail_node(self, target: str, message: str = "injected failure", times: int = 1) -> None:
+        """Make the next ``times`` runs of class ``target`` (or node id ``target``) raise
+        ``RuntimeError(message)``."""
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        self._node_faults.append([target, message, times])
 
     def crash_after_prompts(self, n: int) -> None:
         """Exit the process hard while the n-th prompt from now runs (process mode only)."""
@@ -89,6 +105,7 @@ class FaultController:
 
     def clear(self) -> None:
         self._routes.clear()
+        self._node_faults.clear()
         self._crash_countdown = None
 
     # ---- hooks used by the server and the executor ------------------------------------------
@@ -112,6 +129,12 @@ class FaultController:
         if self._crash_countdown is not None:
             self._crash_countdown -= 1
 
-    def on_node_start(self, prompt_id: str, node_id: str) -> None:
+    def on_node_start(self, prompt_id: str, node_id: str, class_type: str) -> None:
         if self._crash_countdown is not None and self._crash_countdown <= 0:
             os._exit(17)
+        for fault in self._node_faults:
+            if fault[0] in (class_type, node_id):
+                fault[2] -= 1
+                if fault[2] <= 0:
+                    self._node_faults.remove(fault)
+                raise RuntimeError(fault[1])
