@@ -159,3 +159,19 @@ async def test_only_the_valid_branch_runs(
     assert entry["prompt"][4] == ["2"]
     assert list(entry["outputs"]) == ["2"]
     assert entry["status"]["status_str"] == "success"
+
+
+async def test_dependency_cycle_is_rejected(emu: Emulator, http: aiohttp.ClientSession) -> None:
+    prompt = {
+        "1": {"class_type": "ImageInvert", "inputs": {"image": ["2", 0]}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "c"}},
+    }
+    resp = await http.post(f"{emu.url}/prompt", json={"prompt": prompt})
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["error"]["type"] == "prompt_outputs_failed_validation"
+    assert {e["type"] for v in body["node_errors"].values() for e in v["errors"]} == {
+        "dependency_cycle"
+    }
+    assert set(body["node_errors"]) == {"1", "2"}

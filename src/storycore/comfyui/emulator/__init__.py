@@ -33,6 +33,8 @@ Deliberate differences from a real ComfyUI
   ``/experiment/*`` are not served.
 * WebSocket messages are queued per socket; the ``stall_websockets`` fault delays them (in
   order) instead of the OS buffering them.
+* A dependency cycle is rejected at validation with ``dependency_cycle`` (as newer ComfyUI
+  versions do; 0.3.64 has no such check).
 * Fault injection (:class:`FaultController`) and ``executed_prompt_ids`` have no real
   counterpart. ``crash_after_prompts`` works only in process mode.
 """

@@ -92,13 +92,36 @@ class _Validator:
         self.defs = defs
         self.custom = custom
         self.validated: dict[str, tuple[bool, list[dict[str, Any]], str]] = {}
+        self.visiting: list[str] = []
+
+    def _cycle(self, uid: str) -> tuple[bool, list[dict[str, Any]], str]:
+        """Mark every node of the cycle that closes at ``uid`` (as newer ComfyUI does)."""
+        nodes = self.visiting[self.visiting.index(uid) :]
+        path = " -> ".join(f"{n} ({self.prompt[n]['class_type']})" for n in [*nodes, uid])
+        for n in nodes:
+            err = _err(
+                "dependency_cycle",
+                "Dependency cycle detected",
+                path,
+                {"node_id": n, "cycle_nodes": list(nodes)},
+            )
+            self.validated[n] = (False, [err], n)
+        return self.validated[uid]
 
     def node(self, uid: str) -> tuple[bool, list[dict[str, Any]], str]:
+        if uid in self.visiting:
+            return self._cycle(uid)
         if uid in self.validated:
             return self.validated[uid]
         if uid not in self.prompt:
             raise _LinkError(uid)
-        self.validated[uid] = (True, [], uid)  # guards against cycles
+        self.visiting.append(uid)
+        try:
+            return self._node(uid)
+        finally:
+            self.visiting.pop()
+
+    def _node(self, uid: str) -> tuple[bool, list[dict[str, Any]], str]:
         node = self.prompt[uid]
         inputs: dict[str, Any] = node.get("inputs", {})
         class_type: str = node["class_type"]
