@@ -594,3 +594,23 @@ async def test_long_silent_node_is_not_idle_but_dead_server_is() -> None:
         await emu.stop()
         with pytest.raises(ServerTimeout, match="no sign"):
             await handle.result(10)
+
+
+async def test_resume_watch_of_finished_prompt_is_quick(emu: Emulator) -> None:
+    """After a restart of StoryCore: watch a prompt submitted by the previous run."""
+    slow_watchdog = FAST.replace(watchdog=30)
+    async with ComfyUIClient(emu.url, slow_watchdog) as client:
+        earlier = await client.submit(
+            image_graph(), prompt_id="from-last-run", client_id="old-client"
+        )
+        for _ in range(250):  # bounded: about 5 s
+            if await client.history(earlier.prompt_id) is not None:
+                break
+            await asyncio.sleep(0.02)
+        async with PromptTracker(client) as tracker:
+            started = time.monotonic()
+            handle = tracker.watch("from-last-run")
+            tracker.mark_submitted("from-last-run")
+            result = await handle.result(5)
+            assert time.monotonic() - started < 2
+    assert result.via == "polling" and result.files

@@ -256,7 +256,7 @@ class PromptTracker:
             self._handles[result.prompt_id] = handle
             for event in self._orphans.pop(result.prompt_id, []):
                 self._route(handle, event)
-        self.mark_submitted(handle.prompt_id, number=result.number)
+        self.mark_submitted(handle.prompt_id, number=result.number, check_now=False)
         self._spawn(self._report_position(handle))
         return handle
 
@@ -276,8 +276,14 @@ class PromptTracker:
                 await asyncio.sleep(self.timeouts.poll_interval)
         return False
 
-    def mark_submitted(self, prompt_id: str, *, number: float | None = None) -> None:
-        """Tell the tracker the server accepted ``prompt_id`` (starts the lost-prompt check)."""
+    def mark_submitted(
+        self, prompt_id: str, *, number: float | None = None, check_now: bool = True
+    ) -> None:
+        """Tell the tracker the server accepted ``prompt_id`` (starts the lost-prompt check).
+
+        With ``check_now`` (the default) the queue and history are looked at on the next tick,
+        so a prompt that finished earlier (resume after a restart) is reported at once.
+        """
         handle = self._handles.get(prompt_id)
         if handle is not None and not handle.done():
             handle.submitted = True
@@ -285,6 +291,9 @@ class PromptTracker:
             if handle.state == "watching":
                 handle.state = "queued"
             handle.alive()
+            if check_now:
+                handle.last_checked = float("-inf")
+                self._last_poll = 0.0
 
     async def cancel(
         self, prompt_id: str, *, allow_global_interrupt: bool = False
