@@ -1,0 +1,1 @@
+"""StoryCore benchmarks: ``python -m bench [--quick]`` (see bench/README_SECTION.md)."""
