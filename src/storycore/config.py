@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from storycore.assets._policy import RetentionPolicy
 from storycore.errors import ConfigError
 
 __all__ = [
@@ -185,6 +186,7 @@ class Settings(_Model):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     backends: tuple[BackendSettings, ...] = ()
     templates: dict[str, Path] = Field(default_factory=dict)
+    assets: RetentionPolicy = Field(default_factory=RetentionPolicy)
     state_dir: Path | None = None
 
     @field_validator("log_level", mode="before")
@@ -282,7 +284,11 @@ def _merge(
 ) -> None:
     for key, value in layer.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and isinstance(target.get(key), dict) and key != "headers":
+        leaf_dict = key in ("headers", "models", "templates") or dotted.startswith("backends")
+        if isinstance(value, Mapping) and not leaf_dict:
+            if not isinstance(target.get(key), dict):
+                target[key] = {}
+                sources.pop(dotted, None)
             _merge(target[key], sources, value, origin, dotted)
             continue
         target[key] = dict(value) if isinstance(value, Mapping) else value

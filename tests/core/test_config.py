@@ -144,3 +144,22 @@ def test_any_invalid_port_is_refused_by_name(port: int) -> None:
         resolve_settings(
             cli={"comfyui.port": port}, env={}, user_config=Path("/nonexistent/storycore.toml")
         )
+
+
+def test_a_nested_env_value_only_claims_its_own_field(tmp_path: Path) -> None:
+    resolved = resolve_settings(
+        env={"STORYCORE_RENDER__CHECKPOINT": "sdxl.safetensors"},
+        user_config=tmp_path / "none.toml",
+    )
+    assert resolved.settings.render.checkpoint == "sdxl.safetensors"
+    assert resolved.source_of("render.checkpoint") == "environment STORYCORE_RENDER__CHECKPOINT"
+    assert resolved.source_of("render.steps") == "default"
+
+
+def test_assets_table_is_a_known_setting(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    _write(project / "storycore.toml", "[assets]\nkeep_newest = 2\n")
+    resolved = resolve_settings(project_dir=project, env={}, user_config=tmp_path / "n.toml")
+    assert resolved.settings.assets.keep_newest == 2
+    with pytest.raises(ConfigError, match=r"assets\.keep_newest"):
+        resolve_settings(cli={"assets.keep_newest": -1}, env={}, user_config=tmp_path / "n.toml")

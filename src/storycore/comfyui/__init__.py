@@ -28,6 +28,10 @@ from storycore.comfyui._models import (
 )
 from storycore.comfyui._transport import ClientTimeouts, ServerAddress, translate_errors
 from storycore.comfyui.client import CancelOutcome, ClientState, ComfyUIClient
+from storycore.comfyui.health import HealthMonitor, HealthState, backoff_schedule
+from storycore.comfyui.install import ComfyUIInstall, detect_desktop, find_install
+from storycore.comfyui.manager import ComfyUIManager, ManagerOptions, options_from_settings
+from storycore.comfyui.supervisor import RestartEvent, Supervisor
 from storycore.comfyui.tracker import PromptTracker
 
 __all__ = [
@@ -35,8 +39,13 @@ __all__ = [
     "ClientState",
     "ClientTimeouts",
     "ComfyUIClient",
+    "ComfyUIInstall",
+    "ComfyUIManager",
     "DownloadedFile",
+    "HealthMonitor",
+    "HealthState",
     "HistoryEntry",
+    "ManagerOptions",
     "MediaKind",
     "NodeError",
     "NodeOutput",
@@ -51,11 +60,17 @@ __all__ = [
     "PromptTracker",
     "QueueItem",
     "QueueState",
+    "RestartEvent",
     "ServerAddress",
     "SubmitResult",
+    "Supervisor",
     "TrackerEvent",
     "UploadedImage",
+    "backoff_schedule",
     "describe_node_errors",
+    "detect_desktop",
+    "find_install",
+    "options_from_settings",
     "parse_history_entry",
     "parse_node_errors",
     "parse_queue",
