@@ -23,8 +23,8 @@ Deliberate differences from a real ComfyUI
 * ``executed`` lists in ``execution_error``/``execution_interrupted`` are in execution order
   (ComfyUI prints a set, in arbitrary order); ``outputs_to_execute`` follows prompt order.
 * Model lists come from :class:`EmulatorOptions` ``models`` (no files on disk); ``VAELoader``
-  also offers ``pixel_space``. ``/system_stats`` returns the recorded body plus
-  ``system.storycore_emulator: true`` so StoryCore can tell it is talking to the emulator.
+  also offers ``pixel_space``. ``/system_stats`` returns the recorded body as is, so a
+  client cannot tell the emulator from a real ComfyUI 0.3.64 by it.
 * ``SaveImage`` writes files atomically (temporary name, then rename); the counter scan
   ignores those hidden temporaries. Cache keys of ``LoadImage`` use the file's size and mtime
   instead of its SHA-256.

@@ -144,9 +144,7 @@ class _Routes:
 
     async def system_stats(self, request: web.Request) -> web.StreamResponse:
         if self._system_stats is None:
-            stats = load_data_json("system_stats.json")["body"]
-            stats["system"]["storycore_emulator"] = True
-            self._system_stats = stats
+            self._system_stats = load_data_json("system_stats.json")["body"]
         return web.json_response(self._system_stats)
 
     async def object_info(self, request: web.Request) -> web.StreamResponse:
