@@ -310,3 +310,40 @@ async def test_fail_node_and_partial_forget(emu: Emulator, http: aiohttp.ClientS
     emu.faults.forget_history([first])
     assert await (await http.get(f"{emu.url}/history/{first}")).json() == {}
     assert second in await (await http.get(f"{emu.url}/history/{second}")).json()
+
+
+async def test_run_emulator_blocks_until_sigterm(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    port = _free_port()
+    code = (
+        "from pathlib import Path\n"
+        "from storycore.comfyui.emulator import EmulatorOptions, run_emulator\n"
+        f"base = Path({str(tmp_path)!r})\n"
+        "run_emulator(EmulatorOptions(output_dir=base / 'o', input_dir=base / 'i',"
+        f" temp_dir=base / 't'), port={port})\n"
+        "print('returned', flush=True)\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                resp = await http.get(f"{url}/queue")
+                if resp.status == 200:
+                    break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+        assert (await http.get(f"{url}/queue")).status == 200
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            out, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        assert out.decode().strip() == "returned"
+        assert "To see the GUI go to: " + url in err.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda-device", type=int, default=None)
     p.add_argument("--disable-auto-launch", action="store_true")
     p.add_argument("--auto-launch", action="store_true")
+    p.add_argument("--log-stdout", action="store_true")
     # Emulator knobs.
     p.add_argument("--step-seconds", type=float, default=0.0, help="emulated time per sampler step")
     p.add_argument("--node-seconds", type=float, default=0.0, help="emulated time per other node")
@@ -49,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str]) -> tuple[EmulatorOptions, str, int, int | None]:
-    args, _unknown = _parser().parse_known_args(list(argv))
+    args = _parser().parse_known_args(list(argv))[0]
     host = str(args.listen).split(",")[0] or "127.0.0.1"
     packs = tuple(p.strip() for p in str(args.node_packs).split(",") if p.strip())
     # Like ComfyUI, the folders default to output/, input/ and temp/ in the base directory.
@@ -68,9 +69,11 @@ def parse_args(argv: Sequence[str]) -> tuple[EmulatorOptions, str, int, int | No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options, host, port, crash_after = parse_args(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    options, host, port, crash_after = parse_args(args)
+    stream = sys.stdout if "--log-stdout" in args else sys.stderr
     try:
-        asyncio.run(_serve(options, host, port, crash_after))
+        asyncio.run(_serve(options, host, port, crash_after, stream))
     except KeyboardInterrupt:
         return 130
     return 0

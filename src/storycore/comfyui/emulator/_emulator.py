@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TextIO
 
 from aiohttp import web
 
@@ -186,8 +187,13 @@ class Emulator:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+        await self.remove_owned_folders()
+
+    async def remove_owned_folders(self) -> None:
+        """Delete the temporary folders the emulator made for itself (no-op when given folders)."""
         if self._owned_tmp is not None:
             await asyncio.to_thread(shutil.rmtree, self._owned_tmp, True)
+            self._owned_tmp = None
 
 
 def run_emulator(options: EmulatorOptions, host: str = "127.0.0.1", port: int = 8188) -> None:
@@ -195,13 +201,19 @@ def run_emulator(options: EmulatorOptions, host: str = "127.0.0.1", port: int = 
     asyncio.run(_serve(options, host, port, crash_after=None))
 
 
-async def _serve(options: EmulatorOptions, host: str, port: int, crash_after: int | None) -> None:
+async def _serve(
+    options: EmulatorOptions,
+    host: str,
+    port: int,
+    crash_after: int | None,
+    log_stream: TextIO | None = None,
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(log_stream or sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     _log.addHandler(handler)
     _log.setLevel(logging.INFO)
@@ -218,4 +230,5 @@ async def _serve(options: EmulatorOptions, host: str, port: int, crash_after: in
         await stop.wait()
     finally:
         await emulator.stop()
+        await emulator.remove_owned_folders()
         _log.removeHandler(handler)
