@@ -380,3 +380,11 @@ async def test_ipadapter_unified_loader_needs_clip_vision(
     else:
         assert errors[0]["node_type"] == "IPAdapterUnifiedLoader"
         assert errors[0]["exception_message"] == "ClipVision model not found.\n"
+
+
+async def test_decoded_sizes_round_down_to_multiples_of_8(
+    emu: Emulator, http: aiohttp.ClientSession
+) -> None:
+    msgs = await _run(emu, http, _txt2img("odd size", seed=1, steps=1, w=100, h=75))
+    [img] = _saved(emu, msgs)
+    assert img.size == (96, 72)

@@ -282,14 +282,14 @@ def ksampler(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
 
 def vae_decode(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
     lat: Latent = i["samples"]
+    # Latents are 1/8 of the picture: sizes come back rounded down to a multiple of 8.
+    width, height = max(8, lat.width // 8 * 8), max(8, lat.height // 8 * 8)
     images = []
     for n in range(max(1, lat.batch)):
         seed = None if lat.seed is None else lat.seed + n
         base = lat.base[min(n, len(lat.base) - 1)] if lat.base else None
         images.append(
-            placeholder(
-                lat.width, lat.height, prompt=lat.prompt, seed=seed, extra=lat.notes, base=base
-            )
+            placeholder(width, height, prompt=lat.prompt, seed=seed, extra=lat.notes, base=base)
         )
     return NodeResult((images,))
 
