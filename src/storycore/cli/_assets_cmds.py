@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -218,15 +219,19 @@ def register(app: typer.Typer) -> None:
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Apply the retention policy; the active render of every shot is always kept."""
+        from storycore._lock import ProjectLock
         from storycore.assets import clean_assets
         from storycore.errors import AssetError
         from storycore.project import load_project
 
         out = Output(json_out)
-        loaded = load_project(project)
-        policy = _policy(loaded.root, keep_newest)
-        report = clean_assets(loaded, policy, dry_run=dry_run)
-        server_report = _server_side(loaded.root, comfyui_dir, dry_run, out) if server else None
+        root = project.parent if project.name == "project.json" else project
+        lock = contextlib.nullcontext() if dry_run else ProjectLock(root, "assets clean")
+        with lock:
+            loaded = load_project(project)
+            policy = _policy(loaded.root, keep_newest)
+            report = clean_assets(loaded, policy, dry_run=dry_run)
+            server_report = _server_side(loaded.root, comfyui_dir, dry_run, out) if server else None
         errors = report.errors + (server_report.errors if server_report else [])
         if json_out:
             body: dict[str, Any] = {

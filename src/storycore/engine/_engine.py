@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from storycore._lock import ProjectLock
 from storycore.config import Settings
+from storycore.diagnostics import Diagnosis, DiagnosticHistory, Strategy, classify
 from storycore.engine._backends import (
     Backend,
     BackendSpec,
@@ -49,12 +51,25 @@ from storycore.engine._events import (
     RunStarted,
 )
 from storycore.engine._jobs import JobOutcome, PanelJob, Requeue, run_on_backend, sha256_file
-from storycore.engine._prepare import build_jobs, graph_options, load_templates, run_preflight
+from storycore.engine._prepare import (
+    build_jobs,
+    graph_options,
+    load_templates,
+    preview_graphs,
+    run_preflight,
+)
 from storycore.engine._resume import reconcile_journal
 from storycore.engine._summary import PanelOutcome, RenderSummary
-from storycore.errors import ComfyUIError, RenderError, StoryCoreError
+from storycore.errors import (
+    ComfyUIError,
+    InstallNotFound,
+    ManagerError,
+    RenderError,
+    StoryCoreError,
+)
 from storycore.journal import Journal
 from storycore.manifest import active_record, add_record, next_render_number, set_shot_status
+from storycore.monitoring import MonitoringSession, PerformanceMonitor
 from storycore.panels import Panel, panels_from_project
 from storycore.project import Project, load_project, save_project
 from storycore.workflows import GraphOptions
@@ -89,6 +104,8 @@ class _Run:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     save_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     mock: bool = False
+    monitor: PerformanceMonitor | None = None
+    diagnoses: list[Diagnosis] = field(default_factory=list)
 
 
 class ImageEngine:
@@ -127,46 +144,24 @@ class ImageEngine:
         options = graph_options(self.settings)
         run = _Run(project=project, journal=Journal(project.root), outcomes={})
         self._wake = run.changed
-        mock_server: MockServer | None = None
         try:
-            run.backends, mock_server = await self._connect(request, panels, options, run)
-            run.mock = all(b.mock for b in run.backends)
-            classes = frozenset.intersection(*(b.node_classes for b in run.backends))
-            templates = (
-                load_templates(self.settings, project, run.backends[0].object_info)
-                if any(p.template for p in panels)
-                else {}
-            )
-            jobs, failures = await build_jobs(project, panels, options, classes, templates)
-            for shot_id, err in failures.items():
-                self._fail(run, shot_id, err)
-            problems = await asyncio.to_thread(run_preflight, jobs, run.backends[0], options)
-            for shot_id, err in problems.items():
-                self._fail(run, shot_id, err)
-            jobs = [j for j in jobs if j.shot_id not in problems]
-            to_render = await self._skip_cached(run, jobs, request.force)
-            self.emit(
-                RunStarted(
-                    total=len(panels),
-                    to_render=len(to_render),
-                    backends=tuple(b.url for b in run.backends),
-                    mock=run.mock,
-                    project=str(project.root),
-                )
-            )
-            if request.dry_run:
-                for job in to_render:
-                    run.outcomes[job.shot_id] = PanelOutcome(job.shot_id, "planned")
-            else:
-                to_render = await reconcile_journal(self, run, to_render)
-                await self._schedule(run, to_render)
-                await self._finish_project(run)
+            async with contextlib.AsyncExitStack() as stack:
+                if not request.dry_run:
+                    stack.enter_context(ProjectLock(project.root, "generate-images"))
+                run.backends = await self._connect(request, panels, options, run, stack)
+                for backend in run.backends:
+                    stack.push_async_callback(backend.close)
+                run.mock = all(b.mock for b in run.backends)
+                if not request.dry_run:
+                    session = MonitoringSession.from_settings(self.settings.metrics, project.root)
+                    run.monitor = await stack.enter_async_context(session)
+                await self._render_board(run, request, panels, options)
         finally:
-            for backend in run.backends:
-                await backend.close()
-            if mock_server is not None:
-                await mock_server.stop()
             self._wake = None
+            if run.diagnoses:
+                history = DiagnosticHistory.for_project(project.root)
+                for diagnosis in run.diagnoses:
+                    await asyncio.to_thread(history.record, diagnosis)
         order = [p.shot_id for p in panels]
         outcomes = [run.outcomes.get(s, PanelOutcome(s, "stopped")) for s in order]
         return RenderSummary(
@@ -179,6 +174,45 @@ class ImageEngine:
             dry_run=request.dry_run,
         )
 
+    async def _render_board(
+        self,
+        run: _Run,
+        request: RenderRequest,
+        panels: Sequence[Panel],
+        options: GraphOptions,
+    ) -> None:
+        project = run.project
+        classes = frozenset.intersection(*(b.node_classes for b in run.backends))
+        templates = (
+            load_templates(self.settings, project, run.backends[0].object_info)
+            if any(p.template for p in panels)
+            else {}
+        )
+        jobs, failures = await build_jobs(project, panels, options, classes, templates)
+        for shot_id, err in failures.items():
+            self._fail(run, shot_id, err)
+        problems = await asyncio.to_thread(run_preflight, jobs, run.backends[0], options)
+        for shot_id, err in problems.items():
+            self._fail(run, shot_id, err)
+        jobs = [j for j in jobs if j.shot_id not in problems]
+        to_render = await self._skip_cached(run, jobs, request.force)
+        self.emit(
+            RunStarted(
+                total=len(panels),
+                to_render=len(to_render),
+                backends=tuple(b.url for b in run.backends),
+                mock=run.mock,
+                project=str(project.root),
+            )
+        )
+        if request.dry_run:
+            for job in to_render:
+                run.outcomes[job.shot_id] = PanelOutcome(job.shot_id, "planned")
+            return
+        to_render = await reconcile_journal(self, run, to_render)
+        await self._schedule(run, to_render)
+        await self._finish_project(run)
+
     # ------------------------------------------------------------------ backends
     async def _connect(
         self,
@@ -186,7 +220,8 @@ class ImageEngine:
         panels: Sequence[Panel],
         options: GraphOptions,
         run: _Run,
-    ) -> tuple[list[Backend], MockServer | None]:
+        stack: contextlib.AsyncExitStack,
+    ) -> list[Backend]:
         settings = self.settings
         if not request.mock:
             specs = backend_specs(settings, request.backends)
@@ -195,10 +230,14 @@ class ImageEngine:
             )
             for spec, err in failed:
                 self.emit(BackendChanged(spec.url, "down", err.message))
+            if not backends and not request.backends and not settings.backends:
+                managed = await self._start_managed(run, stack)
+                if managed is not None:
+                    backends = [managed]
             if backends:
                 for backend in backends:
                     self.emit(BackendChanged(backend.url, "mock" if backend.mock else "healthy"))
-                return backends, None
+                return backends
             fallback = request.fallback or settings.render.fallback
             if fallback == "fail":
                 raise no_backend_error(failed)
@@ -211,20 +250,67 @@ class ImageEngine:
                     "emulator. Start ComfyUI and run again to replace them.",
                 )
             )
-        from storycore.engine._prepare import preview_graphs
-
         graphs = preview_graphs(run.project, panels, options)
         mock_server = MockServer(
             run.project.root / ".storycore" / "mock-server", required_models(graphs)
         )
         url = await mock_server.start()
-        try:
-            backend = await connect_backend(BackendSpec(url), settings, mock=True)
-        except BaseException:
-            await mock_server.stop()
-            raise
+        stack.push_async_callback(mock_server.stop)
+        backend = await connect_backend(BackendSpec(url), settings, mock=True)
         self.emit(BackendChanged(url, "mock", "built-in emulator"))
-        return [backend], mock_server
+        return [backend]
+
+    async def _start_managed(self, run: _Run, stack: contextlib.AsyncExitStack) -> Backend | None:
+        """Start (or adopt) the local ComfyUI install and supervise it while we render."""
+        from storycore.comfyui import ComfyUIManager, RestartEvent, Supervisor
+        from storycore.comfyui import options_from_settings as manager_options
+
+        settings = self.settings
+        manager = ComfyUIManager(manager_options(settings))
+        try:
+            found = manager.resolve_install()
+        except InstallNotFound as err:
+            self.emit(Notice("info", f"no local ComfyUI to start: {err.paragraph()}"))
+            return None
+        self.emit(Notice("info", f"starting ComfyUI: {found.describe()}"))
+        began = time.monotonic()
+        try:
+            result = await manager.start()
+            backend = await connect_backend(BackendSpec(result.url), settings)
+        except (ManagerError, ComfyUIError) as err:
+            self.emit(Notice("warning", f"could not start ComfyUI: {err.paragraph()}"))
+            return None
+        if run.monitor is not None:
+            run.monitor.record_timing("server_start", time.monotonic() - began)
+        self.emit(
+            Notice(
+                "info", result.message + (f"; log: {result.log_path}" if result.log_path else "")
+            )
+        )
+        if result.managed:
+            # The server outlives the run (the next run starts faster); say how to stop it.
+            stack.callback(manager.detach)
+            stack.callback(
+                self.emit,
+                Notice(
+                    "info",
+                    f"ComfyUI keeps running at {result.url}; stop it with `storycore comfyui stop`",
+                ),
+            )
+
+            async def on_restart(event: RestartEvent) -> None:
+                self.emit(
+                    Notice(
+                        "warning",
+                        f"ComfyUI crashed ({event.reason}) and was restarted "
+                        f"(attempt {event.attempt}); its panels are submitted again",
+                    )
+                )
+                backend.wake.set()
+                run.changed.set()
+
+            await stack.enter_async_context(Supervisor(manager, on_restart=on_restart))
+        return backend
 
     # ------------------------------------------------------------------ cache
     async def _skip_cached(self, run: _Run, jobs: list[PanelJob], force: bool) -> list[PanelJob]:
@@ -461,7 +547,22 @@ class ImageEngine:
             else:
                 self._fail(run, job.shot_id, requeue.error)
         except StoryCoreError as err:
-            self._fail(run, job.shot_id, err)
+            diagnosis = classify(err)
+            limit = min(diagnosis.retry_limit, self.settings.comfyui.max_retries)
+            if diagnosis.strategy in (Strategy.RETRY, Strategy.FAILOVER) and job.attempts <= limit:
+                run.diagnoses.append(diagnosis)
+                self.emit(
+                    PanelFailed(
+                        job.shot_id,
+                        err.message,
+                        where=err.where,
+                        hint=diagnosis.suggestion,
+                        will_retry=True,
+                    )
+                )
+                run.pending.appendleft(job)
+            else:
+                self._fail(run, job.shot_id, err)
         finally:
             release()
             run.in_flight.pop(job.shot_id, None)
@@ -481,6 +582,23 @@ class ImageEngine:
             asset_id=record.asset_id,
             sha256=record.sha256,
         )
+        if run.monitor is not None:
+            timings = record.timings
+            phases = {
+                "queue_wait": timings.queued,
+                "model_load": timings.model_load,
+                "sampling": timings.sampling,
+            }
+            alerts = run.monitor.record_panel(
+                job.shot_id,
+                outcome.seconds,
+                phases={k: v for k, v in phases.items() if v is not None},
+            )
+            if timings.download is not None:
+                alerts += run.monitor.record_timing("download", timings.download, panel=job.shot_id)
+            alerts += run.monitor.record_outcome(True)
+            for alert in alerts:
+                self.emit(Notice("warning", f"{job.shot_id}: {alert}"))
         run.outcomes[job.shot_id] = PanelOutcome(
             job.shot_id,
             "placeholder" if record.placeholder else "rendered",
@@ -503,9 +621,26 @@ class ImageEngine:
         )
 
     def _fail(self, run: _Run, shot_id: str, err: StoryCoreError) -> None:
+        diagnosis = classify(err)
+        run.diagnoses.append(diagnosis)
         run.outcomes[shot_id] = PanelOutcome(shot_id, "failed", error=err.paragraph())
         set_shot_status(run.project, shot_id, "failed", error=err.message)
-        self.emit(PanelFailed(shot_id, err.message, where=err.where, hint=err.hint))
+        if run.monitor is not None:
+            run.monitor.record_outcome(False)
+        self.emit(
+            PanelFailed(
+                shot_id,
+                err.message,
+                where=err.where,
+                hint=err.hint or diagnosis.suggestion,
+                details={
+                    "category": diagnosis.category.value,
+                    "severity": diagnosis.severity.value,
+                    "code": diagnosis.code,
+                    "suggestion": diagnosis.suggestion,
+                },
+            )
+        )
 
     async def _finish_project(self, run: _Run) -> None:
         statuses = {o.status for o in run.outcomes.values()}
