@@ -230,3 +230,16 @@ async def test_upload_mask_paints_alpha_onto_original(
     with Image.open(emu.input_dir / "storycore" / "storycore_mask.png") as img:
         assert img.mode == "RGBA"
         assert img.getpixel((0, 0)) == (10, 20, 30, 128)
+
+
+async def test_loadimage_lists_only_top_level_images(
+    emu: Emulator, http: aiohttp.ClientSession
+) -> None:
+    emu.input_dir.mkdir(parents=True, exist_ok=True)
+    (emu.input_dir / "notes.txt").write_text("not a picture")
+    (emu.input_dir / "b.png").write_bytes(_png((1, 1, 1)))
+    (emu.input_dir / "a.jpg").write_bytes(b"whatever")
+    (emu.input_dir / "sub").mkdir()
+    (emu.input_dir / "sub" / "c.png").write_bytes(_png((2, 2, 2)))
+    info = await (await http.get(f"{emu.url}/object_info/LoadImage")).json()
+    assert info["LoadImage"]["input"]["required"]["image"][0] == ["a.jpg", "b.png"]

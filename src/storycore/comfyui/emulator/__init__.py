@@ -33,6 +33,10 @@ Deliberate differences from a real ComfyUI
   ``/experiment/*`` are not served.
 * WebSocket messages are queued per socket; the ``stall_websockets`` fault delays them (in
   order) instead of the OS buffering them.
+* Sloppy requests that crash a real ComfyUI with a 500 get a kinder answer: ``extra_data``
+  that is not an object is ignored, a node without ``inputs`` has none, an unknown upload
+  ``type`` means ``input``. Unknown routes answer aiohttp's plain-text 404.
+* The history keeps at most ``max_history`` entries (ComfyUI keeps one more).
 * A dependency cycle is rejected at validation with ``dependency_cycle`` (as newer ComfyUI
   versions do; 0.3.64 has no such check).
 * Fault injection (:class:`FaultController`) and ``executed_prompt_ids`` have no real

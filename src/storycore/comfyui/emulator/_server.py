@@ -52,11 +52,12 @@ class ServerContext:
 
 
 def list_input_files(input_dir: Path) -> list[str]:
-    """Top-level files of the input folder, as ``LoadImage`` lists them."""
+    """Top-level image files of the input folder, as ``LoadImage`` lists them."""
     try:
-        return sorted(e.name for e in os.scandir(input_dir) if e.is_file())
+        names = [e.name for e in os.scandir(input_dir) if e.is_file()]
     except FileNotFoundError:
         return []
+    return sorted(n for n in names if (mimetypes.guess_type(n)[0] or "").startswith("image/"))
 
 
 def _empty(status: int) -> web.Response:
