@@ -347,3 +347,21 @@ async def test_run_emulator_blocks_until_sigterm(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_busy_port_is_port_in_use(emu: Emulator, tmp_path: Path) -> None:
+    from storycore.errors import PortInUse
+
+    other = Emulator(
+        EmulatorOptions(
+            output_dir=tmp_path / "o", input_dir=tmp_path / "i", temp_dir=tmp_path / "t"
+        ),
+        port=emu.port,
+    )
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        other.port = holder.getsockname()[1]
+        with pytest.raises(PortInUse) as info:
+            await other.start()
+    assert str(other.port) in str(info.value)

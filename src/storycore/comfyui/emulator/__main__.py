@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from storycore.errors import StoryCoreError
 
 from ._emulator import EmulatorOptions, _serve
 
@@ -76,6 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_serve(options, host, port, crash_after, stream))
     except KeyboardInterrupt:
         return 130
+    except StoryCoreError as err:
+        # A process entry point: say what went wrong in one line, like ComfyUI's own log.
+        logging.getLogger("storycore.comfyui.emulator").addHandler(logging.StreamHandler(stream))
+        logging.getLogger("storycore.comfyui.emulator").error("%s", err.paragraph())
+        return err.exit_code
     return 0
 
 

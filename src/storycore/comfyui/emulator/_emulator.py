@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import shutil
 import signal
@@ -17,6 +18,8 @@ from types import TracebackType
 from typing import TextIO
 
 from aiohttp import web
+
+from storycore.errors import PortInUse
 
 from ._executor import Executor
 from ._faults import FaultController
@@ -150,6 +153,15 @@ class Emulator:
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
         try:
             await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise PortInUse(
+                    f"cannot listen on port {self.port}: {exc.strerror or exc}",
+                    where=f"{self.host}:{self.port}",
+                    hint="Stop whatever holds the port or choose another one (--port)",
+                ) from exc
+            raise
         except BaseException:
             await runner.cleanup()
             raise
