@@ -388,3 +388,34 @@ async def test_decoded_sizes_round_down_to_multiples_of_8(
     msgs = await _run(emu, http, _txt2img("odd size", seed=1, steps=1, w=100, h=75))
     [img] = _saved(emu, msgs)
     assert img.size == (96, 72)
+
+
+async def test_more_nodes_and_the_generic_fallback(
+    emu: Emulator, http: aiohttp.ClientSession
+) -> None:
+    prompt = {
+        **_empty("1", 20, 10, 0x808080),
+        "2": {
+            "class_type": "ImageSharpen",
+            "inputs": {"image": ["1", 0], "sharpen_radius": 1, "sigma": 1.0, "alpha": 1.0},
+        },
+        "3": {
+            "class_type": "UpscaleModelLoader",
+            "inputs": {"model_name": "RealESRGAN_x4plus.pth"},
+        },
+        "4": {
+            "class_type": "ImageUpscaleWithModel",
+            "inputs": {"upscale_model": ["3", 0], "image": ["2", 0]},
+        },
+        "5": {"class_type": "SolidMask", "inputs": {"value": 0.5, "width": 8, "height": 6}},
+        "6": {"class_type": "MaskToImage", "inputs": {"mask": ["5", 0]}},
+        **_save("10", "4", "up"),
+        **_save("11", "6", "mask"),
+    }
+    msgs = await _run(emu, http, prompt)
+    assert msgs[-3]["type"] == "execution_success", msgs
+    with Image.open(emu.output_dir / "up_00001_.png") as img:
+        assert img.size == (80, 40)
+    with Image.open(emu.output_dir / "mask_00001_.png") as img:
+        assert img.size == (8, 6)
+        assert img.convert("RGB").getpixel((0, 0)) == (128, 128, 128)

@@ -13,6 +13,13 @@ Deliberate differences from a real ComfyUI
 ------------------------------------------
 * No models, no tensors: model nodes pass small descriptive values and ``VAEDecode`` draws a
   placeholder showing prompt, seed and ``PLACEHOLDER``. Sampler steps take ``step_seconds``.
+* Implemented nodes: EmptyImage, LoadImage, SaveImage, PreviewImage, SaveImageWebsocket,
+  ImageScale, ImageInvert, ImageBlend, ImageBatch, ImageBlur, Canny, SolidMask, MaskToImage,
+  CheckpointLoaderSimple, CLIPTextEncode, EmptyLatentImage, LatentUpscale, KSampler(Advanced),
+  VAEDecode, VAEEncode, LoraLoader(ModelOnly), VAELoader, ControlNetLoader,
+  ControlNetApplyAdvanced, CLIPVisionLoader, UpscaleModelLoader, ImageUpscaleWithModel (x4, or
+  x2 for a model named ``*x2*``), IPAdapterModelLoader, IPAdapterUnifiedLoader,
+  IPAdapterAdvanced, IPAdapter.
 * Node classes without an implementation (anything beyond the documented image/model nodes)
   pass their first input of each output type through, or produce a placeholder/blank value.
   comfyui_controlnet_aux preprocessors return an edge map of their input and never fail (the

@@ -348,6 +348,41 @@ def ipadapter_apply(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
     return NodeResult((replace(model, notes=(*model.notes, note)),))
 
 
+def latent_upscale(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    lat: Latent = i["samples"]
+    w, h = int(i["width"]), int(i["height"])
+    if w == 0 and h == 0:
+        return NodeResult((lat,))
+    if w == 0:
+        w = max(8, round(lat.width * h / max(1, lat.height)))
+    elif h == 0:
+        h = max(8, round(lat.height * w / max(1, lat.width)))
+    return NodeResult((replace(lat, width=w, height=h),))
+
+
+def solid_mask(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    value = max(0, min(255, round(float(i["value"]) * 255)))
+    return NodeResult(([Image.new("L", (int(i["width"]), int(i["height"])), value)],))
+
+
+def mask_to_image(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    return NodeResult(([m.convert("RGB") for m in i["mask"]],))
+
+
+def upscale_with_model(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    name = str(getattr(i.get("upscale_model"), "name", ""))
+    factor = 2 if "x2" in name.lower() else 4
+    images: Images = i["image"]
+    return NodeResult(
+        (
+            [
+                img.resize((img.width * factor, img.height * factor), Image.Resampling.LANCZOS)
+                for img in images
+            ],
+        )
+    )
+
+
 def save_image_websocket(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
     return NodeResult((), None)  # frames are sent by the executor
 
@@ -381,6 +416,11 @@ IMPLEMENTATIONS: dict[str, Callable[[NodeContext, dict[str, Any]], NodeResult]] 
     "IPAdapterAdvanced": ipadapter_apply,
     "IPAdapter": ipadapter_apply,
     "SaveImageWebsocket": save_image_websocket,
+    "LatentUpscale": latent_upscale,
+    "SolidMask": solid_mask,
+    "MaskToImage": mask_to_image,
+    "UpscaleModelLoader": _loader("UPSCALE_MODEL", "model_name"),
+    "ImageUpscaleWithModel": upscale_with_model,
 }
 
 
@@ -401,10 +441,14 @@ def generic(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
 
 
 def _has_type(value: Any, rtype: Any) -> bool:
-    if rtype == "IMAGE":
-        return isinstance(value, list) and bool(value) and value[0].mode == "RGB"
-    if rtype == "MASK":
-        return isinstance(value, list) and bool(value) and value[0].mode == "L"
+    if rtype in ("IMAGE", "MASK"):
+        mode = "RGB" if rtype == "IMAGE" else "L"
+        return (
+            isinstance(value, list)
+            and bool(value)
+            and isinstance(value[0], Image.Image)
+            and value[0].mode == mode
+        )
     if rtype == "LATENT":
         return isinstance(value, Latent)
     if rtype == "CONDITIONING":
