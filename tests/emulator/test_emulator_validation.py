@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,14 @@ from storycore.comfyui.emulator import Emulator, EmulatorOptions
 
 from ._support import load_json
 
-REF = Path(__file__).resolve().parents[3] / "shared" / "comfyui-reference"
+# Parametrization happens at collection, before fixtures: resolve the folder like the
+# ``reference_dir`` fixture does (tests/conftest.py); the tests also request the fixture.
+REF = Path(
+    os.environ.get(
+        "STORYCORE_REFERENCE_DIR",
+        Path(__file__).resolve().parents[3] / "shared" / "comfyui-reference",
+    )
+)
 MODELS = {
     "checkpoints": ["tiny-random-sd15.safetensors"],
     "controlnet": ["tiny-random-controlnet-sd15.safetensors"],
@@ -145,9 +153,9 @@ async def test_rejected_prompt_sends_no_ws_message(
 
 
 async def test_only_the_valid_branch_runs(
-    strict_emu: Emulator, http: aiohttp.ClientSession
+    strict_emu: Emulator, http: aiohttp.ClientSession, reference_dir: Path
 ) -> None:
-    case = load_json(REF, "validation_errors.json")["one_bad_output_one_good"]
+    case = load_json(reference_dir, "validation_errors.json")["one_bad_output_one_good"]
     resp = await http.post(f"{strict_emu.url}/prompt", json={"prompt": case["request_prompt"]})
     assert resp.status == 200
     pid = (await resp.json())["prompt_id"]
