@@ -7,6 +7,7 @@ it over the target, so a reader sees either the old or the new file, never half 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -17,6 +18,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "file_sha256",
     "is_safe_relative",
     "safe_join",
 ]
@@ -95,3 +97,9 @@ def safe_join(root: Path, *names: str) -> Path:
     if resolved != resolved_root and resolved_root not in resolved.parents:
         raise ValueError(f"{candidate} resolves outside {root}")
     return candidate
+
+
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in chunks (blocking: use ``asyncio.to_thread`` in async)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

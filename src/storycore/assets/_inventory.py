@@ -6,7 +6,6 @@ and the loaded project; nothing writes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
-from storycore._fsutil import is_safe_relative
+from storycore._fsutil import file_sha256, is_safe_relative
 from storycore.manifest import GENERATED_DIR, MANIFEST_KEY, AssetRecord
 
 if TYPE_CHECKING:
@@ -327,12 +326,6 @@ def asset_stats(project: Project) -> AssetStats:
     for unknown in unknown_files(project):
         stats.unknown.add(unknown.size)
     return stats
-
-
-def file_sha256(path: Path) -> str:
-    """The hex sha256 of a file, read in chunks (blocking: use ``asyncio.to_thread`` in async)."""
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def verify_assets(project: Project) -> VerifyReport:

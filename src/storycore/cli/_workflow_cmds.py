@@ -20,7 +20,6 @@ SHOTS_OPTION = typer.Option(
     None, "--shots", help="Only these shot ids (repeat, or comma-separate)."
 )
 TIMEOUT_OPTION = typer.Option(30.0, "--timeout", help="Seconds allowed to read the server's facts.")
-MODEL_FOLDERS = ("checkpoints", "loras", "vae", "controlnet", "clip_vision", "ipadapter")
 
 
 @dataclass(frozen=True)
@@ -36,21 +35,15 @@ class ServerFacts:
 async def read_server_facts(url: str, settings: Any, limit: float) -> ServerFacts:
     """``/system_stats``, ``/object_info`` and the model folders of one server, within ``limit``."""
     from storycore.comfyui import ComfyUIClient
-    from storycore.engine import backend_specs, client_timeouts
-    from storycore.errors import ComfyUIError, ServerTimeout
+    from storycore.engine import backend_specs, client_timeouts, read_node_and_model_lists
+    from storycore.errors import ServerTimeout
 
     (spec,) = backend_specs(settings, [url])
     try:
         async with asyncio.timeout(limit):
             async with ComfyUIClient(spec.address(), client_timeouts(settings)) as client:
                 stats = await client.system_stats()
-                object_info = await client.object_info() or {}
-                models: dict[str, list[str]] = {}
-                for folder in MODEL_FOLDERS:
-                    try:
-                        models[folder] = await client.models(folder)
-                    except ComfyUIError:
-                        continue  # folder unknown to this server (its node pack is missing)
+                object_info, models = await read_node_and_model_lists(client)
     except TimeoutError:
         raise ServerTimeout(
             f"the server did not give its node and model lists within {limit:g} s",

@@ -1,6 +1,12 @@
 """The Image Engine: a whole board across one or many ComfyUI servers, resumable."""
 
-from storycore.engine._backends import BackendSpec, backend_specs, client_timeouts
+from storycore.engine._backends import (
+    MODEL_FOLDERS,
+    BackendSpec,
+    backend_specs,
+    client_timeouts,
+    read_node_and_model_lists,
+)
 from storycore.engine._engine import ImageEngine, RenderRequest
 from storycore.engine._events import (
     BackendChanged,
@@ -18,6 +24,7 @@ from storycore.engine._prepare import graph_options, load_templates
 from storycore.engine._summary import PanelOutcome, RenderSummary
 
 __all__ = [
+    "MODEL_FOLDERS",
     "BackendChanged",
     "BackendSpec",
     "EngineEvent",
@@ -37,4 +44,5 @@ __all__ = [
     "event_to_dict",
     "graph_options",
     "load_templates",
+    "read_node_and_model_lists",
 ]

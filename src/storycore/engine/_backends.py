@@ -20,7 +20,14 @@ from storycore.comfyui import ClientTimeouts, ComfyUIClient, PromptTracker, Serv
 from storycore.config import BackendSettings, Settings
 from storycore.errors import ComfyUIError, RenderError
 
-__all__ = ["MODEL_FOLDERS", "Backend", "BackendSpec", "backend_specs", "connect_backend"]
+__all__ = [
+    "MODEL_FOLDERS",
+    "Backend",
+    "BackendSpec",
+    "backend_specs",
+    "connect_backend",
+    "read_node_and_model_lists",
+]
 
 _log = logging.getLogger("storycore.engine")
 
@@ -148,6 +155,20 @@ def _looks_like_emulator(stats: Mapping[str, Any]) -> bool:
     )
 
 
+async def read_node_and_model_lists(
+    client: ComfyUIClient,
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The server's ``/object_info`` and its model lists (an unknown folder lists nothing)."""
+    object_info = await client.object_info() or {}
+    models: dict[str, list[str]] = {}
+    for folder in MODEL_FOLDERS:
+        try:
+            models[folder] = await client.models(folder)
+        except ComfyUIError:
+            models[folder] = []  # folder unknown to this server (its node pack is missing)
+    return object_info, models
+
+
 async def connect_backend(
     spec: BackendSpec, settings: Settings, *, mock: bool = False, probe_timeout: float = 5.0
 ) -> Backend:
@@ -161,13 +182,7 @@ async def connect_backend(
     try:
         async with asyncio.timeout(probe_timeout):
             stats = await client.system_stats()
-        object_info = await client.object_info() or {}
-        models: dict[str, list[str]] = {}
-        for folder in MODEL_FOLDERS:
-            try:
-                models[folder] = await client.models(folder)
-            except ComfyUIError:
-                models[folder] = []
+        object_info, models = await read_node_and_model_lists(client)
         tracker = PromptTracker(client)
         await tracker.start()
     except BaseException:

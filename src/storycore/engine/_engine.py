@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from storycore._fsutil import file_sha256
 from storycore._lock import ProjectLock
 from storycore.config import Settings
 from storycore.diagnostics import Diagnosis, DiagnosticHistory, Strategy, classify
@@ -50,7 +51,7 @@ from storycore.engine._events import (
     PanelSkipped,
     RunStarted,
 )
-from storycore.engine._jobs import JobOutcome, PanelJob, Requeue, run_on_backend, sha256_file
+from storycore.engine._jobs import JobOutcome, PanelJob, Requeue, run_on_backend
 from storycore.engine._prepare import (
     build_jobs,
     graph_options,
@@ -325,7 +326,7 @@ class ImageEngine:
                     reason = None
                 else:
                     path = run.project.root / record.path
-                    if path.is_file() and await asyncio.to_thread(sha256_file, path) == (
+                    if path.is_file() and await asyncio.to_thread(file_sha256, path) == (
                         record.sha256
                     ):
                         reason = "unchanged since its last render"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import shutil
 import time
 import uuid
@@ -339,11 +338,3 @@ async def run_on_backend(
         await asyncio.to_thread(journal.append, "lost", prompt_id=prompt_id, error=str(err))
         raise Requeue(err, backend_down=True) from err
     return JobOutcome(record=record, seconds=time.monotonic() - started, backend=backend.url)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

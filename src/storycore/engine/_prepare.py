@@ -8,9 +8,10 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from storycore._fsutil import file_sha256
 from storycore.config import Settings
 from storycore.engine._backends import Backend
-from storycore.engine._jobs import PanelJob, sha256_file
+from storycore.engine._jobs import PanelJob
 from storycore.errors import PreflightFailed, StoryCoreError, TemplateError, WorkflowError
 from storycore.panels import Panel
 from storycore.project import Project
@@ -107,7 +108,7 @@ async def build_jobs(
             for upload in built.uploads:
                 path = upload.local_path
                 if path not in hashes:
-                    hashes[path] = await asyncio.to_thread(sha256_file, path)
+                    hashes[path] = await asyncio.to_thread(file_sha256, path)
                 image_hashes[path] = hashes[path]
         except OSError as exc:
             failures[panel.shot_id] = WorkflowError(
