@@ -212,3 +212,14 @@ async def test_dry_run_submits_nothing(project12: Path) -> None:
         assert summary.counts["planned"] == 12
         assert emu.executed_prompt_ids == []
     assert records(load_project(project12)) == []
+
+
+async def test_an_emulator_that_says_so_is_recorded_as_placeholders(tmp_path: Path) -> None:
+    """`storycore comfyui start --mock` runs an emulator that marks its frames: never real."""
+    root = make_project(tmp_path, 2)
+    async with Emulator(EmulatorOptions(mark_placeholders=True)) as emu:
+        summary = await ImageEngine(fast_settings()).render(
+            RenderRequest(root, backends=(emu.url,))
+        )
+    assert summary.mock and summary.counts["placeholder"] == 2 and summary.exit_code == 9
+    assert all(r.placeholder for r in records(load_project(root)))

@@ -61,7 +61,13 @@ def _manager(options: ManagerOptions, mock: bool) -> ComfyUIManager:
         return ComfyUIManager(options)
     output = options.state_folder / "mock-output"
     mock_options = dataclasses.replace(
-        options, extra_args=(*options.extra_args, "--output-directory", str(output))
+        options,
+        extra_args=(
+            *options.extra_args,
+            "--output-directory",
+            str(output),
+            "--mark-placeholders",
+        ),
     )
     return ComfyUIManager(mock_options, install=emulator_install(cwd=options.state_folder))
 
@@ -292,7 +298,11 @@ def register(app: typer.Typer) -> None:
             out.info(f"Emulating ComfyUI at {url}; press Ctrl-C to stop.")
         with contextlib.suppress(KeyboardInterrupt):
             run_emulator(
-                EmulatorOptions(output_dir=output_dir, step_seconds=step_seconds), host, port
+                EmulatorOptions(
+                    output_dir=output_dir, step_seconds=step_seconds, mark_placeholders=True
+                ),
+                host,
+                port,
             )
         elapsed = time.monotonic() - began
         if json_out:

@@ -150,9 +150,7 @@ def _looks_like_emulator(stats: Mapping[str, Any]) -> bool:
     system = stats.get("system")
     if not isinstance(system, dict):
         return False
-    return bool(system.get("storycore_emulator")) or "emulator" in str(
-        system.get("comfyui_version", "")
-    )
+    return system.get("storycore_emulator") is True
 
 
 async def read_node_and_model_lists(
@@ -245,6 +243,7 @@ class MockServer:
             temp_dir=self.state_dir / "temp",
             models=self.models,
             node_packs=("ipadapter_plus", "controlnet_aux"),
+            mark_placeholders=True,
         )
         self._emulator = Emulator(options)
         await self._emulator.start()

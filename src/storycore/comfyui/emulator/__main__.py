@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--node-seconds", type=float, default=0.0, help="emulated time per other node")
     p.add_argument("--startup-delay", type=float, default=0.0, help="seconds before listening")
     p.add_argument("--node-packs", default="", help="comma list: ipadapter_plus,controlnet_aux")
+    p.add_argument(
+        "--mark-placeholders",
+        action="store_true",
+        help="say in /system_stats that frames are placeholders (the mock backend)",
+    )
     p.add_argument("--crash-after-prompts", type=int, default=None, help="exit hard mid-job")
     return p
 
@@ -67,6 +72,7 @@ def parse_args(argv: Sequence[str]) -> tuple[EmulatorOptions, str, int, int | No
         startup_delay=args.startup_delay,
         node_packs=packs,
         preview_method=args.preview_method,
+        mark_placeholders=args.mark_placeholders,
     )
     return options, host, int(args.port), args.crash_after_prompts
 

@@ -55,6 +55,7 @@ class EmulatorOptions:
     node_packs: Sequence[str] = ()
     preview_method: str = "none"
     max_history: int = 10000
+    mark_placeholders: bool = False
 
 
 class Emulator:
@@ -146,6 +147,7 @@ class Emulator:
                 output_dir=self.output_dir,
                 input_dir=self.input_dir,
                 temp_dir=self.temp_dir,
+                mark_placeholders=self.options.mark_placeholders,
             )
         )
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)

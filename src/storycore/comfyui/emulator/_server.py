@@ -49,6 +49,7 @@ class ServerContext:
     output_dir: Path
     input_dir: Path
     temp_dir: Path
+    mark_placeholders: bool = False
 
 
 def list_input_files(input_dir: Path) -> list[str]:
@@ -145,7 +146,11 @@ class _Routes:
 
     async def system_stats(self, request: web.Request) -> web.StreamResponse:
         if self._system_stats is None:
-            self._system_stats = load_data_json("system_stats.json")["body"]
+            stats = load_data_json("system_stats.json")["body"]
+            if self.ctx.mark_placeholders:
+                # Opt-in (the mock backend): clients may render our frames as placeholders.
+                stats["system"]["storycore_emulator"] = True
+            self._system_stats = stats
         return web.json_response(self._system_stats)
 
     async def object_info(self, request: web.Request) -> web.StreamResponse:
