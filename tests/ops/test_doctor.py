@@ -229,3 +229,22 @@ async def test_doctor_lists_custom_nodes_needed_vs_present(
     (install / "custom_nodes" / "ComfyUI_IPAdapter_plus").mkdir(parents=True)
     report = await build_report(project_dir=project, url=offline, probe_timeout=1.0)
     assert report.project is not None and report.project.nodes_missing == []
+
+
+async def test_doctor_shows_the_project_storage(tmp_path: Path) -> None:
+    """Issue 10: asset statistics appear in the doctor's project section."""
+    from storycore.config import resolve_settings
+    from storycore.engine import ImageEngine, RenderRequest
+
+    project = init_project("stored", tmp_path)
+    settings = resolve_settings(
+        env={}, user_config=tmp_path / "none.toml", cli={"render.render_long_side": 128}
+    ).settings
+    await ImageEngine(settings).render(RenderRequest(project, mock=True))
+    (project / "assets" / "images" / "generated" / "shot_01" / "stray.png").write_bytes(b"x")
+    report = await build_report(project_dir=project, url="http://127.0.0.1:9", probe_timeout=1)
+    assert report.project is not None
+    storage = report.project.storage
+    assert storage["placeholder"]["count"] == 3 and storage["placeholder"]["bytes"] > 0
+    assert storage["final"]["count"] == 0
+    assert storage["unknown"]["count"] == 1

@@ -101,6 +101,13 @@ def _render_report(out: Output, report: DoctorReport) -> None:
     if report.project is not None:
         p = report.project
         c.print(f"[bold]Project[/]   {escape(p.path)}: {p.panels} panels")
+        if p.storage:
+            stored = ", ".join(
+                f"{t['count']} {kind} ({t['bytes'] / 2**20:.1f} MiB)"
+                for kind, t in p.storage.items()
+                if t["count"]
+            )
+            c.print(f"            assets: {stored or 'none yet'}")
         for folder, names in p.models_needed.items():
             missing = set(p.models_missing.get(folder, []))
             shown = ", ".join(f"{n}{' (missing)' if n in missing else ''}" for n in names)

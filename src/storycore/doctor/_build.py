@@ -204,7 +204,8 @@ async def _project(
     inventory: ModelInventory | None,
     gpu: GPUInfo | None,
 ) -> ProjectCheck:
-    from storycore.engine._prepare import graph_options
+    from storycore.assets import asset_stats
+    from storycore.engine import graph_options
     from storycore.panels import panels_from_project
     from storycore.project import load_project
     from storycore.workflows import build_panel_graph, pack_for_class
@@ -218,6 +219,11 @@ async def _project(
         check.error = exc.paragraph()
         return check
     check.panels = len(panels)
+    stats = await asyncio.to_thread(asset_stats, project)
+    check.storage = {
+        kind: {"count": totals.count, "bytes": totals.bytes}
+        for kind, totals in [*stats.per_kind.items(), ("unknown", stats.unknown)]
+    }
     offered = _classes(server)
     needs: dict[str, set[str]] = {}
     classes: set[str] = set()

@@ -65,6 +65,8 @@ class ProjectCheck:
     checked_against: str = "local models folder"
     advice: list[PanelAdvice] = field(default_factory=list)
     error: str | None = None
+    # storage: kind (final / placeholder / temporary / unknown) -> {"count", "bytes"}
+    storage: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _gpu_dict(gpu: GPUInfo) -> dict[str, Any]:
