@@ -127,6 +127,12 @@ async def run(work: Path, *, quick: bool) -> list[Row]:
             before_board,
             "<= 1.10",
             before_board <= 1.10,
-            {},
+            {
+                f"peak_rss_{n}_mib_before_sheet": m["cpu_breakdown"][
+                    "peak_rss_kib_before_write_board"
+                ]
+                / 1024
+                for n, m in ((small, mem_small), (large, mem_large))
+            },
         ),
     ]
