@@ -178,7 +178,7 @@ class MetricsSettings(_Model):
 class Settings(_Model):
     """Every StoryCore setting. Build it with :func:`resolve_settings`."""
 
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
     comfyui: ComfyUISettings = Field(default_factory=ComfyUISettings)
     render: RenderSettings = Field(default_factory=RenderSettings)
     controlnet: ControlNetSettings = Field(default_factory=ControlNetSettings)

@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from storycore.errors import StoryCoreError
 
-__all__ = ["Output", "json_default", "report_error"]
+__all__ = ["Output", "configure_logging", "json_default", "report_error"]
 
 
 def json_default(value: Any) -> Any:
@@ -68,3 +68,18 @@ def report_error(err: StoryCoreError, json_mode: bool) -> int:
         console = Console(stderr=True, highlight=False, soft_wrap=True)
         console.print(f"[bold red]error:[/] {escape(err.paragraph())}", emoji=False)
     return err.exit_code
+
+
+def configure_logging(level: str) -> None:
+    """Send StoryCore's log records at ``level`` and above to stderr (``log_level`` setting)."""
+    import logging
+
+    logger = logging.getLogger("storycore")
+    if any(getattr(h, "_storycore", False) for h in logger.handlers):
+        logger.setLevel(level.upper())
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler._storycore = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from storycore.cli._common import Output
+from storycore.cli._common import Output, configure_logging
 
 JSON_OPTION = typer.Option(False, "--json", help="Stream one JSON event per line.")
 PROJECT_OPTION = typer.Option(Path("."), "--project", "-p", help="The project folder.")
@@ -55,6 +55,7 @@ def register(app: typer.Typer) -> None:
             project_dir=project if project.is_dir() else None,
             cli={"render.fallback": fallback},
         )
+        configure_logging(resolved.settings.log_level)
         selected = tuple(s.strip() for item in shots or [] for s in item.split(",") if s.strip())
         request = RenderRequest(
             project=project,
