@@ -47,7 +47,9 @@ def _instrument() -> dict[str, float]:
     spent: dict[str, float] = {}
 
     def wrap(owner: Any, name: str, label: str) -> None:
-        original = getattr(owner, name)
+        original = getattr(owner, name, None)
+        if original is None:  # the engine moved it: that step is simply not attributed
+            return
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             if name == "write_board":
@@ -67,7 +69,6 @@ def _instrument() -> dict[str, float]:
     wrap(jobs_mod, "store_render", "store_render (engine/_jobs.py collect_output)")
     wrap(jobs_mod, "embed_provenance", "embed_provenance (engine/_jobs.py collect_output)")
     wrap(journal_mod.Journal, "append", "Journal.append (journal.py)")
-    wrap(jobs_mod, "sha256_file", "sha256_file")
     return spent
 
 
