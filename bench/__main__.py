@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (< 60 s), for CI")
     parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), default=None)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--fail-on-miss", action="store_true", help="exit 1 when a row misses its target"
+    )
     args = parser.parse_args(argv)
     names = args.only or list(BENCHMARKS)
     started = time.perf_counter()
@@ -70,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{len(rows)} rows in {elapsed:.0f} s; written to {args.output}", file=sys.stderr)
-    return 0
+    missed = [r.metric for r in rows if r.passed is False]
+    return 1 if args.fail_on_miss and missed else 0
 
 
 if __name__ == "__main__":
