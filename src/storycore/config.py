@@ -97,6 +97,7 @@ class ComfyUISettings(_Model):
     health_check_interval: float = Field(default=5.0, gt=0, le=3600)
     health_check_timeout: float = Field(default=5.0, gt=0, le=600)
     max_retries: int = Field(default=3, ge=0, le=100)
+    failover_grace: float = Field(default=30.0, gt=0, le=3600)
     connect_timeout: float = Field(default=5.0, gt=0, le=600)
     read_timeout: float = Field(default=30.0, gt=0, le=3600)
     prompt_timeout: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)

@@ -29,7 +29,8 @@ aiohttp; the loaders for files), never scattered through the code.
     │   ├── TemplateError                                    a user template or binding is wrong
     │   └── PreflightFailed                                  one report of every problem found
     ├── AssetError                      exit 7   downloads, checksums, storage
-    │   └── ChecksumMismatch
+    │   ├── ChecksumMismatch
+    │   └── OutputNotFetched                                 rendered, but not downloaded
     └── RenderError                     exit 8   the engine could not finish the board
 
 ``exit 9`` is reserved for "finished, but only with placeholder frames" (mock fallback) and
@@ -51,6 +52,7 @@ __all__ = [
     "ExecutionFailed",
     "InstallNotFound",
     "ManagerError",
+    "OutputNotFetched",
     "PortInUse",
     "PreflightFailed",
     "ProjectError",
@@ -307,6 +309,14 @@ class AssetError(StoryCoreError):
 
 class ChecksumMismatch(AssetError):
     """A file's size or sha256 differs from what was expected."""
+
+
+class OutputNotFetched(AssetError):
+    """The server rendered the panel, but its image could not be fetched into the project.
+
+    Never answered by rendering again: the prompt stays open in the journal and the next run
+    fetches the image from ``/history``.
+    """
 
 
 class RenderError(StoryCoreError):

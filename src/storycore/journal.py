@@ -58,8 +58,15 @@ class Journal:
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(line)
+            with self.path.open("a+b") as handle:
+                # A write cut short (disk full, crash) leaves a torn last line: start a new one
+                # so this event is not glued onto it.
+                end = handle.seek(0, os.SEEK_END)
+                if end > 0:
+                    handle.seek(end - 1)
+                    if handle.read(1) != b"\n":
+                        line = "\n" + line
+                handle.write(line.encode("utf-8"))
                 handle.flush()
                 os.fsync(handle.fileno())
 

@@ -21,6 +21,7 @@ FAST = {
     "comfyui.graceful_shutdown": 5.0,
     "comfyui.startup_timeout": 10.0,
     "comfyui.idle_timeout": 20.0,
+    "comfyui.failover_grace": 2.0,
     "render.steps": 3,
     "render.render_long_side": 128,
 }

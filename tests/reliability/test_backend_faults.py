@@ -28,15 +28,6 @@ from tests.reliability.conftest import Account, account, emulator_process, shot_
 
 Report = Callable[[Account], None]
 
-DOWNLOAD_500_BUG = (
-    "engine bug: one HTTP 500 on GET /view marks the whole backend down. _jobs.run_on_backend "
-    "turns any TRANSIENT error from collect_output into Requeue(backend_down=True) "
-    "(src/storycore/engine/_jobs.py, 'except TRANSIENT' after collect_output), and "
-    "_engine._run_job then calls _mark_down; follow_prompt raises PromptLost for every other "
-    "in-flight prompt (down event) and all of them, plus the finished one whose download failed, "
-    "are submitted and rendered again"
-)
-
 
 def _assert_clean(acc: Account, panels: int) -> None:
     assert acc.lost == 0, acc
@@ -202,7 +193,7 @@ async def test_http_500s_on_random_calls(tmp_path: Path, report: Report, seed: i
         "POST /prompt",
         "GET /history",
         "GET /queue",
-        pytest.param("GET /view", marks=pytest.mark.xfail(strict=True, reason=DOWNLOAD_500_BUG)),
+        "GET /view",
     ],
 )
 async def test_timeouts_on_calls_that_reached_the_server(
@@ -239,7 +230,6 @@ async def test_timeouts_on_calls_that_reached_the_server(
     _assert_clean(acc, 6)
 
 
-@pytest.mark.xfail(strict=True, reason=DOWNLOAD_500_BUG)
 async def test_one_500_on_a_download_renders_nothing_twice(tmp_path: Path, report: Report) -> None:
     root = make_project(tmp_path, 6)
     async with Emulator(EmulatorOptions(step_seconds=0.02)) as emu:
@@ -265,16 +255,6 @@ async def test_one_500_on_a_download_renders_nothing_twice(tmp_path: Path, repor
     _assert_clean(acc, 6)
 
 
-HEALTH_PROBE_BUG = (
-    "engine bug: two missed /system_stats probes mark the backend down "
-    "(src/storycore/engine/_engine.py _watch_health -> _mark_down) and follow_prompt "
-    "(src/storycore/engine/_jobs.py) then raises PromptLost for every prompt in flight there "
-    "without asking the server; the server, alive all along, finishes them, and the engine "
-    "submits the same panels again when the backend answers: rendered twice"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=HEALTH_PROBE_BUG)
 async def test_failed_health_probes_on_a_busy_server_render_nothing_twice(
     tmp_path: Path, report: Report
 ) -> None:

@@ -161,19 +161,6 @@ class _FullDisk:
         return opener
 
 
-DISK_FULL_BUG = (
-    "engine bug: a download that fails for a local reason (ENOSPC -> AssetError from "
-    "comfyui/_download.py) is journalled as 'failed' (src/storycore/engine/_jobs.py "
-    "run_on_backend, 'except (UnsafePathError, AssetError)' after collect_output), which closes "
-    "the prompt, so the rerun renders the panel again instead of fetching the finished output "
-    "through /history; and Journal.append raising OSError (ENOSPC) escapes _run_job "
-    "(src/storycore/engine/_engine.py catches only Requeue and StoryCoreError): the task dies "
-    "('Task exception was never retrieved'), the panel gets no outcome and its prompt can stay "
-    "open in the journal after the rerun"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=DISK_FULL_BUG)
 async def test_disk_fills_up_during_downloads_then_rerun(
     tmp_path: Path, report: Report, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -286,15 +286,6 @@ def test_hostile_queue_and_prompt_answers_raise_only_storycore_errors(report: Re
     assert seen["examples"] >= 20 and seen["errors"] > 0
 
 
-HUGE_NUMBER_BUG = (
-    "client bug: an integer too large for a float in a 'number' field raises OverflowError "
-    "instead of a StoryCoreError: src/storycore/comfyui/client.py:325 (submit, "
-    "float(number)), src/storycore/comfyui/_models.py:187 (_queue_items, float(number)) and "
-    "src/storycore/comfyui/_models.py:342 (parse_history_entry, float(prompt[0]))"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason=HUGE_NUMBER_BUG)
 @pytest.mark.parametrize(
     ("call", "body"),
     [

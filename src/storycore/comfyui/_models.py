@@ -7,6 +7,7 @@ except where noted (they return empty values instead).
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,13 +179,13 @@ def _queue_items(raw: Any) -> list[QueueItem]:
     for entry in raw if isinstance(raw, list) else []:
         if not isinstance(entry, list) or len(entry) < 2:
             continue
-        number = entry[0] if isinstance(entry[0], int | float) else 0
+        number = as_number(entry[0]) or 0.0
         extra = entry[3] if len(entry) > 3 and isinstance(entry[3], Mapping) else {}
         outputs = entry[4] if len(entry) > 4 and isinstance(entry[4], list) else []
         client_id = extra.get("client_id")
         items.append(
             QueueItem(
-                number=float(number),
+                number=number,
                 prompt_id=str(entry[1]),
                 client_id=str(client_id) if client_id is not None else None,
                 outputs=tuple(str(o) for o in outputs),
@@ -338,8 +339,7 @@ def parse_history_entry(prompt_id: str, entry: Any) -> HistoryEntry | None:
     number: float | None = None
     client_id: str | None = None
     if isinstance(prompt, list) and prompt:
-        if isinstance(prompt[0], int | float):
-            number = float(prompt[0])
+        number = as_number(prompt[0])
         if len(prompt) > 3 and isinstance(prompt[3], Mapping) and prompt[3].get("client_id"):
             client_id = str(prompt[3]["client_id"])
     return HistoryEntry(
@@ -414,6 +414,17 @@ class DownloadedFile:
     size: int
     sha256: str
     content_type: str
+
+
+def as_number(value: Any) -> float | None:
+    """A finite float from a server-provided queue number, or None (never OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def node_ids(values: Sequence[Any]) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from storycore.comfyui._models import (
     QueueState,
     SubmitResult,
     UploadedImage,
+    as_number,
     describe_node_errors,
     parse_history_entry,
     parse_node_errors,
@@ -322,7 +323,7 @@ class ComfyUIClient:
         number = payload.get("number")
         return SubmitResult(
             prompt_id=str(payload["prompt_id"]),
-            number=float(number) if isinstance(number, int | float) else 0.0,
+            number=as_number(number) or 0.0,
             client_id=cid,
             node_errors=tuple(problems),
             raw=payload,

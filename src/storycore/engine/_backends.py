@@ -115,6 +115,10 @@ class Backend:
     down_since: float | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     down: asyncio.Event = field(default_factory=asyncio.Event)
+    up: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.up.set()
 
     @property
     def url(self) -> str:

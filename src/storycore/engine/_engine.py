@@ -65,6 +65,7 @@ from storycore.errors import (
     ComfyUIError,
     InstallNotFound,
     ManagerError,
+    OutputNotFetched,
     RenderError,
     StoryCoreError,
 )
@@ -157,6 +158,13 @@ class ImageEngine:
                     session = MonitoringSession.from_settings(self.settings.metrics, project.root)
                     run.monitor = await stack.enter_async_context(session)
                 await self._render_board(run, request, panels, options)
+        except OSError as exc:
+            raise RenderError(
+                f"cannot write into the project ({exc.strerror or exc}); finished panels are "
+                "kept and the journal lets the next run resume",
+                where=str(exc.filename or project.root),
+                hint="free disk space or fix the folder's permissions, then run again",
+            ) from exc
         finally:
             self._wake = None
             if run.diagnoses:
@@ -443,7 +451,7 @@ class ImageEngine:
                 continue
             backend.in_flight += 1
             backend.last_checkpoint = job.panel.checkpoint
-            task = asyncio.create_task(self._run_job(run, backend, job, backend.down))
+            task = asyncio.create_task(self._run_job(run, backend, job))
             run.tasks.add(task)
             task.add_done_callback(run.tasks.discard)
 
@@ -474,6 +482,7 @@ class ImageEngine:
                 backend.healthy = True
                 backend.failures = 0
                 backend.down.clear()
+                backend.up.set()
                 backend.client.forget_uploads()
                 self.emit(BackendChanged(backend.url, "healthy", "answering again"))
                 backend.wake.set()
@@ -486,14 +495,13 @@ class ImageEngine:
             backend.healthy = False
             backend.down_since = time.monotonic()
             backend.down.set()
+            backend.up.clear()
             self.emit(BackendChanged(backend.url, "unhealthy", why))
             run.changed.set()
             for other in run.backends:
                 other.wake.set()
 
-    async def _run_job(
-        self, run: _Run, backend: Backend, job: PanelJob, down: asyncio.Event
-    ) -> None:
+    async def _run_job(self, run: _Run, backend: Backend, job: PanelJob) -> None:
         released = False
 
         def release() -> None:
@@ -525,7 +533,7 @@ class ImageEngine:
                 root=run.project.root,
                 journal=run.journal,
                 emit=emit,
-                down=down,
+                grace=self.settings.comfyui.failover_grace,
                 render_number=number,
                 release_slot=release,
             )
@@ -547,10 +555,21 @@ class ImageEngine:
                 run.pending.appendleft(job)
             else:
                 self._fail(run, job.shot_id, requeue.error)
+        except OSError as exc:  # the project folder itself cannot be written (disk full...)
+            self._fail(
+                run,
+                job.shot_id,
+                RenderError(
+                    f"cannot write into the project ({exc.strerror or exc})",
+                    where=str(exc.filename or run.project.root),
+                    hint="free disk space or fix the folder's permissions, then run again",
+                ),
+            )
         except StoryCoreError as err:
             diagnosis = classify(err)
             limit = min(diagnosis.retry_limit, self.settings.comfyui.max_retries)
-            if diagnosis.strategy in (Strategy.RETRY, Strategy.FAILOVER) and job.attempts <= limit:
+            retry = diagnosis.strategy in (Strategy.RETRY, Strategy.FAILOVER)
+            if retry and job.attempts <= limit and not isinstance(err, OutputNotFetched):
                 run.diagnoses.append(diagnosis)
                 self.emit(
                     PanelFailed(

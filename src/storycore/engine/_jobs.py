@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from storycore.comfyui import OverallProgress, PromptHandle, PromptResult
+from storycore.comfyui import (
+    DownloadedFile,
+    OutputFile,
+    OverallProgress,
+    PromptHandle,
+    PromptResult,
+)
 from storycore.comfyui.events import NodeProgress
 from storycore.engine._backends import Backend
 from storycore.engine._events import EventSink, PanelProgress, PanelSubmitted
@@ -26,6 +32,7 @@ from storycore.errors import (
     AssetError,
     ComfyUIError,
     ExecutionFailed,
+    OutputNotFetched,
     PromptInterrupted,
     PromptLost,
     PromptRejected,
@@ -150,27 +157,59 @@ async def _pump_progress(handle: PromptHandle, shot_id: str, emit: EventSink) ->
 
 
 async def follow_prompt(
-    handle: PromptHandle, shot_id: str, emit: EventSink, down: asyncio.Event
+    handle: PromptHandle, shot_id: str, emit: EventSink, backend: Backend, grace: float
 ) -> PromptResult:
-    """Wait for the prompt's outcome, streaming progress, or stop when the backend goes down."""
+    """Wait for the prompt's outcome, streaming progress.
+
+    When the backend is marked down, the prompt is not given up at once: a busy server may just
+    miss a probe. Only if the backend stays down for ``grace`` seconds is the prompt reported
+    lost (so the panel can go to another server); if it answers again, following goes on and
+    the tracker settles the prompt from ``/history`` and ``/queue``.
+    """
     pump = asyncio.create_task(_pump_progress(handle, shot_id, emit))
     result_task = asyncio.ensure_future(handle.result())
-    down_task = asyncio.ensure_future(down.wait())
+    waiters: set[asyncio.Future[Any]] = set()
     try:
-        await asyncio.wait({result_task, down_task}, return_when=asyncio.FIRST_COMPLETED)
-        if result_task.done():
-            return result_task.result()
-        raise PromptLost(
-            f"the server went down while prompt {handle.prompt_id} was queued or running",
-            where=shot_id,
-            hint="it will be submitted again",
-        )
+        while True:
+            down_task = asyncio.ensure_future(backend.down.wait())
+            waiters.add(down_task)
+            await asyncio.wait({result_task, down_task}, return_when=asyncio.FIRST_COMPLETED)
+            if result_task.done():
+                return result_task.result()
+            up_task = asyncio.ensure_future(backend.up.wait())
+            waiters.add(up_task)
+            await asyncio.wait({result_task, up_task}, timeout=grace)
+            if result_task.done():
+                return result_task.result()
+            if not up_task.done():
+                raise PromptLost(
+                    f"the server stayed down for {grace:g} s while prompt {handle.prompt_id} "
+                    "was queued or running",
+                    where=shot_id,
+                    hint="it will be submitted again",
+                )
     finally:
-        for task in (pump, result_task, down_task):
+        for task in (pump, result_task, *waiters):
             task.cancel()
-        for task in (pump, result_task, down_task):
+        for task in (pump, result_task, *waiters):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+async def _download(
+    backend: Backend, ref: OutputFile, staging: Path, attempts: int = 4
+) -> DownloadedFile:
+    """Fetch one output, retrying transient trouble (bounded, 0.5 s doubling)."""
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        try:
+            return await backend.client.download(ref, staging)
+        except TRANSIENT:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def collect_output(
@@ -197,7 +236,7 @@ async def collect_output(
     staging = root / ".storycore" / "downloads" / prompt_id
     started = time.monotonic()
     try:
-        downloaded = await backend.client.download(preferred[0], staging)
+        downloaded = await _download(backend, preferred[0], staging)
         data = await asyncio.to_thread(downloaded.path.read_bytes)
     finally:
         await asyncio.to_thread(shutil.rmtree, staging, True)
@@ -265,7 +304,7 @@ async def run_on_backend(
     root: Path,
     journal: Journal,
     emit: EventSink,
-    down: asyncio.Event,
+    grace: float,
     render_number: Callable[[], Awaitable[int]],
     release_slot: Callable[[], None],
 ) -> JobOutcome:
@@ -298,7 +337,7 @@ async def run_on_backend(
         submitted = True
         await asyncio.to_thread(journal.append, "accepted", prompt_id=prompt_id)
         emit(PanelSubmitted(job.shot_id, backend.url, prompt_id, job.attempts))
-        result = await follow_prompt(handle, job.shot_id, emit, down)
+        result = await follow_prompt(handle, job.shot_id, emit, backend, grace)
     except PromptRejected as err:
         await asyncio.to_thread(journal.append, "failed", prompt_id=prompt_id, error=str(err))
         release_slot()
@@ -314,7 +353,7 @@ async def run_on_backend(
             with contextlib.suppress(ComfyUIError):
                 await backend.tracker.cancel(prompt_id)
         raise Requeue(
-            err, backend_down=isinstance(err, ServerUnreachable) or down.is_set()
+            err, backend_down=isinstance(err, ServerUnreachable) or backend.down.is_set()
         ) from err
     except BaseException:
         release_slot()
@@ -331,10 +370,21 @@ async def run_on_backend(
             handle=handle,
             prompt_id=prompt_id,
         )
-    except (UnsafePathError, AssetError) as err:
+    except UnsafePathError as err:
         await asyncio.to_thread(journal.append, "failed", prompt_id=prompt_id, error=str(err))
         raise
-    except TRANSIENT as err:
-        await asyncio.to_thread(journal.append, "lost", prompt_id=prompt_id, error=str(err))
-        raise Requeue(err, backend_down=True) from err
+    except (*TRANSIENT, AssetError) as err:
+        # The image is rendered on the server; only fetching it failed (a flaky /view, a full
+        # disk). The prompt stays open in the journal, so the next run fetches it from
+        # /history instead of rendering it again.
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(
+                journal.append, "download_failed", prompt_id=prompt_id, error=str(err)
+            )
+        raise OutputNotFetched(
+            f"rendered as prompt {prompt_id}, but the image could not be fetched: {err.message}",
+            where=err.where,
+            hint="free disk space or check the server; the next run fetches it without "
+            "rendering it again",
+        ) from err
     return JobOutcome(record=record, seconds=time.monotonic() - started, backend=backend.url)

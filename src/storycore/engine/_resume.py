@@ -60,9 +60,9 @@ async def reconcile_journal(engine: ImageEngine, run: _Run, jobs: list[PanelJob]
             assert job is not None
             handle = backend.tracker.watch(item.prompt_id, client_id=item.record.get("client_id"))
             backend.tracker.mark_submitted(item.prompt_id)
-            down = asyncio.Event()
+            grace = engine.settings.comfyui.failover_grace
             try:
-                result = await follow_prompt(handle, job.shot_id, engine.emit, down)
+                result = await follow_prompt(handle, job.shot_id, engine.emit, backend, grace)
                 outcome = await _collect(run, job, backend, item.prompt_id, result)
             except StoryCoreError as err:
                 engine.emit(Notice("warning", f"{job.shot_id}: could not pick up: {err}"))
@@ -149,7 +149,8 @@ async def _follow_open(
     backend.tracker.mark_submitted(prompt_id)
     run.in_flight[job.shot_id] = (job, backend, prompt_id)
     try:
-        result = await follow_prompt(handle, job.shot_id, engine.emit, asyncio.Event())
+        grace = engine.settings.comfyui.failover_grace
+        result = await follow_prompt(handle, job.shot_id, engine.emit, backend, grace)
         outcome = await _collect(run, job, backend, prompt_id, result)
         await engine.record_outcome(run, job, outcome)
     except StoryCoreError as err:
