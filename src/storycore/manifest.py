@@ -37,6 +37,7 @@ __all__ = [
     "Timings",
     "active_record",
     "add_record",
+    "asset_index",
     "asset_relpath",
     "next_render_number",
     "records",
@@ -112,6 +113,11 @@ def records(project: Project) -> list[AssetRecord]:
     manifest = project.data.setdefault("asset_manifest", {})
     raw = manifest.get(MANIFEST_KEY, []) if isinstance(manifest, dict) else []
     return [AssetRecord.from_dict(item) for item in raw if isinstance(item, dict)]
+
+
+def asset_index(project: Project) -> dict[str, AssetRecord]:
+    """Every record by ``asset_id`` (parse the manifest once, look up many times)."""
+    return {record.asset_id: record for record in records(project)}
 
 
 def next_render_number(project: Project, shot_id: str, version: int) -> int:

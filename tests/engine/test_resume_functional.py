@@ -120,3 +120,21 @@ async def test_hostile_output_filenames_never_escape_the_project(tmp_path: Path)
     assert all("evil.png" in (o.error or "") for o in summary.failed)
     assert not list(tmp_path.rglob("evil.png"))
     assert records(load_project(root)) == []
+
+
+async def test_panels_finished_but_not_saved_are_recovered_not_rerendered(tmp_path: Path) -> None:
+    """A crash after the journal's `done` but before project.json was saved loses nothing."""
+    root = make_project(tmp_path, 3)
+    async with Emulator() as emu:
+        await ImageEngine(fast_settings()).render(RenderRequest(root, backends=(emu.url,)))
+        data = json.loads((root / "project.json").read_text())
+        data["asset_manifest"] = {}  # as if the last coalesced save never happened
+        for entry in data["shots_index"].values():
+            entry.pop("active_asset", None)
+        (root / "project.json").write_text(json.dumps(data))
+        summary = await ImageEngine(fast_settings()).render(
+            RenderRequest(root, backends=(emu.url,))
+        )
+        assert summary.counts["skipped"] == 3, summary.to_dict()
+        assert len(emu.executed_prompt_ids) == 3
+    _check_project(root, 3)

@@ -131,6 +131,9 @@ class ComfyUIManager:
             self._popen = None
 
     def _reap(self) -> None:
+        # Detached servers stopped since (by any manager) are reaped here, so no zombie and no
+        # "subprocess is still running" warning is left behind.
+        _DETACHED[:] = [p for p in _DETACHED if p.poll() is None]
         if self._popen is not None and self._popen.poll() is not None:
             self._popen = None
 

@@ -52,6 +52,7 @@ from storycore.engine._events import (
     RunStarted,
 )
 from storycore.engine._jobs import JobOutcome, PanelJob, Requeue, run_on_backend
+from storycore.engine._persist import ProjectWriter
 from storycore.engine._prepare import (
     build_jobs,
     graph_options,
@@ -70,10 +71,9 @@ from storycore.errors import (
     StoryCoreError,
 )
 from storycore.journal import Journal
-from storycore.manifest import active_record, add_record, next_render_number, set_shot_status
 from storycore.monitoring import MonitoringSession, PerformanceMonitor
 from storycore.panels import Panel, panels_from_project
-from storycore.project import Project, load_project, save_project
+from storycore.project import Project, load_project
 from storycore.workflows import GraphOptions
 
 __all__ = ["ImageEngine", "RenderRequest"]
@@ -98,13 +98,13 @@ class RenderRequest:
 class _Run:
     project: Project
     journal: Journal
+    writer: ProjectWriter
     outcomes: dict[str, PanelOutcome]
     pending: deque[PanelJob] = field(default_factory=deque)
     backends: list[Backend] = field(default_factory=list)
     in_flight: dict[str, tuple[PanelJob, Backend, str | None]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
-    save_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     mock: bool = False
     monitor: PerformanceMonitor | None = None
     diagnoses: list[Diagnosis] = field(default_factory=list)
@@ -144,12 +144,23 @@ class ImageEngine:
         project = await asyncio.to_thread(load_project, request.project)
         panels = panels_from_project(project, self.settings, list(request.shots) or None)
         options = graph_options(self.settings)
-        run = _Run(project=project, journal=Journal(project.root), outcomes={})
+        journal = Journal(project.root)
+        run = _Run(project, journal, ProjectWriter(project, journal), outcomes={})
         self._wake = run.changed
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if not request.dry_run:
                     stack.enter_context(ProjectLock(project.root, "generate-images"))
+                    await stack.enter_async_context(run.writer)
+                    adopted = await asyncio.to_thread(run.writer.adopt_unrecorded)
+                    if adopted:
+                        self.emit(
+                            Notice(
+                                "info",
+                                f"recovered {len(adopted)} finished panel(s) from the journal "
+                                "that the last run could not record",
+                            )
+                        )
                 run.backends = await self._connect(request, panels, options, run, stack)
                 for backend in run.backends:
                     stack.push_async_callback(backend.close)
@@ -327,7 +338,7 @@ class ImageEngine:
             return jobs
         keep: list[PanelJob] = []
         for job in jobs:
-            record = active_record(run.project, job.shot_id)
+            record = run.writer.active(job.shot_id)
             reason = None
             if record is not None and record.workflow_sha256 == job.fingerprint:
                 if record.placeholder and not run.mock:
@@ -523,8 +534,7 @@ class ImageEngine:
                 sink(event)
 
         async def number() -> int:
-            async with run.save_lock:
-                return next_render_number(run.project, job.shot_id, job.panel.version)
+            return await run.writer.next_render(job.shot_id, job.panel.version)
 
         try:
             outcome = await run_on_backend(
@@ -586,22 +596,16 @@ class ImageEngine:
         finally:
             release()
             run.in_flight.pop(job.shot_id, None)
+            current = asyncio.current_task()
+            if current is not None:
+                run.tasks.discard(current)  # before waking the waiter, so it sees us gone
             run.changed.set()
             for other in run.backends:
                 other.wake.set()
 
     async def record_outcome(self, run: _Run, job: PanelJob, outcome: JobOutcome) -> None:
         record = outcome.record
-        async with run.save_lock:
-            add_record(run.project, record)
-            await asyncio.to_thread(save_project, run.project)
-        await asyncio.to_thread(
-            run.journal.append,
-            "done",
-            prompt_id=record.prompt_id,
-            asset_id=record.asset_id,
-            sha256=record.sha256,
-        )
+        await run.writer.add(record)
         if run.monitor is not None:
             timings = record.timings
             phases = {
@@ -644,7 +648,7 @@ class ImageEngine:
         diagnosis = classify(err)
         run.diagnoses.append(diagnosis)
         run.outcomes[shot_id] = PanelOutcome(shot_id, "failed", error=err.paragraph())
-        set_shot_status(run.project, shot_id, "failed", error=err.message)
+        run.writer.set_status(shot_id, "failed", error=err.message)
         if run.monitor is not None:
             run.monitor.record_outcome(False)
         self.emit(
@@ -672,11 +676,11 @@ class ImageEngine:
             state = "partial"
         else:
             state = "done"
-        async with run.save_lock:
-            generation = run.project.data.setdefault("generation_status", {})
-            if isinstance(generation, dict):
-                generation["image_generation"] = state
-            await asyncio.to_thread(save_project, run.project)
+        generation = run.project.data.setdefault("generation_status", {})
+        if isinstance(generation, dict):
+            generation["image_generation"] = state
+        run.writer.mark_dirty()
+        await run.writer.flush()
         try:
             from storycore.board import write_board
         except ImportError:  # pragma: no cover - the board module is optional

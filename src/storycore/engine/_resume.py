@@ -21,7 +21,6 @@ from storycore.comfyui import PromptStatus
 from storycore.engine._events import Notice
 from storycore.engine._jobs import JobOutcome, PanelJob, collect_output, follow_prompt
 from storycore.errors import ComfyUIError, StoryCoreError
-from storycore.manifest import next_render_number
 
 if TYPE_CHECKING:
     from storycore.engine._engine import ImageEngine, _Run
@@ -116,8 +115,7 @@ async def _collect(
     started = time.monotonic()
 
     async def number() -> int:
-        async with run.save_lock:
-            return next_render_number(run.project, job.shot_id, job.panel.version)
+        return await run.writer.next_render(job.shot_id, job.panel.version)
 
     record = await collect_output(
         job=job,
