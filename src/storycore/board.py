@@ -11,24 +11,31 @@
 
 Panels follow the storyboard's order. The page carries a Content-Security-Policy that allows
 nothing but inline styles and ``data:`` images, so a browser opening it fetches nothing.
+
+Boards of any size cost the same memory: thumbnails are made once per image content and cached
+in ``.storycore/cache/thumbs`` (a temporary folder ``storycore assets clean`` may empty), panels
+are drawn and written one at a time, and a board of more than :data:`SHEET_PAGE` panels gets
+further sheets ``board-2.png``, ``board-3.png``...
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from storycore._fsutil import atomic_write_bytes, atomic_write_text
+from storycore._fsutil import atomic_write_bytes, atomic_writer
 from storycore.assets import record_path_ok
-from storycore.manifest import AssetRecord, active_record, resolve_asset
+from storycore.manifest import AssetRecord, asset_index, resolve_asset
 
 if TYPE_CHECKING:
     from storycore.project import Project
@@ -39,6 +46,7 @@ __all__ = [
     "GAP",
     "HEADER_H",
     "MAX_COLUMNS",
+    "SHEET_PAGE",
     "THUMB_W",
     "BoardFiles",
     "BoardGeometry",
@@ -57,6 +65,8 @@ HTML_THUMB_W = 480
 CAPTION_H = 44
 GAP = 16
 HEADER_H = 56
+SHEET_PAGE = 96
+THUMB_CACHE = Path(".storycore") / "cache" / "thumbs"
 
 _BG = (30, 30, 32)
 _TILE = (52, 52, 56)
@@ -73,6 +83,7 @@ class BoardFiles:
     png: Path
     html: Path
     panels: int = 0
+    pages: tuple[Path, ...] = ()
     rendered: int = 0
     placeholders: int = 0
     missing: int = 0
@@ -139,8 +150,12 @@ def board_geometry(panels: int, aspect: float = 16 / 9) -> BoardGeometry:
 def board_panels(project: Project) -> list[BoardPanel]:
     """Every shot of the storyboard with its active render (if any), in storyboard order."""
     out: list[BoardPanel] = []
+    index = asset_index(project)
+    shots_index = project.data.get("shots_index", {})
     for shot in project.shots:
-        record = active_record(project, shot.shot_id)
+        entry = shots_index.get(shot.shot_id)
+        active = entry.get("active_asset") if isinstance(entry, dict) else None
+        record = index.get(str(active)) if active else None
         image = resolve_asset(project, record) if record and record_path_ok(record.path) else None
         out.append(
             BoardPanel(
@@ -173,12 +188,68 @@ def _open_image(path: Path | None) -> Image.Image | None:
     return image
 
 
+class _Thumbs:
+    """Thumbnails made once per image content and kept in the project's cache folder."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.folder = root / THUMB_CACHE if root is not None else None
+
+    def _key(self, panel: BoardPanel) -> str | None:
+        if panel.image is None or panel.record is None or self.folder is None:
+            return None
+        try:
+            stat = panel.image.stat()
+        except OSError:
+            return None
+        raw = f"{panel.record.sha256}:{stat.st_size}:{stat.st_mtime_ns}:{HTML_THUMB_W}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+    def _make(self, panel: BoardPanel, key: str | None) -> tuple[bytes, bytes] | None:
+        image = _open_image(panel.image)
+        if image is None:
+            return None
+        lossless, jpeg = io.BytesIO(), io.BytesIO()
+        image.save(lossless, format="PNG", compress_level=1)
+        image.save(jpeg, format="JPEG", quality=82, optimize=True)
+        made = lossless.getvalue(), jpeg.getvalue()
+        if key is not None and self.folder is not None:
+            try:
+                atomic_write_bytes(self.folder / f"{key}.png", made[0])
+                atomic_write_bytes(self.folder / f"{key}.jpg", made[1])
+            except OSError:
+                pass  # the cache is an optimisation only
+        return made
+
+    def _get(self, panel: BoardPanel) -> tuple[bytes, bytes] | None:
+        key = self._key(panel)
+        if key is not None and self.folder is not None:
+            try:
+                return (
+                    (self.folder / f"{key}.png").read_bytes(),
+                    (self.folder / f"{key}.jpg").read_bytes(),
+                )
+            except OSError:
+                pass
+        return self._make(panel, key)
+
+    def image(self, panel: BoardPanel) -> Image.Image | None:
+        got = self._get(panel)
+        if got is None:
+            return None
+        with Image.open(io.BytesIO(got[0])) as opened:
+            return opened.convert("RGB")
+
+    def jpeg(self, panel: BoardPanel) -> bytes | None:
+        got = self._get(panel)
+        return None if got is None else got[1]
+
+
 def _image_for(
-    panel: BoardPanel, images: dict[str, Image.Image | None] | None
+    panel: BoardPanel, images: dict[str, Image.Image | None] | None, thumbs: _Thumbs
 ) -> Image.Image | None:
     if images is not None:
         return images.get(panel.shot_id)
-    return _open_image(panel.image)
+    return thumbs.image(panel)
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -212,8 +283,11 @@ def render_board_png(
     title: str,
     aspect: float,
     images: dict[str, Image.Image | None] | None = None,
+    root: Path | None = None,
 ) -> bytes:
-    """The contact sheet as PNG bytes. ``images`` maps shot ids to already opened images."""
+    """The contact sheet as PNG bytes. ``images`` maps shot ids to already opened images;
+    without it each panel's thumbnail is loaded (and cached under ``root``) in turn."""
+    thumbs = _Thumbs(root)
     geo = board_geometry(len(panels), aspect)
     sheet = Image.new("RGB", geo.size, _BG)
     draw = ImageDraw.Draw(sheet)
@@ -229,7 +303,7 @@ def render_board_png(
         x = GAP + col * (tw + GAP)
         y = HEADER_H + row * (th + CAPTION_H + GAP)
         draw.rectangle((x, y, x + tw - 1, y + th + CAPTION_H - 1), fill=_TILE)
-        image = _image_for(panel, images)
+        image = _image_for(panel, images, thumbs)
         if image is not None:
             thumb = ImageOps.contain(image, (tw, th), Image.Resampling.LANCZOS)
             sheet.paste(thumb, (x + (tw - thumb.width) // 2, y + (th - thumb.height) // 2))
@@ -245,7 +319,7 @@ def render_board_png(
         draw.text((x + 6, y + th + 6), caption, fill=_TEXT, font=_font(15))
         draw.text((x + 6, y + th + 25), panel.shot_id, fill=_MUTED, font=_font(12))
     buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG", optimize=True)
+    sheet.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -276,10 +350,14 @@ def _fmt_seconds(value: float | None) -> str:
     return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
 
 
-def _data_uri(image: Image.Image) -> str:
+def _data_uri(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
+def _jpeg(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=82, optimize=True)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
 
 
 def render_board_html(
@@ -287,8 +365,19 @@ def render_board_html(
     title: str,
     aspect: float,
     images: dict[str, Image.Image | None] | None = None,
+    root: Path | None = None,
 ) -> str:
     """The storyboard page: one self-contained HTML document (escaped text, data: images)."""
+    return "".join(_html_chunks(panels, title, aspect, images, _Thumbs(root)))
+
+
+def _html_chunks(
+    panels: list[BoardPanel],
+    title: str,
+    aspect: float,
+    images: dict[str, Image.Image | None] | None,
+    thumbs: _Thumbs,
+) -> Iterator[str]:
     esc = html.escape
     rendered = sum(1 for p in panels if p.record is not None and not p.placeholder)
     placeholders = sum(1 for p in panels if p.placeholder)
@@ -304,11 +393,16 @@ def render_board_html(
         f" · {_count(placeholders, 'placeholder')}</p></header>",
         f'<main style="--ar:{aspect:.4f}">',
     ]
+    yield "\n".join(parts) + "\n"
     for panel in panels:
-        image = _image_for(panel, images)
-        if image is not None:
+        if images is not None:
+            image = images.get(panel.shot_id)
+            jpeg = _jpeg(image) if image is not None else None
+        else:
+            jpeg = thumbs.jpeg(panel)
+        if jpeg is not None:
             figure = (
-                f'<img src="{_data_uri(image)}" width="{image.width}" height="{image.height}" '
+                f'<img src="{_data_uri(jpeg)}" '
                 f'alt="{esc(f"Shot {panel.shot_number}: {panel.title}")}">'
             )
         else:
@@ -318,7 +412,7 @@ def render_board_html(
         seed = "—" if panel.seed is None else str(panel.seed)
         when = esc(panel.record.created_at) if panel.record else "—"
         status = "placeholder" if panel.placeholder else ("rendered" if panel.record else "pending")
-        parts.append(
+        yield (
             f'<article class="panel" id="{esc(panel.shot_id)}"><figure>{figure}{badge}</figure>'
             f'<div class="body"><h2><span class="num">#{panel.shot_number}</span>'
             f"{esc(panel.title)}</h2>"
@@ -329,10 +423,9 @@ def render_board_html(
             f"<dt>Seed</dt><dd>{seed}</dd>"
             f"<dt>Render time</dt><dd>{_fmt_seconds(panel.render_seconds)}</dd>"
             f"<dt>Rendered at</dt><dd>{when}</dd>"
-            f"<dt>Status</dt><dd>{status}</dd></dl></div></article>"
+            f"<dt>Status</dt><dd>{status}</dd></dl></div></article>\n"
         )
-    parts.append("</main></body></html>")
-    return "\n".join(parts) + "\n"
+    yield "</main></body></html>\n"
 
 
 def _project_title(project: Project) -> str:
@@ -345,21 +438,36 @@ def _project_title(project: Project) -> str:
 
 
 def write_board(project: Project) -> BoardFiles:
-    """Write ``storyboard/board.png`` and ``storyboard/board.html`` for ``project`` atomically."""
+    """Write ``storyboard/board.png`` (plus ``board-N.png`` for long boards) and
+    ``storyboard/board.html`` for ``project``, atomically, one panel at a time."""
     panels = board_panels(project)
-    images = {panel.shot_id: _open_image(panel.image) for panel in panels}
+    thumbs = _Thumbs(project.root)
     aspect = _aspect(project)
     title = _project_title(project)
     folder = project.root / BOARD_DIR
-    png_path = folder / "board.png"
+    pages: list[Path] = []
+    for number, start in enumerate(range(0, max(1, len(panels)), SHEET_PAGE), start=1):
+        chunk = panels[start : start + SHEET_PAGE]
+        name = "board.png" if number == 1 else f"board-{number}.png"
+        page_title = title if number == 1 else f"{title} ({number})"
+        atomic_write_bytes(
+            folder / name, render_board_png(chunk, page_title, aspect, None, project.root)
+        )
+        pages.append(folder / name)
+    for stale in folder.glob("board-*.png"):
+        if stale not in pages:
+            stale.unlink(missing_ok=True)
     html_path = folder / "board.html"
-    atomic_write_bytes(png_path, render_board_png(panels, title, aspect, images))
-    atomic_write_text(html_path, render_board_html(panels, title, aspect, images))
+    with atomic_writer(html_path) as handle:
+        for chunk_text in _html_chunks(panels, title, aspect, None, thumbs):
+            handle.write(chunk_text.encode("utf-8"))
+    missing = sum(1 for p in panels if p.record is not None and thumbs.jpeg(p) is None)
     return BoardFiles(
-        png=png_path,
+        png=pages[0],
         html=html_path,
         panels=len(panels),
+        pages=tuple(pages),
         rendered=sum(1 for p in panels if p.record is not None and not p.placeholder),
         placeholders=sum(1 for p in panels if p.placeholder),
-        missing=sum(1 for p in panels if p.record is not None and images[p.shot_id] is None),
+        missing=missing,
     )

@@ -10,6 +10,7 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from storycore.board import board_geometry, write_board
@@ -137,3 +138,23 @@ def test_board_command_json(tmp_path: Path) -> None:
     body = json.loads(result.stdout)
     assert body["ok"] is True and body["panels"] == 7 and body["placeholders"] == 1
     assert Path(body["png"]).is_file() and Path(body["html"]).is_file()
+
+
+def test_long_boards_get_more_sheets_and_thumbnails_are_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import storycore.board as board
+
+    project = _project(tmp_path)
+    monkeypatch.setattr(board, "SHEET_PAGE", 3)
+    files = write_board(project)
+    assert [p.name for p in files.pages] == ["board.png", "board-2.png", "board-3.png"]
+    with Image.open(files.pages[2]) as last:
+        assert last.size == board_geometry(1).size  # the 7th panel alone
+    cached = sorted(p.suffix for p in (project.root / board.THUMB_CACHE).iterdir())
+    assert cached == [".jpg", ".jpg", ".png", ".png"]  # two rendered panels, made once
+    monkeypatch.setattr(board, "SHEET_PAGE", 96)
+    again = write_board(project)
+    assert [p.name for p in again.pages] == ["board.png"]
+    assert not (project.root / "storyboard" / "board-2.png").exists()
+    assert again.html.read_text(encoding="utf-8").count("data:image/jpeg") == 2
