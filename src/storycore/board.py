@@ -193,6 +193,7 @@ class _Thumbs:
 
     def __init__(self, root: Path | None) -> None:
         self.folder = root / THUMB_CACHE if root is not None else None
+        self.unusable: set[str] = set()  # shots whose image is missing or unreadable
 
     def _key(self, panel: BoardPanel) -> str | None:
         if panel.image is None or panel.record is None or self.folder is None:
@@ -207,6 +208,7 @@ class _Thumbs:
     def _make(self, panel: BoardPanel, key: str | None) -> tuple[bytes, bytes] | None:
         image = _open_image(panel.image)
         if image is None:
+            self.unusable.add(panel.shot_id)
             return None
         lossless, jpeg = io.BytesIO(), io.BytesIO()
         image.save(lossless, format="PNG", compress_level=1)
@@ -214,8 +216,8 @@ class _Thumbs:
         made = lossless.getvalue(), jpeg.getvalue()
         if key is not None and self.folder is not None:
             try:
-                atomic_write_bytes(self.folder / f"{key}.png", made[0])
-                atomic_write_bytes(self.folder / f"{key}.jpg", made[1])
+                atomic_write_bytes(self.folder / f"{key}.png", made[0], durable=False)
+                atomic_write_bytes(self.folder / f"{key}.jpg", made[1], durable=False)
             except OSError:
                 pass  # the cache is an optimisation only
         return made

@@ -92,6 +92,8 @@ def client_timeouts(settings: Settings) -> ClientTimeouts:
         prompt_deadline=c.prompt_timeout,
         idle_timeout=c.idle_timeout,
         watchdog=max(c.health_check_interval * 2, 1.0),
+        # a prompt absent from queue and history this long is lost (a restarted server)
+        lost_grace=max(2.0, c.health_check_interval * 2),
     )
 
 

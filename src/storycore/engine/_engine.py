@@ -215,6 +215,8 @@ class ImageEngine:
         for shot_id, err in problems.items():
             self._fail(run, shot_id, err)
         jobs = [j for j in jobs if j.shot_id not in problems]
+        for job in jobs:
+            job.release()  # built again at submission; keeps memory flat on long boards
         to_render = await self._skip_cached(run, jobs, request.force)
         self.emit(
             RunStarted(
@@ -595,6 +597,7 @@ class ImageEngine:
                 self._fail(run, job.shot_id, err)
         finally:
             release()
+            job.release()
             run.in_flight.pop(job.shot_id, None)
             current = asyncio.current_task()
             if current is not None:

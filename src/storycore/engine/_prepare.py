@@ -4,6 +4,7 @@ panel, user templates, and the preflight against the server."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -120,9 +121,16 @@ async def build_jobs(
         jobs.append(
             PanelJob(
                 panel=panel,
-                built=built,
                 fingerprint=workflow_fingerprint(built, image_hashes),
                 image_hashes=image_hashes,
+                rebuild=functools.partial(
+                    build_panel_graph,
+                    panel,
+                    options,
+                    templates=templates,
+                    node_classes=node_classes,
+                ),
+                _built=built,
             )
         )
     return jobs, failures
