@@ -42,6 +42,7 @@ __all__ = [
     "next_render_number",
     "records",
     "resolve_asset",
+    "set_approved",
     "set_shot_status",
 ]
 
@@ -86,6 +87,7 @@ class AssetRecord:
     models: list[str] = field(default_factory=list)
     template: str | None = None
     timings: Timings = field(default_factory=Timings)
+    approved: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,3 +193,14 @@ def set_shot_status(
 def resolve_asset(project: Project, record: AssetRecord) -> Path:
     """The absolute path of a record's file."""
     return project.root / PurePosixPath(record.path)
+
+
+def set_approved(project: Project, asset_ids: list[str], approved: bool = True) -> list[str]:
+    """Mark records approved (kept by every retention policy) or not; return unknown ids."""
+    wanted = set(asset_ids)
+    manifest = project.data.setdefault("asset_manifest", {})
+    for item in manifest.get(MANIFEST_KEY, []) if isinstance(manifest, dict) else []:
+        if isinstance(item, dict) and item.get("asset_id") in wanted:
+            item["approved"] = approved
+            wanted.discard(str(item["asset_id"]))
+    return sorted(wanted)

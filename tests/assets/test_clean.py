@@ -245,3 +245,25 @@ def test_the_generated_folder_may_live_on_another_disk(tmp_path: Path) -> None:
         "shot_01_v1_r003.json",
         "shot_01_v1_r003.png",
     ]
+
+
+def test_approved_renders_are_always_kept(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    project = build(tmp_path, {"shot_01": [False] * 4})
+    approve = [sys.executable, "-m", "storycore", "assets", "approve", "shot_01-v1-r001"]
+    result = subprocess.run(
+        [*approve, "--project", str(project.root)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    unknown = subprocess.run(
+        [*approve, "nope-v9-r009", "--project", str(project.root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unknown.returncode == 7 and "nope-v9-r009" in unknown.stderr
+    clean_assets(load_project(project.root), RetentionPolicy(keep_newest=1))
+    assert _ids(project.root) == ["shot_01-v1-r001", "shot_01-v1-r004"]
+    assert [a.approved for a in list_assets(load_project(project.root))] == [True, False]

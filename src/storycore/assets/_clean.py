@@ -91,7 +91,7 @@ def select_records(
 ) -> dict[str, tuple[RemovalKind, str]]:
     """Pure: which asset ids the policy removes, and why. ``assets`` are oldest first.
 
-    - the active render of a shot is always kept;
+    - the active render of a shot, and every approved render, is always kept;
     - placeholders go once the shot has a real render whose file exists;
     - beyond that, only the ``keep_newest`` newest renders of each shot stay (placeholders and
       real renders counted together, newest by manifest order).
@@ -104,7 +104,7 @@ def select_records(
         has_real = any(a.exists and not a.placeholder for a in items)
         newest_first = list(reversed(items))
         for rank, asset in enumerate(newest_first):
-            if asset.active:
+            if asset.active or asset.approved:
                 continue
             kind: RemovalKind = asset.kind
             if asset.placeholder and policy.remove_placeholders and has_real:

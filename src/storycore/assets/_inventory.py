@@ -72,6 +72,7 @@ class AssetEntry:
     exists: bool
     disk_bytes: int
     created_at: str
+    approved: bool = False
 
     @property
     def kind(self) -> AssetKind:
@@ -225,6 +226,7 @@ def list_assets(project: Project) -> list[AssetEntry]:
                 exists=png is not None,
                 disk_bytes=(png or 0) + (sidecar if png is not None else 0),
                 created_at=record.created_at,
+                approved=record.approved,
             )
         )
     return out

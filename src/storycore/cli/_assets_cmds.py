@@ -90,6 +90,10 @@ def _server_side(
     return report
 
 
+ASSET_IDS_ARGUMENT = typer.Argument(..., help="Render ids, e.g. shot_01_v1_r002.")
+UNDO_OPTION = typer.Option(False, "--undo", help="Remove the approval instead.")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``assets`` group to ``app``."""
     group = typer.Typer(
@@ -121,6 +125,7 @@ def register(app: typer.Typer) -> None:
                 flag
                 for flag, on in (
                     ("active", a.active),
+                    ("approved", a.approved),
                     ("placeholder", a.placeholder),
                     ("MISSING", not a.exists),
                 )
@@ -133,6 +138,37 @@ def register(app: typer.Typer) -> None:
                 )
             )
         out.info(escape(f"{len(assets)} renders, {sum(1 for a in assets if a.active)} active"))
+
+    @group.command("approve")
+    def approve_cmd(
+        asset_ids: list[str] = ASSET_IDS_ARGUMENT,
+        project: Path = PROJECT_OPTION,
+        undo: bool = UNDO_OPTION,
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Mark renders approved: `assets clean` never removes them (see `assets list`)."""
+        from storycore._lock import ProjectLock
+        from storycore.errors import AssetError
+        from storycore.manifest import set_approved
+        from storycore.project import load_project, save_project
+
+        out = Output(json_out)
+        root = project.parent if project.name == "project.json" else project
+        with ProjectLock(root, "assets approve"):
+            loaded = load_project(project)
+            unknown = set_approved(loaded, asset_ids, not undo)
+            if unknown:
+                raise AssetError(
+                    f"no render with id {', '.join(unknown)}; nothing was changed",
+                    where=str(loaded.root / "project.json"),
+                    hint="`storycore assets list` shows every render id (shot_vN_rNNN)",
+                )
+            save_project(loaded)
+        if json_out:
+            out.json({"ok": True, "approved": not undo, "assets": asset_ids})
+        else:
+            verb = "no longer approved" if undo else "approved"
+            out.info(escape(f"{', '.join(asset_ids)}: {verb}"))
 
     @group.command("stats")
     def stats_cmd(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
