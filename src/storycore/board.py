@@ -53,6 +53,7 @@ __all__ = [
     "BoardPanel",
     "board_geometry",
     "board_panels",
+    "cache_thumbnail",
     "render_board_html",
     "render_board_png",
     "write_board",
@@ -244,6 +245,24 @@ class _Thumbs:
     def jpeg(self, panel: BoardPanel) -> bytes | None:
         got = self._get(panel)
         return None if got is None else got[1]
+
+
+def cache_thumbnail(root: Path, record: AssetRecord) -> None:
+    """Make the sheet's thumbnail of a fresh render now (the engine calls this as each panel
+    lands, so the end-of-run refresh only assembles cached thumbnails)."""
+    if not record_path_ok(record.path):
+        return
+    panel = BoardPanel(
+        shot_id=record.shot_id,
+        shot_number=0,
+        title="",
+        description="",
+        camera="",
+        lighting="",
+        record=record,
+        image=root / record.path,
+    )
+    _Thumbs(root).jpeg(panel)
 
 
 def _image_for(

@@ -6,7 +6,6 @@ every prompt that might exist on a server:
 
 - ``submit``: written *before* ``POST /prompt``: prompt_id, shot_id, backend URL, client_id,
   workflow sha256, filename_prefix, seed;
-- ``accepted``: the server queued it (number);
 - ``done``: the panel's image is in the project (asset_id, sha256);
 - ``failed``: the prompt failed (error text); ``lost``: the server forgot it;
 - ``cancelled``: we removed it from the queue or interrupted it;

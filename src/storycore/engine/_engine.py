@@ -71,6 +71,7 @@ from storycore.errors import (
     StoryCoreError,
 )
 from storycore.journal import Journal
+from storycore.manifest import AssetRecord
 from storycore.monitoring import MonitoringSession, PerformanceMonitor
 from storycore.panels import Panel, panels_from_project
 from storycore.project import Project, load_project
@@ -107,6 +108,7 @@ class _Run:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     mock: bool = False
     monitor: PerformanceMonitor | None = None
+    side_tasks: set[asyncio.Task[None]] = field(default_factory=set)
     diagnoses: list[Diagnosis] = field(default_factory=list)
 
 
@@ -609,6 +611,9 @@ class ImageEngine:
     async def record_outcome(self, run: _Run, job: PanelJob, outcome: JobOutcome) -> None:
         record = outcome.record
         await run.writer.add(record)
+        thumb = asyncio.create_task(asyncio.to_thread(_cache_thumbnail, run.project.root, record))
+        run.side_tasks.add(thumb)
+        thumb.add_done_callback(run.side_tasks.discard)
         if run.monitor is not None:
             timings = record.timings
             phases = {
@@ -684,11 +689,19 @@ class ImageEngine:
             generation["image_generation"] = state
         run.writer.mark_dirty()
         await run.writer.flush()
-        try:
-            from storycore.board import write_board
-        except ImportError:  # pragma: no cover - the board module is optional
-            return
+        if run.side_tasks:
+            await asyncio.wait(run.side_tasks, timeout=self.settings.comfyui.graceful_shutdown)
+        from storycore.board import write_board
+
         try:
             await asyncio.to_thread(write_board, run.project)
         except (StoryCoreError, OSError) as err:
             self.emit(Notice("warning", f"could not refresh the storyboard sheet: {err}"))
+
+
+def _cache_thumbnail(root: Path, record: AssetRecord) -> None:
+    """The storyboard sheet's thumbnail, made while the next panels render (best effort)."""
+    from storycore.board import cache_thumbnail
+
+    with contextlib.suppress(OSError, StoryCoreError, ValueError):
+        cache_thumbnail(root, record)

@@ -350,7 +350,6 @@ async def run_on_backend(
         extra = {"extra_pnginfo": {"storycore": {"shot_id": job.shot_id, "prompt_id": prompt_id}}}
         handle = await backend.tracker.submit(graph, prompt_id=prompt_id, extra_data=extra)
         submitted = True
-        await asyncio.to_thread(journal.append, "accepted", prompt_id=prompt_id)
         emit(PanelSubmitted(job.shot_id, backend.url, prompt_id, job.attempts))
         result = await follow_prompt(handle, job.shot_id, emit, backend, grace)
     except PromptRejected as err:
