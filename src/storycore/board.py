@@ -21,6 +21,8 @@ further sheets ``board-2.png``, ``board-3.png``...
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import hashlib
 import html
 import io
@@ -51,6 +53,7 @@ __all__ = [
     "BoardFiles",
     "BoardGeometry",
     "BoardPanel",
+    "board_aspect",
     "board_geometry",
     "board_panels",
     "cache_thumbnail",
@@ -127,7 +130,7 @@ class BoardPanel:
         return timings.total if timings.total is not None else timings.execution
 
 
-def _aspect(project: Project) -> float:
+def board_aspect(project: Project) -> float:
     """Width / height of a panel, from the project's target aspect ratio (16:9 by default)."""
     raw = project.data.get("config", {}).get("target_aspect_ratio") or "16:9"
     try:
@@ -242,13 +245,34 @@ class _Thumbs:
         with Image.open(io.BytesIO(got[0])) as opened:
             return opened.convert("RGB")
 
+    def tile(self, panel: BoardPanel, box: tuple[int, int]) -> Image.Image | None:
+        """The panel's thumbnail fitted into the sheet's tile ``box`` (cached once made)."""
+        key = self._key(panel)
+        cached = self.folder / f"{key}-{box[0]}x{box[1]}.png" if key and self.folder else None
+        if cached is not None:
+            try:
+                with Image.open(cached) as opened:
+                    return opened.convert("RGB")
+            except (OSError, ValueError):
+                pass
+        image = self.image(panel)
+        if image is None:
+            return None
+        tile = ImageOps.contain(image, box, Image.Resampling.LANCZOS)
+        if cached is not None:
+            buffer = io.BytesIO()
+            tile.save(buffer, format="PNG", compress_level=1)
+            with contextlib.suppress(OSError):
+                atomic_write_bytes(cached, buffer.getvalue(), durable=False)
+        return tile
+
     def jpeg(self, panel: BoardPanel) -> bytes | None:
         got = self._get(panel)
         return None if got is None else got[1]
 
 
-def cache_thumbnail(root: Path, record: AssetRecord) -> None:
-    """Make the sheet's thumbnail of a fresh render now (the engine calls this as each panel
+def cache_thumbnail(root: Path, record: AssetRecord, aspect: float = 16 / 9) -> None:
+    """Make the sheet's thumbnails of a fresh render now (the engine calls this as each panel
     lands, so the end-of-run refresh only assembles cached thumbnails)."""
     if not record_path_ok(record.path):
         return
@@ -262,17 +286,10 @@ def cache_thumbnail(root: Path, record: AssetRecord) -> None:
         record=record,
         image=root / record.path,
     )
-    _Thumbs(root).jpeg(panel)
+    _Thumbs(root).tile(panel, board_geometry(1, aspect).thumb)
 
 
-def _image_for(
-    panel: BoardPanel, images: dict[str, Image.Image | None] | None, thumbs: _Thumbs
-) -> Image.Image | None:
-    if images is not None:
-        return images.get(panel.shot_id)
-    return thumbs.image(panel)
-
-
+@functools.lru_cache(maxsize=16)
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
@@ -324,9 +341,12 @@ def render_board_png(
         x = GAP + col * (tw + GAP)
         y = HEADER_H + row * (th + CAPTION_H + GAP)
         draw.rectangle((x, y, x + tw - 1, y + th + CAPTION_H - 1), fill=_TILE)
-        image = _image_for(panel, images, thumbs)
-        if image is not None:
-            thumb = ImageOps.contain(image, (tw, th), Image.Resampling.LANCZOS)
+        if images is not None:
+            image = images.get(panel.shot_id)
+            thumb = ImageOps.contain(image, (tw, th), Image.Resampling.LANCZOS) if image else None
+        else:
+            thumb = thumbs.tile(panel, (tw, th))
+        if thumb is not None:
             sheet.paste(thumb, (x + (tw - thumb.width) // 2, y + (th - thumb.height) // 2))
         else:
             draw.rectangle((x, y, x + tw - 1, y + th - 1), fill=_EMPTY)
@@ -340,7 +360,7 @@ def render_board_png(
         draw.text((x + 6, y + th + 6), caption, fill=_TEXT, font=_font(15))
         draw.text((x + 6, y + th + 25), panel.shot_id, fill=_MUTED, font=_font(12))
     buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
+    sheet.save(buffer, format="PNG", compress_level=3)
     return buffer.getvalue()
 
 
@@ -463,7 +483,7 @@ def write_board(project: Project) -> BoardFiles:
     ``storyboard/board.html`` for ``project``, atomically, one panel at a time."""
     panels = board_panels(project)
     thumbs = _Thumbs(project.root)
-    aspect = _aspect(project)
+    aspect = board_aspect(project)
     title = _project_title(project)
     folder = project.root / BOARD_DIR
     pages: list[Path] = []

@@ -611,7 +611,7 @@ class ImageEngine:
     async def record_outcome(self, run: _Run, job: PanelJob, outcome: JobOutcome) -> None:
         record = outcome.record
         await run.writer.add(record)
-        thumb = asyncio.create_task(asyncio.to_thread(_cache_thumbnail, run.project.root, record))
+        thumb = asyncio.create_task(asyncio.to_thread(_cache_thumbnail, run.project, record))
         run.side_tasks.add(thumb)
         thumb.add_done_callback(run.side_tasks.discard)
         if run.monitor is not None:
@@ -699,9 +699,9 @@ class ImageEngine:
             self.emit(Notice("warning", f"could not refresh the storyboard sheet: {err}"))
 
 
-def _cache_thumbnail(root: Path, record: AssetRecord) -> None:
-    """The storyboard sheet's thumbnail, made while the next panels render (best effort)."""
-    from storycore.board import cache_thumbnail
+def _cache_thumbnail(project: Project, record: AssetRecord) -> None:
+    """The storyboard sheet's thumbnails, made while the next panels render (best effort)."""
+    from storycore.board import board_aspect, cache_thumbnail
 
     with contextlib.suppress(OSError, StoryCoreError, ValueError):
-        cache_thumbnail(root, record)
+        cache_thumbnail(project.root, record, board_aspect(project))
