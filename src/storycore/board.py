@@ -360,7 +360,7 @@ def render_board_png(
         draw.text((x + 6, y + th + 6), caption, fill=_TEXT, font=_font(15))
         draw.text((x + 6, y + th + 25), panel.shot_id, fill=_MUTED, font=_font(12))
     buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG", compress_level=3)
+    sheet.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
