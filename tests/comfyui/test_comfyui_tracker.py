@@ -230,6 +230,22 @@ async def test_stalled_ws_falls_back_to_polling(emu: Emulator) -> None:
     assert sum(isinstance(e, PromptCompleted) for e in events) == 1
 
 
+async def test_queue_positions_can_be_turned_off(emu: Emulator) -> None:
+    """A caller that keeps the queue fed itself saves the GET /queue after each submission."""
+    emu.faults.fail_route("GET", "/queue", 500, times=1)  # armed until someone reads /queue
+    async with (
+        ComfyUIClient(emu.url, FAST) as client,
+        PromptTracker(client, report_positions=False) as tracker,
+    ):
+        handle = await tracker.submit(image_graph())
+        result = await handle.result(10)
+        events = await collect(handle)
+        with pytest.raises(ServerResponseError):
+            await client.queue()  # the fault is still armed: the tracker never asked
+    assert result.files and result.via == "websocket"
+    assert not any(isinstance(e, PromptQueued) for e in events)
+
+
 async def test_no_websocket_at_all(slow_emu: Emulator) -> None:
     slow_emu.faults.fail_route("GET", "/ws", 404, times=10_000)
     async with ComfyUIClient(slow_emu.url, FAST) as client, PromptTracker(client) as tracker:

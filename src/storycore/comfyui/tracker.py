@@ -79,8 +79,17 @@ class PromptTracker:
     ``await handle.result()`` or ``async for event in handle.events()``.
     """
 
-    def __init__(self, client: ComfyUIClient, *, use_websocket: bool = True) -> None:
+    def __init__(
+        self,
+        client: ComfyUIClient,
+        *,
+        use_websocket: bool = True,
+        report_positions: bool = True,
+    ) -> None:
         self.client = client
+        # One GET /queue after each submission, for PromptQueued(position); callers that keep
+        # the queue fed themselves (the engine) turn it off and save a request per prompt.
+        self.report_positions = report_positions
         self.timeouts = client.timeouts
         self.use_websocket = use_websocket
         self._handles: dict[str, PromptHandle] = {}
@@ -257,7 +266,8 @@ class PromptTracker:
             for event in self._orphans.pop(result.prompt_id, []):
                 self._route(handle, event)
         self.mark_submitted(handle.prompt_id, number=result.number, check_now=False)
-        self._spawn(self._report_position(handle))
+        if self.report_positions:
+            self._spawn(self._report_position(handle))
         return handle
 
     def _drop(self, handle: PromptHandle, error: ComfyUIError) -> None:

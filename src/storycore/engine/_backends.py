@@ -187,7 +187,7 @@ async def connect_backend(
         async with asyncio.timeout(probe_timeout):
             stats = await client.system_stats()
         object_info, models = await read_node_and_model_lists(client)
-        tracker = PromptTracker(client)
+        tracker = PromptTracker(client, report_positions=False)
         await tracker.start()
     except BaseException:
         if tracker is not None:
