@@ -312,8 +312,17 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
         value: Any = raw
         if dotted == "backends":
             value = _parse_backends(raw, variable)
-        elif dotted in _LIST_FIELDS:
-            value = json.loads(raw) if raw.strip().startswith("[") else shlex.split(raw)
+        elif dotted in _LIST_FIELDS and not raw.strip().startswith("["):
+            value = shlex.split(raw)
+        elif raw.strip().startswith(("{", "[")):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(
+                    f"is not valid JSON ({exc.msg} at column {exc.colno})",
+                    where=f"environment {variable}",
+                    hint='write tables and lists as JSON, e.g. {"name": "path"}',
+                ) from None
         layer[dotted] = (value, variable)
     return layer
 

@@ -369,8 +369,15 @@ def init_project(name: str, base: Path) -> Path:
     for shot in shots:
         data["shots_index"][shot["shot_id"]] = {"active_version": "v1", "status": "pending"}
     board = {"storyboard_id": f"sb_{slug}", "project_id": project_id, "shots": shots}
-    (root / "assets" / "images").mkdir(parents=True, exist_ok=True)
-    (root / "assets" / "audio").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(root / STORYBOARD_FILE, board)
-    atomic_write_json(root / PROJECT_FILE, data)
+    try:
+        (root / "assets" / "images").mkdir(parents=True, exist_ok=True)
+        (root / "assets" / "audio").mkdir(parents=True, exist_ok=True)
+        atomic_write_json(root / STORYBOARD_FILE, board)
+        atomic_write_json(root / PROJECT_FILE, data)
+    except OSError as exc:
+        raise ProjectError(
+            f"cannot create the project there ({exc.strerror or exc})",
+            where=str(exc.filename or root),
+            hint="choose a folder you can write to with --path",
+        ) from None
     return root

@@ -163,3 +163,13 @@ def test_assets_table_is_a_known_setting(tmp_path: Path) -> None:
     assert resolved.settings.assets.keep_newest == 2
     with pytest.raises(ConfigError, match=r"assets\.keep_newest"):
         resolve_settings(cli={"assets.keep_newest": -1}, env={}, user_config=tmp_path / "n.toml")
+
+
+def test_tables_and_lists_from_env_are_json(tmp_path: Path) -> None:
+    none = tmp_path / "none.toml"
+    resolved = resolve_settings(
+        env={"STORYCORE_TEMPLATES": '{"sdxl": "t/sdxl.toml"}'}, user_config=none
+    )
+    assert resolved.settings.templates == {"sdxl": Path("t/sdxl.toml")}
+    with pytest.raises(ConfigError, match="STORYCORE_CONTROLNET__MODELS"):
+        resolve_settings(env={"STORYCORE_CONTROLNET__MODELS": "{oops"}, user_config=none)

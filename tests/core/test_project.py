@@ -164,3 +164,10 @@ def test_round_trip_keeps_every_unknown_field(
         assert data[key] == value
     for key, value in shot_extras.items():
         assert board["shots"][0][key] == value
+
+
+def test_init_where_nothing_can_be_written(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ProjectError, match="cannot create the project"):
+        init_project("Film", blocker)
