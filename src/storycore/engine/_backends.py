@@ -142,6 +142,32 @@ class Backend:
         with contextlib.suppress(Exception):
             await self.client.close()
 
+    async def nap(self, seconds: float) -> None:
+        """Sleep until woken (a slot freed, work queued) or ``seconds`` pass."""
+        self.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.wake.wait()
+
+    def mark_down(self) -> bool:
+        """Stop using this backend; True when it was healthy until now."""
+        if not self.healthy:
+            return False
+        self.healthy = False
+        self.down_since = time.monotonic()
+        self.down.set()
+        self.up.clear()
+        return True
+
+    def mark_up(self) -> None:
+        """Use this backend again (it may have restarted: uploads are sent again)."""
+        self.healthy = True
+        self.failures = 0
+        self.down.clear()
+        self.up.set()
+        self.client.forget_uploads()
+        self.wake.set()
+
     async def probe(self, limit: float) -> bool:
         """One ``/system_stats`` call bounded by ``limit`` seconds: is the server answering?"""
         try:

@@ -33,14 +33,8 @@ from storycore.config import Settings
 from storycore.diagnostics import Diagnosis, DiagnosticHistory, Strategy, classify
 from storycore.engine._backends import (
     Backend,
-    BackendSpec,
-    MockServer,
-    backend_specs,
-    connect_all,
-    connect_backend,
-    no_backend_error,
-    required_models,
 )
+from storycore.engine._connect import connect_pool
 from storycore.engine._events import (
     BackendChanged,
     EngineEvent,
@@ -51,21 +45,18 @@ from storycore.engine._events import (
     PanelSkipped,
     RunStarted,
 )
-from storycore.engine._jobs import JobOutcome, PanelJob, Requeue, run_on_backend
+from storycore.engine._jobs import JobOutcome, PanelJob, Requeue, pick_next, run_on_backend
 from storycore.engine._persist import ProjectWriter
 from storycore.engine._prepare import (
     build_jobs,
     graph_options,
     load_templates,
-    preview_graphs,
     run_preflight,
 )
 from storycore.engine._resume import reconcile_journal
 from storycore.engine._summary import PanelOutcome, RenderSummary
 from storycore.errors import (
     ComfyUIError,
-    InstallNotFound,
-    ManagerError,
     OutputNotFetched,
     RenderError,
     StoryCoreError,
@@ -163,13 +154,25 @@ class ImageEngine:
                                 "that the last run could not record",
                             )
                         )
-                run.backends = await self._connect(request, panels, options, run, stack)
-                for backend in run.backends:
-                    stack.push_async_callback(backend.close)
-                run.mock = all(b.mock for b in run.backends)
                 if not request.dry_run:
                     session = MonitoringSession.from_settings(self.settings.metrics, project.root)
                     run.monitor = await stack.enter_async_context(session)
+                run.backends = await connect_pool(
+                    self.settings,
+                    self.emit,
+                    urls=request.backends,
+                    mock=request.mock,
+                    fallback=request.fallback,
+                    project=project,
+                    panels=panels,
+                    options=options,
+                    monitor=run.monitor,
+                    changed=run.changed,
+                    stack=stack,
+                )
+                for backend in run.backends:
+                    stack.push_async_callback(backend.close)
+                run.mock = all(b.mock for b in run.backends)
                 await self._render_board(run, request, panels, options)
         except OSError as exc:
             raise RenderError(
@@ -236,105 +239,6 @@ class ImageEngine:
         to_render = await reconcile_journal(self, run, to_render)
         await self._schedule(run, to_render)
         await self._finish_project(run)
-
-    # ------------------------------------------------------------------ backends
-    async def _connect(
-        self,
-        request: RenderRequest,
-        panels: Sequence[Panel],
-        options: GraphOptions,
-        run: _Run,
-        stack: contextlib.AsyncExitStack,
-    ) -> list[Backend]:
-        settings = self.settings
-        if not request.mock:
-            specs = backend_specs(settings, request.backends)
-            backends, failed = await connect_all(
-                specs, settings, settings.comfyui.health_check_timeout
-            )
-            for spec, err in failed:
-                self.emit(BackendChanged(spec.url, "down", err.message))
-            if not backends and not request.backends and not settings.backends:
-                managed = await self._start_managed(run, stack)
-                if managed is not None:
-                    backends = [managed]
-            if backends:
-                for backend in backends:
-                    self.emit(BackendChanged(backend.url, "mock" if backend.mock else "healthy"))
-                return backends
-            fallback = request.fallback or settings.render.fallback
-            if fallback == "fail":
-                raise no_backend_error(failed)
-            self.emit(
-                Notice(
-                    "warning",
-                    "NO COMFYUI SERVER IS REACHABLE ("
-                    + ", ".join(s.url for s, _ in failed)
-                    + "): rendering clearly marked PLACEHOLDER frames with the built-in "
-                    "emulator. Start ComfyUI and run again to replace them.",
-                )
-            )
-        graphs = preview_graphs(run.project, panels, options)
-        mock_server = MockServer(
-            run.project.root / ".storycore" / "mock-server", required_models(graphs)
-        )
-        url = await mock_server.start()
-        stack.push_async_callback(mock_server.stop)
-        backend = await connect_backend(BackendSpec(url), settings, mock=True)
-        self.emit(BackendChanged(url, "mock", "built-in emulator"))
-        return [backend]
-
-    async def _start_managed(self, run: _Run, stack: contextlib.AsyncExitStack) -> Backend | None:
-        """Start (or adopt) the local ComfyUI install and supervise it while we render."""
-        from storycore.comfyui import ComfyUIManager, RestartEvent, Supervisor
-        from storycore.comfyui import options_from_settings as manager_options
-
-        settings = self.settings
-        manager = ComfyUIManager(manager_options(settings))
-        try:
-            found = manager.resolve_install()
-        except InstallNotFound as err:
-            self.emit(Notice("info", f"no local ComfyUI to start: {err.paragraph()}"))
-            return None
-        self.emit(Notice("info", f"starting ComfyUI: {found.describe()}"))
-        began = time.monotonic()
-        try:
-            result = await manager.start()
-            backend = await connect_backend(BackendSpec(result.url), settings)
-        except (ManagerError, ComfyUIError) as err:
-            self.emit(Notice("warning", f"could not start ComfyUI: {err.paragraph()}"))
-            return None
-        if run.monitor is not None:
-            run.monitor.record_timing("server_start", time.monotonic() - began)
-        self.emit(
-            Notice(
-                "info", result.message + (f"; log: {result.log_path}" if result.log_path else "")
-            )
-        )
-        if result.managed:
-            # The server outlives the run (the next run starts faster); say how to stop it.
-            stack.callback(manager.detach)
-            stack.callback(
-                self.emit,
-                Notice(
-                    "info",
-                    f"ComfyUI keeps running at {result.url}; stop it with `storycore comfyui stop`",
-                ),
-            )
-
-            async def on_restart(event: RestartEvent) -> None:
-                self.emit(
-                    Notice(
-                        "warning",
-                        f"ComfyUI crashed ({event.reason}) and was restarted "
-                        f"(attempt {event.attempt}); its panels are submitted again",
-                    )
-                )
-                backend.wake.set()
-                run.changed.set()
-
-            await stack.enter_async_context(Supervisor(manager, on_restart=on_restart))
-        return backend
 
     # ------------------------------------------------------------------ cache
     async def _skip_cached(self, run: _Run, jobs: list[PanelJob], force: bool) -> list[PanelJob]:
@@ -438,44 +342,21 @@ class ImageEngine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    def _pick(self, run: _Run, backend: Backend) -> PanelJob | None:
-        if not run.pending:
-            return None
-        for job in run.pending:
-            if job.panel.checkpoint == backend.last_checkpoint and backend.url not in job.tried:
-                run.pending.remove(job)
-                return job
-        for job in run.pending:
-            if backend.url not in job.tried or len(run.backends) == 1:
-                run.pending.remove(job)
-                return job
-        healthy_others = [b for b in run.backends if b is not backend and b.healthy]
-        if not healthy_others:
-            return run.pending.popleft()
-        return None
-
     async def _worker(self, run: _Run, backend: Backend) -> None:
         """Keep ``backend``'s queue ``depth`` deep while it is healthy."""
         while not self.stopping:
             if not backend.healthy or backend.in_flight >= backend.depth or not run.pending:
-                await self._nap(backend, 0.5)
+                await backend.nap(0.5)
                 continue
-            job = self._pick(run, backend)
+            job = pick_next(run.pending, backend, run.backends)
             if job is None:
-                await self._nap(backend, 0.5)
+                await backend.nap(0.5)
                 continue
             backend.in_flight += 1
             backend.last_checkpoint = job.panel.checkpoint
             task = asyncio.create_task(self._run_job(run, backend, job))
             run.tasks.add(task)
             task.add_done_callback(run.tasks.discard)
-
-    @staticmethod
-    async def _nap(backend: Backend, seconds: float) -> None:
-        backend.wake.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await backend.wake.wait()
 
     async def _watch_health(self, run: _Run, backend: Backend) -> None:
         """Probe ``/system_stats`` every health interval: two misses mark the backend down (its
@@ -494,23 +375,14 @@ class ImageEngine:
                     self._mark_down(run, backend, "does not answer /system_stats")
                     delay = min(1.0, interval)
             elif ok:
-                backend.healthy = True
-                backend.failures = 0
-                backend.down.clear()
-                backend.up.set()
-                backend.client.forget_uploads()
+                backend.mark_up()
                 self.emit(BackendChanged(backend.url, "healthy", "answering again"))
-                backend.wake.set()
                 misses = 0
             else:
                 delay = min(delay * 2, 60.0)
 
     def _mark_down(self, run: _Run, backend: Backend, why: str) -> None:
-        if backend.healthy:
-            backend.healthy = False
-            backend.down_since = time.monotonic()
-            backend.down.set()
-            backend.up.clear()
+        if backend.mark_down():
             self.emit(BackendChanged(backend.url, "unhealthy", why))
             run.changed.set()
             for other in run.backends:

@@ -12,7 +12,8 @@ import contextlib
 import shutil
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,14 @@ from storycore.panels import Panel
 from storycore.project import now_iso
 from storycore.workflows import BuiltGraph, bind_uploads
 
-__all__ = ["JobOutcome", "PanelJob", "Requeue", "follow_prompt", "run_on_backend"]
+__all__ = [
+    "JobOutcome",
+    "PanelJob",
+    "Requeue",
+    "follow_prompt",
+    "pick_next",
+    "run_on_backend",
+]
 
 LOADER_CLASSES = frozenset(
     {
@@ -93,6 +101,26 @@ class PanelJob:
     @property
     def shot_id(self) -> str:
         return self.panel.shot_id
+
+
+def pick_next(
+    pending: deque[PanelJob], backend: Backend, backends: Sequence[Backend]
+) -> PanelJob | None:
+    """The next panel for ``backend``: one on the checkpoint it has loaded, else any it has not
+    failed already; a panel that failed everywhere may come back once no other backend is up."""
+    if not pending:
+        return None
+    for job in pending:
+        if job.panel.checkpoint == backend.last_checkpoint and backend.url not in job.tried:
+            pending.remove(job)
+            return job
+    for job in pending:
+        if backend.url not in job.tried or len(backends) == 1:
+            pending.remove(job)
+            return job
+    if not any(b is not backend and b.healthy for b in backends):
+        return pending.popleft()
+    return None
 
 
 @dataclass
