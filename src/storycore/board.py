@@ -209,66 +209,54 @@ class _Thumbs:
         raw = f"{panel.record.sha256}:{stat.st_size}:{stat.st_mtime_ns}:{HTML_THUMB_W}"
         return hashlib.sha256(raw.encode()).hexdigest()[:40]
 
-    def _make(self, panel: BoardPanel, key: str | None) -> tuple[bytes, bytes] | None:
+    def _path(self, key: str | None, suffix: str) -> Path | None:
+        return self.folder / f"{key}{suffix}" if key and self.folder is not None else None
+
+    def _store(self, path: Path | None, data: bytes) -> None:
+        if path is not None:
+            with contextlib.suppress(OSError):  # the cache is an optimisation only
+                atomic_write_bytes(path, data, durable=False)
+
+    def _make(
+        self, panel: BoardPanel, key: str | None, box: tuple[int, int] | None
+    ) -> tuple[bytes, Image.Image | None] | None:
+        """Decode the render once; cache the page's JPEG and, with ``box``, the sheet tile."""
         image = _open_image(panel.image)
         if image is None:
             self.unusable.add(panel.shot_id)
             return None
-        lossless, jpeg = io.BytesIO(), io.BytesIO()
-        image.save(lossless, format="PNG", compress_level=1)
-        image.save(jpeg, format="JPEG", quality=82, optimize=True)
-        made = lossless.getvalue(), jpeg.getvalue()
-        if key is not None and self.folder is not None:
-            try:
-                atomic_write_bytes(self.folder / f"{key}.png", made[0], durable=False)
-                atomic_write_bytes(self.folder / f"{key}.jpg", made[1], durable=False)
-            except OSError:
-                pass  # the cache is an optimisation only
-        return made
-
-    def _get(self, panel: BoardPanel) -> tuple[bytes, bytes] | None:
-        key = self._key(panel)
-        if key is not None and self.folder is not None:
-            try:
-                return (
-                    (self.folder / f"{key}.png").read_bytes(),
-                    (self.folder / f"{key}.jpg").read_bytes(),
-                )
-            except OSError:
-                pass
-        return self._make(panel, key)
-
-    def image(self, panel: BoardPanel) -> Image.Image | None:
-        got = self._get(panel)
-        if got is None:
-            return None
-        with Image.open(io.BytesIO(got[0])) as opened:
-            return opened.convert("RGB")
+        jpeg = _jpeg(image)
+        self._store(self._path(key, ".jpg"), jpeg)
+        tile = None
+        if box is not None:
+            tile = ImageOps.contain(image, box, Image.Resampling.LANCZOS)
+            buffer = io.BytesIO()
+            tile.save(buffer, format="PNG", compress_level=1)
+            self._store(self._path(key, f"-{box[0]}x{box[1]}.png"), buffer.getvalue())
+        return jpeg, tile
 
     def tile(self, panel: BoardPanel, box: tuple[int, int]) -> Image.Image | None:
         """The panel's thumbnail fitted into the sheet's tile ``box`` (cached once made)."""
         key = self._key(panel)
-        cached = self.folder / f"{key}-{box[0]}x{box[1]}.png" if key and self.folder else None
+        cached = self._path(key, f"-{box[0]}x{box[1]}.png")
         if cached is not None:
             try:
                 with Image.open(cached) as opened:
                     return opened.convert("RGB")
             except (OSError, ValueError):
                 pass
-        image = self.image(panel)
-        if image is None:
-            return None
-        tile = ImageOps.contain(image, box, Image.Resampling.LANCZOS)
-        if cached is not None:
-            buffer = io.BytesIO()
-            tile.save(buffer, format="PNG", compress_level=1)
-            with contextlib.suppress(OSError):
-                atomic_write_bytes(cached, buffer.getvalue(), durable=False)
-        return tile
+        made = self._make(panel, key, box)
+        return None if made is None else made[1]
 
     def jpeg(self, panel: BoardPanel) -> bytes | None:
-        got = self._get(panel)
-        return None if got is None else got[1]
+        """The page's JPEG thumbnail (cached once made)."""
+        key = self._key(panel)
+        cached = self._path(key, ".jpg")
+        if cached is not None:
+            with contextlib.suppress(OSError):
+                return cached.read_bytes()
+        made = self._make(panel, key, None)
+        return None if made is None else made[0]
 
 
 def cache_thumbnail(root: Path, record: AssetRecord, aspect: float = 16 / 9) -> None:
@@ -397,7 +385,7 @@ def _data_uri(jpeg: bytes) -> str:
 
 def _jpeg(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=82, optimize=True)
+    image.save(buffer, format="JPEG", quality=82)
     return buffer.getvalue()
 
 
