@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -237,5 +236,3 @@ def _print_summary(out: Output, summary: Any) -> None:
             "these are PLACEHOLDER frames from the built-in emulator, not real renders; start "
             "ComfyUI and run again to replace them (exit code 9)"
         )
-    if summary.failed:
-        sys.stderr.flush()

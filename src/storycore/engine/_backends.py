@@ -111,10 +111,7 @@ class Backend:
     depth: int
     healthy: bool = True
     in_flight: int = 0
-    failures: int = 0
     last_checkpoint: str | None = None
-    rendered: int = 0
-    down_since: float | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     down: asyncio.Event = field(default_factory=asyncio.Event)
     up: asyncio.Event = field(default_factory=asyncio.Event)
@@ -154,7 +151,6 @@ class Backend:
         if not self.healthy:
             return False
         self.healthy = False
-        self.down_since = time.monotonic()
         self.down.set()
         self.up.clear()
         return True
@@ -162,7 +158,6 @@ class Backend:
     def mark_up(self) -> None:
         """Use this backend again (it may have restarted: uploads are sent again)."""
         self.healthy = True
-        self.failures = 0
         self.down.clear()
         self.up.set()
         self.client.forget_uploads()

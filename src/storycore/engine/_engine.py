@@ -216,7 +216,7 @@ class ImageEngine:
         jobs, failures = await build_jobs(project, panels, options, classes, templates)
         for shot_id, err in failures.items():
             self._fail(run, shot_id, err)
-        problems = await asyncio.to_thread(run_preflight, jobs, run.backends[0], options)
+        problems = await asyncio.to_thread(run_preflight, jobs, run.backends[0])
         for shot_id, err in problems.items():
             self._fail(run, shot_id, err)
         jobs = [j for j in jobs if j.shot_id not in problems]

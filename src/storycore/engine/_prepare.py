@@ -136,11 +136,8 @@ async def build_jobs(
     return jobs, failures
 
 
-def run_preflight(
-    jobs: Sequence[PanelJob], backend: Backend, options: GraphOptions
-) -> dict[str, StoryCoreError]:
+def run_preflight(jobs: Sequence[PanelJob], backend: Backend) -> dict[str, StoryCoreError]:
     """Check every graph against the server; the shots with errors, each with its problems."""
-    del options
     report = preflight_graphs(
         [job.built for job in jobs],
         backend.object_info,
