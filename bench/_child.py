@@ -40,8 +40,7 @@ def _instrument() -> dict[str, float]:
     its CPU cost. Patched in this child process only, for ``--breakdown``.
     """
     import storycore.board as board
-    import storycore.engine._engine as engine_mod
-    import storycore.engine._jobs as jobs_mod
+    import storycore.engine._persist as persist_mod
     import storycore.journal as journal_mod
 
     spent: dict[str, float] = {}
@@ -64,11 +63,10 @@ def _instrument() -> dict[str, float]:
 
         setattr(owner, name, timed)
 
-    wrap(engine_mod, "save_project", "save_project (engine/_engine.py record_outcome)")
+    wrap(persist_mod, "atomic_write_bytes", "project.json writes (engine/_persist.py flush)")
     wrap(board, "write_board", "write_board (engine/_engine.py _finish_project)")
-    wrap(jobs_mod, "store_render", "store_render (engine/_jobs.py collect_output)")
-    wrap(jobs_mod, "embed_provenance", "embed_provenance (engine/_jobs.py collect_output)")
-    wrap(journal_mod.Journal, "append", "Journal.append (journal.py)")
+    wrap(persist_mod.ProjectWriter, "land", "ProjectWriter.land: image, sidecar, journal, thumb")
+    wrap(journal_mod.Journal, "append", "Journal.append (journal.py; done is also in land)")
     return spent
 
 
@@ -94,6 +92,7 @@ def main() -> int:
     else:
         counts = asyncio.run(_render(args.url, args.project, args.depth))
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if args.breakdown:
         spent["event loop thread (asyncio, HTTP, WebSocket, tracker)"] = (
@@ -103,6 +102,8 @@ def main() -> int:
         {
             "wall": wall,
             "cpu": cpu,
+            "user_s": usage.ru_utime,
+            "system_s": usage.ru_stime,
             "t_start": epoch0,
             "t_end": time.time(),
             "rss_before_kib": rss_before,

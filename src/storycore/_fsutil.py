@@ -15,22 +15,30 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO, Any
 
+import orjson
+
 __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "atomic_writer",
     "file_sha256",
+    "fsync_dir",
     "is_safe_relative",
+    "json_bytes",
     "safe_join",
 ]
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
+def atomic_write_bytes(
+    path: Path, data: bytes, *, durable: bool = True, sync_folder: bool = True
+) -> None:
     """Write ``data`` to ``path`` atomically, creating parent folders.
 
     ``durable=False`` skips the fsyncs: still never half-written, but possibly lost in a power
-    cut (for caches that can be made again).
+    cut (for caches that can be made again). ``sync_folder=False`` leaves the folder's fsync
+    (which makes the rename itself durable) to the caller, who may cover several files with one
+    :func:`fsync_dir`.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -45,8 +53,8 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
-    if durable:
-        _fsync_dir(path.parent)
+    if durable and sync_folder:
+        fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
@@ -65,7 +73,7 @@ def atomic_writer(path: Path) -> Iterator[IO[bytes]]:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -73,12 +81,25 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_bytes(data: Any) -> bytes:
+    """``data`` as indented UTF-8 JSON with a final newline: the bytes
+    ``json.dumps(data, indent=2, ensure_ascii=False)`` gives, made by orjson in one buffer
+    (a 2000-panel ``project.json`` in milliseconds, without a burst of small objects that
+    would fragment the heap). What orjson refuses (an integer beyond 64 bits, a non-string
+    key) goes through the standard library."""
+    try:
+        return orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
+    except (orjson.JSONEncodeError, TypeError):
+        return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON (with a final newline) to ``path`` atomically."""
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_bytes(path, json_bytes(data))
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make the renames and creations in ``folder`` durable (POSIX; a no-op elsewhere)."""
     if os.name != "posix":
         return
     try:

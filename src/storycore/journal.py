@@ -18,6 +18,7 @@ last line (a crash mid-write) is ignored.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -25,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 __all__ = ["JOURNAL_PATH", "Journal", "OpenPrompt"]
 
@@ -45,29 +46,56 @@ class OpenPrompt:
 
 
 class Journal:
-    """Append-only, fsynced JSON-lines journal. Safe to use from one process at a time."""
+    """Append-only, fsynced JSON-lines journal. Safe to use from one process at a time, from
+    any thread. The file stays open between appends; :meth:`close` when done."""
 
     def __init__(self, project_root: Path) -> None:
         self.path = project_root / JOURNAL_PATH
         self._lock = threading.Lock()
+        self._handle: BinaryIO | None = None
+
+    def _open(self) -> BinaryIO:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+b")
+        # A write cut short (disk full, crash) leaves a torn last line: start a new one so the
+        # next event is not glued onto it.
+        end = handle.seek(0, os.SEEK_END)
+        if end > 0:
+            handle.seek(end - 1)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+        return handle
 
     def append(self, event: str, **data: Any) -> None:
         """Write one event durably (flush + fsync) before returning."""
         record = {"event": event, "t": datetime.now(UTC).isoformat(), **data}
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a+b") as handle:
-                # A write cut short (disk full, crash) leaves a torn last line: start a new one
-                # so this event is not glued onto it.
-                end = handle.seek(0, os.SEEK_END)
-                if end > 0:
-                    handle.seek(end - 1)
-                    if handle.read(1) != b"\n":
-                        line = "\n" + line
-                handle.write(line.encode("utf-8"))
-                handle.flush()
-                os.fsync(handle.fileno())
+            try:
+                if self._handle is None:
+                    self._handle = self._open()
+                self._handle.write(line.encode("utf-8"))
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+            except BaseException:
+                self._close()  # the next append reopens and checks for a torn line
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _close(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
 
     def events(self) -> Iterator[dict[str, Any]]:
         """Every complete event, oldest first; a torn or garbled line is skipped."""

@@ -23,7 +23,7 @@ caller saves it atomically with :func:`storycore.project.save_project`.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ __all__ = [
     "add_record",
     "asset_index",
     "asset_relpath",
+    "highest_render_on_disk",
     "next_render_number",
     "records",
     "resolve_asset",
@@ -90,7 +91,11 @@ class AssetRecord:
     approved: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A JSON-ready copy (what ``asdict`` gives, without its deep-copying walk)."""
+        data = dict(self.__dict__)
+        data["models"] = list(self.models)
+        data["timings"] = dict(self.timings.__dict__)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AssetRecord:
@@ -122,18 +127,26 @@ def asset_index(project: Project) -> dict[str, AssetRecord]:
     return {record.asset_id: record for record in records(project)}
 
 
-def next_render_number(project: Project, shot_id: str, version: int) -> int:
-    """One more than the highest render number in the manifest or on disk for this shot/version."""
+def highest_render_on_disk(root: Path, shot_id: str, version: int) -> int:
+    """The highest render number of ``shot_id``/``version`` among the files in the project (0 if
+    none), so that a new render never overwrites a file the manifest does not know about."""
     highest = 0
-    for record in records(project):
-        if record.shot_id == shot_id and record.version == version:
-            highest = max(highest, record.render)
-    folder = project.root / GENERATED_DIR / shot_id
+    folder = root / GENERATED_DIR / shot_id
     if folder.is_dir():
         for path in folder.glob(f"{shot_id}_v{version}_r*.png"):
             match = _NAME.match(path.name)
             if match and match.group("shot") == shot_id:
                 highest = max(highest, int(match.group("render")))
+    return highest
+
+
+def next_render_number(project: Project, shot_id: str, version: int) -> int:
+    """One more than the highest render number in the manifest or on disk for this shot/version
+    (a scan of the manifest: the engine keeps its own index instead)."""
+    highest = highest_render_on_disk(project.root, shot_id, version)
+    for record in records(project):
+        if record.shot_id == shot_id and record.version == version:
+            highest = max(highest, record.render)
     return highest + 1
 
 

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from storycore._fsutil import atomic_write_json
 from storycore.errors import ProjectError
@@ -31,6 +31,7 @@ __all__ = [
     "now_iso",
     "parse_version",
     "save_project",
+    "validate_project_data",
 ]
 
 PROJECT_FILE = "project.json"
@@ -114,6 +115,17 @@ class ProjectConfig(_Open):
     target_resolution: str | None = Field(default=None, pattern=r"^\d{2,5}x\d{2,5}$")
 
 
+def _json_object(value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise ValueError("should be an object ({...})")
+    return value
+
+
+# Checked to be a JSON object but not copied: the index and the manifest of a long board hold
+# thousands of entries, and pydantic would rebuild each dict on every validation.
+_JsonObject = Annotated[Any, AfterValidator(_json_object)]
+
+
 class ProjectFileModel(_Open):
     schema_version: str
     project_id: str = Field(min_length=1)
@@ -121,8 +133,8 @@ class ProjectFileModel(_Open):
     updated_at: str | None = None
     config: ProjectConfig
     coherence_anchors: dict[str, Any] = Field(default_factory=dict)
-    shots_index: dict[str, Any] = Field(default_factory=dict)
-    asset_manifest: dict[str, Any] = Field(default_factory=dict)
+    shots_index: _JsonObject = Field(default_factory=dict)
+    asset_manifest: _JsonObject = Field(default_factory=dict)
     status: dict[str, Any] = Field(default_factory=dict)
     capabilities: dict[str, Any] | None = None
     generation_status: dict[str, Any] | None = None
@@ -283,14 +295,19 @@ def load_project(path: Path) -> Project:
 
 def save_project(project: Project, *, storyboard: bool = False) -> None:
     """Write ``project.json`` (and ``storyboard.json`` if asked) atomically, bumping updated_at."""
-    try:
-        ProjectFileModel.model_validate(project.data)
-    except ValidationError as exc:
-        raise _validation_error(project.root / PROJECT_FILE, exc, project.data) from None
     project.data["updated_at"] = now_iso()
+    validate_project_data(project.root, project.data)
     atomic_write_json(project.root / PROJECT_FILE, project.data)
     if storyboard:
         atomic_write_json(project.root / STORYBOARD_FILE, project.storyboard)
+
+
+def validate_project_data(root: Path, data: dict[str, Any]) -> None:
+    """Raise :class:`ProjectError` (naming the field) when ``data`` breaks the data contract."""
+    try:
+        ProjectFileModel.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(root / PROJECT_FILE, exc, data) from None
 
 
 def _placeholder_shot(number: int, title: str, subject: str, camera: str) -> dict[str, Any]:

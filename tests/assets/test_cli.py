@@ -106,6 +106,7 @@ def test_clean_server_uses_the_install_path_comfyui_folder(tmp_path: Path) -> No
     )
     journal.append("done", prompt_id="x")
     journal.append("upload", backend="http://far.example:8188", name="ref.png")
+    journal.close()
     env = {"STORYCORE_COMFYUI__INSTALL_PATH": str(install)}
     result = run("assets", "clean", "--project", str(project.root), "--server", "--json", env=env)
     assert result.returncode == 0, result.stderr

@@ -102,6 +102,7 @@ def _scene(tmp_path: Path) -> tuple[Path, Path]:
     journal.append("upload", backend=LOCAL, name="replaced.png", sha256="0" * 64)
     journal.append("upload", backend=REMOTE, name="remote_ref.png", subfolder="storycore")
     journal.append("upload", backend=LOCAL, name="../../../etc/passwd")
+    journal.close()
     return project, comfy
 
 
@@ -109,7 +110,8 @@ def test_server_clean_touches_only_our_files(tmp_path: Path) -> None:
     project, comfy = _scene(tmp_path)
     before = _files(comfy)
     # the running prompt (p3) blocks uploads; close it first to test everything
-    Journal(project).append("done", prompt_id="p3")
+    with Journal(project) as journal:
+        journal.append("done", prompt_id="p3")
     report = clean_server(project, comfy, local_backends=[LOCAL])
     removed = before - _files(comfy)
     assert removed == {
@@ -144,7 +146,8 @@ def test_files_of_a_running_prompt_and_uploads_are_kept_while_it_runs(tmp_path: 
 
 def test_dry_run_removes_nothing(tmp_path: Path) -> None:
     project, comfy = _scene(tmp_path)
-    Journal(project).append("done", prompt_id="p3")
+    with Journal(project) as journal:
+        journal.append("done", prompt_id="p3")
     before = {p: p.read_bytes() for p in comfy.rglob("*") if p.is_file()}
     report = clean_server(project, comfy, local_backends=[LOCAL], dry_run=True)
     assert {p: p.read_bytes() for p in comfy.rglob("*") if p.is_file()} == before

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from storycore.comfyui import (
     ServerAddress,
 )
 from storycore.errors import (
+    AssetError,
     ChecksumMismatch,
     ComfyUIError,
     ConfigError,
@@ -446,6 +448,33 @@ async def test_download_atomic_with_checksum(serve: Serve, tmp_path: Path) -> No
     assert requests[0].query["subfolder"] == "sub" and requests[0].query["type"] == "output"
     leftovers = _files(tmp_path)
     assert leftovers == ["shot_00001_.png"]
+
+
+async def test_a_large_download_is_hashed_and_written_in_order(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """Several MiB: many batches through the hash and write workers, periodic syncs."""
+    data = os.urandom(9 << 20) + b"tail"
+    url = await serve(view_app({"big.png": data}, []))
+    async with ComfyUIClient(url, FAST) as client:
+        got = await client.download({"filename": "big.png"}, tmp_path)
+    assert got.sha256 == hashlib.sha256(data).hexdigest() and got.size == len(data)
+    assert got.path.read_bytes() == data
+    assert _files(tmp_path) == ["big.png"]
+
+
+async def test_fetch_into_memory_is_bounded(serve: Serve) -> None:
+    data = b"\x89PNG" + bytes(range(256)) * 400
+    url = await serve(view_app({"a.png": data}, []))
+    async with ComfyUIClient(url, FAST) as client:
+        assert await client.fetch({"filename": "a.png"}) == data
+        with pytest.raises(AssetError, match="larger than 1000 bytes"):
+            await client.fetch({"filename": "a.png"}, max_bytes=1000)
+        with pytest.raises(ServerResponseError) as info:
+            await client.fetch({"filename": "gone.png"})
+        assert info.value.status == 404
+        with pytest.raises((ServerResponseError, ServerUnreachable)):
+            await client.fetch({"filename": "short.png"})
 
 
 @pytest.mark.parametrize(

@@ -371,7 +371,8 @@ async def proxy(emu: Emulator) -> AsyncIterator[ProxyFactory]:
             target = emu.url + request.rel_url.path.removeprefix("/comfy")
             query = dict(request.query)
             if request.path.endswith("/ws"):
-                return await _bridge(request, session, emu.url.replace("http", "ws") + "/ws", query)
+                ws_url = emu.url.replace("http", "ws") + "/ws"
+                return await _bridge(request, session, ws_url, query, hostile_names)
             body = await request.read()
             async with session.request(
                 request.method,
@@ -385,8 +386,7 @@ async def proxy(emu: Emulator) -> AsyncIterator[ProxyFactory]:
                     log.append(f"504 {request.method} {request.path}")
                     return web.Response(status=504, text="gateway timeout")
                 if hostile_names and "/history/" in request.path:
-                    payload = payload.replace(b'"filename": "', b'"filename": "../../')
-                    payload = payload.replace(b'"filename":"', b'"filename":"../../')
+                    payload = _hostile(payload.decode()).encode()
                 return web.Response(
                     status=upstream.status, body=payload, content_type=upstream.content_type
                 )
@@ -407,8 +407,15 @@ async def proxy(emu: Emulator) -> AsyncIterator[ProxyFactory]:
     await session.close()
 
 
+def _hostile(payload: str) -> str:
+    """Every output file name made to climb out of its folder."""
+    return payload.replace('"filename": "', '"filename": "../../').replace(
+        '"filename":"', '"filename":"../../'
+    )
+
+
 async def _bridge(
-    request: web.Request, session: Any, url: str, query: dict[str, str]
+    request: web.Request, session: Any, url: str, query: dict[str, str], hostile: bool = False
 ) -> web.WebSocketResponse:
     import aiohttp
 
@@ -425,7 +432,7 @@ async def _bridge(
         try:
             async for msg in upstream:
                 if msg.type == aiohttp.WSMsgType.TEXT:
-                    await downstream.send_str(msg.data)
+                    await downstream.send_str(_hostile(msg.data) if hostile else msg.data)
                 elif msg.type == aiohttp.WSMsgType.BINARY:
                     await downstream.send_bytes(msg.data)
         finally:
@@ -630,3 +637,18 @@ async def test_resume_watch_of_finished_prompt_is_quick(emu: Emulator) -> None:
             result = await handle.result(5)
             assert time.monotonic() - started < 2
     assert result.via == "polling" and result.files
+
+
+async def test_a_whole_websocket_stream_settles_without_reading_history(emu: Emulator) -> None:
+    """execution_start to execution_success on one connection: the outputs come from the
+    ``executed`` frames (sent for cached output nodes too), so no GET /history/{id}."""
+    emu.faults.fail_route("GET", "/history/*", 500, times=1)  # armed until someone reads it
+    async with ComfyUIClient(emu.url, FAST) as client, PromptTracker(client) as tracker:
+        first = await (await tracker.submit(image_graph())).result(10)
+        again = await (await tracker.submit(image_graph())).result(10)  # every node cached
+        with pytest.raises(ServerResponseError):
+            await client.history(first.prompt_id)  # the fault is still armed: nobody asked
+    assert first.via == again.via == "websocket"
+    assert first.history is None and again.history is None
+    assert [f.node_id for f in first.files] == [f.node_id for f in again.files] == ["99"]
+    assert "99" in again.cached_nodes

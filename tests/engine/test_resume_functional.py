@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import ClientSession, web
 
 from storycore.comfyui.emulator import Emulator, EmulatorOptions
@@ -122,11 +123,18 @@ async def test_hostile_output_filenames_never_escape_the_project(tmp_path: Path)
     assert records(load_project(root)) == []
 
 
-async def test_panels_finished_but_not_saved_are_recovered_not_rerendered(tmp_path: Path) -> None:
-    """A crash after the journal's `done` but before project.json was saved loses nothing."""
+@pytest.mark.parametrize("sidecars", ["kept", "lost"])
+async def test_panels_finished_but_not_saved_are_recovered_not_rerendered(
+    tmp_path: Path, sidecars: str
+) -> None:
+    """A crash after the journal's `done` but before project.json was saved loses nothing; the
+    journal carries the whole record, so even a lost sidecar (not fsynced) is no loss."""
     root = make_project(tmp_path, 3)
     async with Emulator() as emu:
         await ImageEngine(fast_settings()).render(RenderRequest(root, backends=(emu.url,)))
+        if sidecars == "lost":
+            for sidecar in (root / "assets").rglob("*.json"):
+                sidecar.write_bytes(b"")  # what a power cut can leave of an unsynced file
         data = json.loads((root / "project.json").read_text())
         data["asset_manifest"] = {}  # as if the last coalesced save never happened
         for entry in data["shots_index"].values():

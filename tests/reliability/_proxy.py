@@ -3,14 +3,15 @@
 HTTP requests are forwarded upstream first (so the server did the work) and the answer is
 held back ``delay(method, path)`` seconds: for the client that is a timeout on a request that
 reached the server, the ambiguous case. The WebSocket is relayed both ways; ``inject()`` may
-return extra frames (text or bytes) sent to the client before each relayed one.
+return extra frames (text or bytes) sent to the client before each relayed one, or the
+WebSocket can be refused altogether (``websocket=False``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import ClientSession, WSMsgType, web
@@ -24,7 +25,9 @@ class Proxy:
     upstream: str
     delay: Delay = lambda method, path: 0.0
     inject: Inject = lambda: ()
+    websocket: bool = True  # False: refuse /ws, so the client polls /queue and /history
     url: str = ""
+    stop: Callable[[], Awaitable[None]] | None = None  # set while running: the proxy goes away
     delayed: list[str] = field(default_factory=list)
     injected: int = 0
 
@@ -76,6 +79,8 @@ async def proxy_for(proxy: Proxy) -> AsyncIterator[Proxy]:
         if request.path in ("/ws", "/api/ws") and request.headers.get("Upgrade", "").lower() == (
             "websocket"
         ):
+            if not proxy.websocket:
+                return web.Response(status=404, text="no websocket here")
             return await _relay_ws(proxy, request, session)
         async with session.request(
             request.method,
@@ -99,8 +104,17 @@ async def proxy_for(proxy: Proxy) -> AsyncIterator[Proxy]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     proxy.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    stopped = False
+
+    async def stop() -> None:  # like a server that died: connections cut, port refused
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            await runner.cleanup()
+
+    proxy.stop = stop
     try:
         yield proxy
     finally:
-        await runner.cleanup()
+        await stop()
         await session.close()

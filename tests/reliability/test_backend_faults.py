@@ -19,9 +19,11 @@ from storycore.engine import (
     EngineEvent,
     ImageEngine,
     PanelDone,
+    PanelProgress,
     PanelSubmitted,
     RenderRequest,
 )
+from storycore.journal import Journal
 from tests.engine.conftest import Recorder, fast_settings, make_project
 from tests.reliability._proxy import Proxy, proxy_for
 from tests.reliability.conftest import Account, account, emulator_process, shot_ids
@@ -45,9 +47,25 @@ async def test_backend_process_killed_with_sigkill_mid_batch(
         emulator_process(tmp_path / "survivor", 0.05) as survivor,
     ):
         killed_after: list[str] = []
+        on_victim: list[str] = []  # victim panels in submission order
+        landed: set[str] = set()
 
         def hook(event: EngineEvent) -> None:
-            if isinstance(event, PanelDone) and event.backend == victim.url and not killed_after:
+            # Kill the victim mid-sampling, once every earlier victim panel is in the project:
+            # an image finished but not yet fetched would die with it (that case has its own
+            # scenario below), and this one must count 0 rendered twice.
+            if isinstance(event, PanelSubmitted) and event.backend == victim.url:
+                on_victim.append(event.shot_id)
+            elif isinstance(event, PanelDone) and event.backend == victim.url:
+                landed.add(event.shot_id)
+            elif (
+                isinstance(event, PanelProgress)
+                and event.step == 2
+                and landed
+                and not killed_after
+                and event.shot_id in on_victim
+                and set(on_victim[: on_victim.index(event.shot_id)]) <= landed
+            ):
                 killed_after.append(event.shot_id)
                 victim.kill9()
 
@@ -71,6 +89,56 @@ async def test_backend_process_killed_with_sigkill_mid_batch(
         for e in recorder.events
     )
     _assert_clean(acc, 12)
+
+
+async def test_a_server_that_dies_before_its_image_is_fetched(
+    tmp_path: Path, report: Report
+) -> None:
+    """The victim renders a panel, then dies while the image is on its way: the panel is
+    rendered again on the survivor (a hole in the board is worse than a second render), and
+    the victim's prompt is closed in the journal as lost."""
+    root = make_project(tmp_path / "p", 6)
+    view_held = asyncio.Event()
+
+    def hold_first_view(method: str, path: str) -> float:
+        if path.endswith("/view") and not view_held.is_set():
+            view_held.set()
+            return 30.0  # cut short when the proxy goes away
+        return 0.0
+
+    async with (
+        emulator_process(tmp_path / "victim", 0.05) as victim,
+        emulator_process(tmp_path / "survivor", 0.05) as survivor,
+        proxy_for(Proxy(victim.url, delay=hold_first_view)) as proxy,
+    ):
+
+        async def kill_when_held() -> None:
+            async with asyncio.timeout(30):
+                await view_held.wait()
+            victim.kill9()
+            assert proxy.stop is not None
+            await proxy.stop()
+
+        killer = asyncio.create_task(kill_when_held())
+        summary = await ImageEngine(fast_settings()).render(
+            RenderRequest(root, backends=(proxy.url, survivor.url))
+        )
+        await killer
+        await victim.proc.wait()
+    acc = account(
+        "server dies before its image is fetched",
+        root,
+        shot_ids(6),
+        [victim.output_dir, survivor.output_dir],
+        faults=1,
+        counts=summary.counts,
+    )
+    report(acc)
+    assert acc.lost == 0 and acc.finished == 6 and acc.open_prompts == 0, acc
+    # the one image that died with its server was rendered again: the only second render
+    assert acc.twice == 1 and acc.server_renders == 7, acc
+    lost = [e for e in Journal(root).events() if e["event"] == "lost"]
+    assert len(lost) >= 1
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -191,7 +259,7 @@ async def test_http_500s_on_random_calls(tmp_path: Path, report: Report, seed: i
     "route",
     [
         "POST /prompt",
-        "GET /history",
+        "GET /history",  # read when the WebSocket is not there (refused here) or had a gap
         "GET /system_stats",  # health probes (the engine reads /queue only when it must)
         "GET /view",
     ],
@@ -213,7 +281,7 @@ async def test_timeouts_on_calls_that_reached_the_server(
     settings = fast_settings(**{"comfyui.read_timeout": 1.0, "comfyui.max_retries": 4})
     async with (
         Emulator(EmulatorOptions(step_seconds=0.02)) as emu,
-        proxy_for(Proxy(emu.url, delay=delay)) as proxy,
+        proxy_for(Proxy(emu.url, delay=delay, websocket=route != "GET /history")) as proxy,
     ):
         summary = await ImageEngine(settings).render(RenderRequest(root, backends=(proxy.url,)))
         acc = account(

@@ -15,11 +15,11 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pytest
 
-import storycore.comfyui._download as download_mod
+import storycore.engine._outputs as outputs_mod
 from storycore.comfyui.emulator import Emulator, EmulatorOptions
 from storycore.engine import EngineEvent, ImageEngine, PanelDone, RenderRequest
 from storycore.errors import StoryCoreError
@@ -105,7 +105,7 @@ async def test_cli_killed_with_sigkill_three_times_then_rerun(
 def _tmpfs(where: Path, size: str) -> Iterator[bool]:
     """Mount a small tmpfs at ``where`` (root only); yields False when that is not possible."""
     where.mkdir(parents=True)
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 or os.environ.get("TEST_NO_TMPFS"):
         yield False
         return
     done = subprocess.run(
@@ -134,31 +134,21 @@ def _fill(folder: Path) -> Path:
 
 
 class _FullDisk:
-    """Fallback when no tmpfs can be mounted: ``.part`` files raise ENOSPC once armed (the OS
-    seam of the download's writes)."""
+    """Fallback when no tmpfs can be mounted: writing a rendered image into the project raises
+    ENOSPC once armed (the OS seam of the engine's image writes)."""
 
     def __init__(self) -> None:
         self.armed = False
         self.hits = 0
 
-    def open_part(self, original: Callable[[Path], BinaryIO]) -> Callable[[Path], Any]:
-        def opener(path: Path) -> Any:
-            handle = original(path)
-            if not self.armed:
-                return handle
-            outer = self
+    def writer(self, original: Callable[..., None]) -> Callable[..., None]:
+        def write(path: Path, data: bytes, **kwargs: Any) -> None:
+            if self.armed and path.suffix == ".png":
+                self.hits += 1
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            original(path, data, **kwargs)
 
-            class Full:
-                def write(self, data: bytes) -> int:
-                    outer.hits += 1
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-
-                def __getattr__(self, name: str) -> Any:
-                    return getattr(handle, name)
-
-            return Full()
-
-        return opener
+        return write
 
 
 async def test_disk_fills_up_during_downloads_then_rerun(
@@ -169,7 +159,9 @@ async def test_disk_fills_up_during_downloads_then_rerun(
         root = make_project(base, 8)
         fake = _FullDisk()
         if not mounted:
-            monkeypatch.setattr(download_mod, "_open_part", fake.open_part(download_mod._open_part))
+            monkeypatch.setattr(
+                outputs_mod, "atomic_write_bytes", fake.writer(outputs_mod.atomic_write_bytes)
+            )
         filler: list[Path] = []
         async with Emulator(EmulatorOptions(step_seconds=0.03)) as emu:
 

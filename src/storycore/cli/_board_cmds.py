@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("board")
     def board(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
-        """Write storyboard/board.png and a self-contained storyboard/board.html."""
+        """Write storyboard/board.jpg (contact sheet) and a self-contained board.html."""
         from storycore.board import write_board
         from storycore.project import load_project
 
@@ -30,7 +30,8 @@ def register(app: typer.Typer) -> None:
             out.json(
                 {
                     "ok": True,
-                    "png": str(files.png),
+                    "sheet": str(files.sheet),
+                    "pages": [str(p) for p in files.pages],
                     "html": str(files.html),
                     "panels": files.panels,
                     "rendered": files.rendered,
@@ -46,5 +47,5 @@ def register(app: typer.Typer) -> None:
                 + (f", {files.missing} with a missing file" if files.missing else "")
             )
         )
-        out.info(escape(f"  sheet: {files.png}"))
+        out.info(escape(f"  sheet: {files.sheet}"))
         out.info(escape(f"  page:  {files.html}"))

@@ -119,6 +119,9 @@ class PromptHandle:
         self.progress = 0.0
         self.ws_success = False
         self.ws_outputs: dict[str, NodeOutput] = {}
+        # The WebSocket connection (its number) that delivered execution_start live: when the
+        # same connection then delivers execution_success, the stream held every event.
+        self.ws_stream: int | None = None
         self.finishing_since: float | None = None
         self.finalizer: asyncio.Task[None] | None = None
         self.server_done = asyncio.Event()

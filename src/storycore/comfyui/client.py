@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from storycore.comfyui._download import download_to
+from storycore.comfyui._download import download_to, fetch_bytes
 from storycore.comfyui._models import (
     DownloadedFile,
     HistoryEntry,
@@ -452,21 +452,30 @@ class ComfyUIClient:
         Raises :class:`UnsafePathError` before any request when the server-provided filename or
         subfolder would leave ``dest_dir``.
         """
-        if isinstance(ref, OutputFile):
-            params = ref.view_params()
-        else:
-            params = {
-                "filename": str(ref.get("filename", "")),
-                "subfolder": str(ref.get("subfolder") or ""),
-                "type": str(ref.get("type") or "output"),
-            }
         return await download_to(
             self.transport,
-            params,
+            _view_params(ref),
             dest_dir,
             expected_sha256=expected_sha256,
             expected_size=expected_size,
         )
+
+    async def fetch(
+        self, ref: OutputFile | Mapping[str, Any], *, max_bytes: int = 1 << 30
+    ) -> bytes:
+        """``/view`` into memory, at most ``max_bytes`` (for a file the caller edits before
+        writing it: the engine adds provenance to each image and writes it once)."""
+        return await fetch_bytes(self.transport, _view_params(ref), max_bytes)
+
+
+def _view_params(ref: OutputFile | Mapping[str, Any]) -> dict[str, str]:
+    if isinstance(ref, OutputFile):
+        return ref.view_params()
+    return {
+        "filename": str(ref.get("filename", "")),
+        "subfolder": str(ref.get("subfolder") or ""),
+        "type": str(ref.get("type") or "output"),
+    }
 
 
 def _sha256(data: bytes) -> str:

@@ -4,8 +4,10 @@ A :class:`PromptTracker` is a per-server hub. It opens the WebSocket (a fresh ``
 connection, see ``ComfyUIClient.client_id``) before anything is submitted, and routes events to
 the :class:`PromptHandle` of each prompt we follow; other prompts are ignored.
 
-Completion is certain: ``executing{node: null}`` or ``execution_success`` for our prompt, then
-``/history/{id}`` read for the outputs. When the WebSocket is refused, dropped or silent for
+Completion is certain: ``execution_success`` for our prompt on the connection that also
+delivered its ``execution_start`` settles it with the outputs of the ``executed`` frames (the
+server sends those for cached output nodes too); after a gap in the stream, ``/history/{id}``
+is read for the outputs instead. When the WebSocket is refused, dropped or silent for
 longer than the watchdog, ``/queue`` and ``/history/{id}`` are polled; a prompt that finished
 during a gap is reported once. A prompt neither queued, running nor in history for
 ``lost_grace`` seconds raises :class:`PromptLost`; deadlines and idle timeouts raise
@@ -354,6 +356,8 @@ class PromptTracker:
             while len(self._orphans) > _ORPHAN_PROMPTS:
                 self._orphans.popitem(last=False)
             return
+        if isinstance(event, ExecutionStarted) and handle.ws_stream is None:
+            handle.ws_stream = self._feed.connections
         self._route(handle, event)
 
     def _route(self, handle: PromptHandle, event: Event) -> None:
@@ -366,8 +370,21 @@ class PromptTracker:
         elif isinstance(event, ExecutionInterrupted):
             handle.fail("interrupted", interrupted(self._server, handle.prompt_id, event.node_id))
             self._forget(handle)
+        elif isinstance(event, ExecutionSuccess) and self._whole_stream(handle):
+            # Every ``executed`` frame (cached output nodes included: the server sends those
+            # too) arrived on this connection: the outputs are known, /history adds nothing.
+            handle.succeed(None, via="websocket")
+            self._forget(handle)
         elif isinstance(event, ExecutionSuccess | ExecutionDone):
             self._start_finalizer(handle)
+
+    def _whole_stream(self, handle: PromptHandle) -> bool:
+        return (
+            handle.ws_stream is not None
+            and handle.ws_stream == self._feed.connections
+            and self._ws_covers(handle)
+            and bool(handle.ws_outputs)
+        )
 
     def _ws_covers(self, handle: PromptHandle) -> bool:
         return self.connected and handle.client_id == self._feed.client_id

@@ -62,7 +62,6 @@ from storycore.errors import (
     StoryCoreError,
 )
 from storycore.journal import Journal
-from storycore.manifest import AssetRecord
 from storycore.monitoring import MonitoringSession, PerformanceMonitor
 from storycore.panels import Panel, panels_from_project
 from storycore.project import Project, load_project
@@ -99,7 +98,6 @@ class _Run:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     mock: bool = False
     monitor: PerformanceMonitor | None = None
-    side_tasks: set[asyncio.Task[None]] = field(default_factory=set)
     diagnoses: list[Diagnosis] = field(default_factory=list)
 
 
@@ -142,6 +140,7 @@ class ImageEngine:
         self._wake = run.changed
         try:
             async with contextlib.AsyncExitStack() as stack:
+                stack.callback(journal.close)
                 if not request.dry_run:
                     stack.enter_context(ProjectLock(project.root, "generate-images"))
                     await stack.enter_async_context(run.writer)
@@ -220,8 +219,6 @@ class ImageEngine:
         for shot_id, err in problems.items():
             self._fail(run, shot_id, err)
         jobs = [j for j in jobs if j.shot_id not in problems]
-        for job in jobs:
-            job.release()  # built again at submission; keeps memory flat on long boards
         to_render = await self._skip_cached(run, jobs, request.force)
         self.emit(
             RunStarted(
@@ -409,18 +406,14 @@ class ImageEngine:
             if sink is not None:
                 sink(event)
 
-        async def number() -> int:
-            return await run.writer.next_render(job.shot_id, job.panel.version)
-
         try:
             outcome = await run_on_backend(
                 job,
                 backend,
-                root=run.project.root,
                 journal=run.journal,
                 emit=emit,
                 grace=self.settings.comfyui.failover_grace,
-                render_number=number,
+                store=run.writer,
                 release_slot=release,
             )
             await self.record_outcome(run, job, outcome)
@@ -483,9 +476,6 @@ class ImageEngine:
     async def record_outcome(self, run: _Run, job: PanelJob, outcome: JobOutcome) -> None:
         record = outcome.record
         await run.writer.add(record)
-        thumb = asyncio.create_task(asyncio.to_thread(_cache_thumbnail, run.project, record))
-        run.side_tasks.add(thumb)
-        thumb.add_done_callback(run.side_tasks.discard)
         if run.monitor is not None:
             timings = record.timings
             phases = {
@@ -560,20 +550,10 @@ class ImageEngine:
         if isinstance(generation, dict):
             generation["image_generation"] = state
         run.writer.mark_dirty()
-        await run.writer.flush()
-        if run.side_tasks:
-            await asyncio.wait(run.side_tasks, timeout=self.settings.comfyui.graceful_shutdown)
+        await run.writer.flush(final=True)
         from storycore.board import write_board
 
         try:
             await asyncio.to_thread(write_board, run.project)
         except (StoryCoreError, OSError) as err:
             self.emit(Notice("warning", f"could not refresh the storyboard sheet: {err}"))
-
-
-def _cache_thumbnail(project: Project, record: AssetRecord) -> None:
-    """The storyboard sheet's thumbnails, made while the next panels render (best effort)."""
-    from storycore.board import board_aspect, cache_thumbnail
-
-    with contextlib.suppress(OSError, StoryCoreError, ValueError):
-        cache_thumbnail(project.root, record, board_aspect(project))

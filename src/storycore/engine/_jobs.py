@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from storycore.comfyui import (
-    DownloadedFile,
     OutputFile,
     OverallProgress,
     PromptHandle,
@@ -28,7 +26,6 @@ from storycore.comfyui import (
 from storycore.comfyui.events import NodeProgress
 from storycore.engine._backends import Backend
 from storycore.engine._events import EventSink, PanelProgress, PanelSubmitted
-from storycore.engine._outputs import embed_provenance, store_render
 from storycore.errors import (
     AssetError,
     ComfyUIError,
@@ -239,14 +236,12 @@ async def follow_prompt(
                 await task
 
 
-async def _download(
-    backend: Backend, ref: OutputFile, staging: Path, attempts: int = 4
-) -> DownloadedFile:
-    """Fetch one output, retrying transient trouble (bounded, 0.5 s doubling)."""
+async def _fetch(backend: Backend, ref: OutputFile, attempts: int = 4) -> bytes:
+    """Fetch one output into memory, retrying transient trouble (bounded, 0.5 s doubling)."""
     delay = 0.5
     for attempt in range(1, attempts + 1):
         try:
-            return await backend.client.download(ref, staging)
+            return await backend.client.fetch(ref)
         except TRANSIENT:
             if attempt == attempts:
                 raise
@@ -255,18 +250,30 @@ async def _download(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+class RenderStore(Protocol):
+    """Where a fetched image lands: the engine's ``ProjectWriter``."""
+
+    def land(
+        self,
+        shot_id: str,
+        version: int,
+        draft: Callable[[int], tuple[AssetRecord, dict[str, Any]]],
+        data: bytes,
+    ) -> AssetRecord: ...
+
+
 async def collect_output(
     *,
     job: PanelJob,
     backend: Backend,
     result: PromptResult,
-    root: Path,
-    render_number: Callable[[], Awaitable[int]],
+    store: RenderStore,
     submitted_at: float,
     handle: PromptHandle | None,
     prompt_id: str,
 ) -> AssetRecord:
-    """Download the panel's image, embed provenance and write it into the project."""
+    """Download the panel's image into memory, then land it in the project (provenance, image,
+    sidecar, journal) in one worker-thread step."""
     images = [f for f in result.files if f.kind.value == "image" and f.type == "output"]
     wanted = set(job.built.output_node_ids)
     preferred = [f for f in images if f.node_id in wanted] or images
@@ -276,33 +283,11 @@ async def collect_output(
             where=f"{backend.url} (shot {job.shot_id})",
             hint="check that the workflow ends in a SaveImage node",
         )
-    staging = root / ".storycore" / "downloads" / prompt_id
     started = time.monotonic()
-    try:
-        downloaded = await _download(backend, preferred[0], staging)
-        data = await asyncio.to_thread(downloaded.path.read_bytes)
-    finally:
-        await asyncio.to_thread(shutil.rmtree, staging, True)
+    data = await _fetch(backend, preferred[0])
     download_s = time.monotonic() - started
     panel = job.panel
-    number = await render_number()
-    provenance: dict[str, Any] = {
-        "project_id": panel.project_id,
-        "shot_id": panel.shot_id,
-        "version": panel.version,
-        "render": number,
-        "prompt_id": prompt_id,
-        "server_url": backend.url,
-        "comfyui_version": backend.version,
-        "workflow_sha256": job.fingerprint,
-        "seed": panel.seed,
-        "checkpoint": panel.checkpoint,
-        "template": job.built.template,
-        "placeholder": backend.mock,
-        "positive": panel.positive,
-        "negative": panel.negative,
-    }
-    png, width, height = await asyncio.to_thread(embed_provenance, data, provenance)
+    template = job.built.template  # read here: draft() runs in a worker thread
     timings = _timings(handle, submitted_at) if handle is not None else Timings()
     timings.download = round(download_s, 4)
     timings.total = round(time.monotonic() - submitted_at, 4)
@@ -315,40 +300,59 @@ async def collect_output(
             and isinstance(v, str)
         }
     )
-    record = AssetRecord(
-        asset_id=f"{panel.shot_id}_v{panel.version}_r{number:03d}",
-        shot_id=panel.shot_id,
-        version=panel.version,
-        render=number,
-        path=str(asset_relpath(panel.shot_id, panel.version, number)),
-        sha256="",
-        size=0,
-        width=width,
-        height=height,
-        placeholder=backend.mock,
-        created_at=now_iso(),
-        prompt_id=prompt_id,
-        server_url=backend.url,
-        comfyui_version=backend.version,
-        workflow_sha256=job.fingerprint,
-        seed=panel.seed,
-        checkpoint=panel.checkpoint,
-        models=models,
-        template=job.built.template,
-        timings=timings,
-    )
-    return await asyncio.to_thread(store_render, root, record, png)
+
+    def draft(number: int) -> tuple[AssetRecord, dict[str, Any]]:
+        provenance: dict[str, Any] = {
+            "project_id": panel.project_id,
+            "shot_id": panel.shot_id,
+            "version": panel.version,
+            "render": number,
+            "prompt_id": prompt_id,
+            "server_url": backend.url,
+            "comfyui_version": backend.version,
+            "workflow_sha256": job.fingerprint,
+            "seed": panel.seed,
+            "checkpoint": panel.checkpoint,
+            "template": template,
+            "placeholder": backend.mock,
+            "positive": panel.positive,
+            "negative": panel.negative,
+        }
+        record = AssetRecord(
+            asset_id=f"{panel.shot_id}_v{panel.version}_r{number:03d}",
+            shot_id=panel.shot_id,
+            version=panel.version,
+            render=number,
+            path=str(asset_relpath(panel.shot_id, panel.version, number)),
+            sha256="",
+            size=0,
+            width=0,  # read from the image by finish_render
+            height=0,
+            placeholder=backend.mock,
+            created_at=now_iso(),
+            prompt_id=prompt_id,
+            server_url=backend.url,
+            comfyui_version=backend.version,
+            workflow_sha256=job.fingerprint,
+            seed=panel.seed,
+            checkpoint=panel.checkpoint,
+            models=models,
+            template=template,
+            timings=timings,
+        )
+        return record, provenance
+
+    return await asyncio.to_thread(store.land, panel.shot_id, panel.version, draft, data)
 
 
 async def run_on_backend(
     job: PanelJob,
     backend: Backend,
     *,
-    root: Path,
     journal: Journal,
     emit: EventSink,
     grace: float,
-    render_number: Callable[[], Awaitable[int]],
+    store: RenderStore,
     release_slot: Callable[[], None],
 ) -> JobOutcome:
     """Render ``job`` on ``backend``. Raises :class:`Requeue` for transient trouble and a
@@ -406,8 +410,7 @@ async def run_on_backend(
             job=job,
             backend=backend,
             result=result,
-            root=root,
-            render_number=render_number,
+            store=store,
             submitted_at=submitted_at,
             handle=handle,
             prompt_id=prompt_id,
@@ -415,6 +418,13 @@ async def run_on_backend(
     except UnsafePathError as err:
         await asyncio.to_thread(journal.append, "failed", prompt_id=prompt_id, error=str(err))
         raise
+    except ServerUnreachable as err:
+        # The server went away with the image (after the fetch's retries): render the panel
+        # again rather than leave a hole in the board. A restarted server forgets its history,
+        # so the next run could not find the image either.
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(journal.append, "lost", prompt_id=prompt_id, error=str(err))
+        raise Requeue(err, backend_down=True) from err
     except (*TRANSIENT, AssetError) as err:
         # The image is rendered on the server; only fetching it failed (a flaky /view, a full
         # disk). The prompt stays open in the journal, so the next run fetches it from

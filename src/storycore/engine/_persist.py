@@ -1,15 +1,19 @@
 """Everything a render writes into the project, in an order that survives any crash.
 
-For each finished panel:
+For each finished panel, in one worker-thread step (:meth:`ProjectWriter.land`):
 
-1. the image and its sidecar are written atomically (``_outputs.store_render``);
+1. the next render number of the shot is taken, the image gets its provenance, and the image
+   and its sidecar are written atomically (``_outputs.finish_render``);
 2. the journal gets ``done`` with the record's path (fsynced): the panel is now durable;
-3. the record joins the in-memory manifest, and ``project.json`` is saved atomically by a
-   background saver at most once per ``save_interval`` (and always at the end of the run).
+3. the storyboard sheet's thumbnail is made from the bytes in memory (best effort);
+
+then, on the event loop (:meth:`ProjectWriter.add`), the record joins the in-memory manifest,
+and ``project.json`` is saved atomically by a background saver at most once per
+``save_interval`` (and always at the end of the run).
 
 Rewriting a 2000-panel ``project.json`` after every panel would cost more than rendering on a
 fast server, so saves are coalesced; a crash between 2 and 3 loses nothing, because the next run
-adopts every ``done`` record that the manifest lacks from its sidecar (:meth:`adopt_unrecorded`).
+adopts every ``done`` record that the manifest lacks from the journal (:meth:`adopt_unrecorded`).
 """
 
 from __future__ import annotations
@@ -17,18 +21,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import Any
 
-from storycore._fsutil import file_sha256
+from storycore._fsutil import atomic_write_bytes, file_sha256, json_bytes
+from storycore.board import cache_thumbnail, thumb_cache
+from storycore.engine._outputs import finish_render
+from storycore.errors import StoryCoreError
 from storycore.journal import Journal
 from storycore.manifest import (
     AssetRecord,
     add_record,
     asset_index,
-    next_render_number,
+    highest_render_on_disk,
     set_shot_status,
 )
-from storycore.project import Project, save_project
+from storycore.project import PROJECT_FILE, Project, now_iso, validate_project_data
 
 __all__ = ["ProjectWriter"]
 
@@ -42,9 +52,14 @@ class ProjectWriter:
         self.save_interval = save_interval
         self._lock = asyncio.Lock()
         self._dirty = asyncio.Event()
-        self._renders: dict[tuple[str, int], int] = {}
+        self._renders: dict[tuple[str, int], int] = {}  # last number taken in this run
+        self._numbers = threading.Lock()  # _renders and _highest: used by worker threads
         self._saver: asyncio.Task[None] | None = None
-        self._index = asset_index(project)
+        self._index: dict[str, AssetRecord] = {}
+        self._thumbs = thumb_cache(project.root)
+        self._highest: dict[tuple[str, int], int] = {}  # highest render number in the manifest
+        for record in asset_index(project).values():
+            self._remember(record)
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> ProjectWriter:
@@ -56,7 +71,10 @@ class ProjectWriter:
             self._saver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._saver
-        await self.flush()
+        try:
+            await self.flush(final=True)
+        finally:
+            self._thumbs.close()
 
     async def _save_loop(self) -> None:
         while True:
@@ -64,13 +82,22 @@ class ProjectWriter:
             await asyncio.sleep(self.save_interval)
             await self.flush()
 
-    async def flush(self) -> None:
-        """Save ``project.json`` now if anything changed."""
+    async def flush(self, *, final: bool = False) -> None:
+        """Save ``project.json`` now if anything changed.
+
+        The JSON is encoded here, on the event loop, so the worker thread writes a consistent
+        copy while the loop goes on editing. Periodic saves skip the data-contract check (the
+        engine only adds records and statuses it made itself); the ``final`` save runs it.
+        """
         async with self._lock:
             if not self._dirty.is_set():
                 return
             self._dirty.clear()
-            await asyncio.to_thread(save_project, self.project)
+            self.project.data["updated_at"] = now_iso()
+            if final:
+                validate_project_data(self.project.root, self.project.data)
+            payload = json_bytes(self.project.data)
+            await asyncio.to_thread(atomic_write_bytes, self.project.root / PROJECT_FILE, payload)
 
     def mark_dirty(self) -> None:
         self._dirty.set()
@@ -83,33 +110,54 @@ class ProjectWriter:
             return None
         return self._index.get(str(entry.get("active_asset", "")))
 
-    async def next_render(self, shot_id: str, version: int) -> int:
-        """The next free render number of a shot/version (reserved for the caller)."""
+    def take_render_number(self, shot_id: str, version: int) -> int:
+        """The next free render number of a shot/version, reserved for the caller (thread-safe;
+        the first call for a shot also looks at the files on disk)."""
         key = (shot_id, version)
-        async with self._lock:
+        with self._numbers:
             if key not in self._renders:
-                self._renders[key] = await asyncio.to_thread(
-                    next_render_number, self.project, shot_id, version
-                )
+                on_disk = highest_render_on_disk(self.project.root, shot_id, version)
+                self._renders[key] = max(self._highest.get(key, 0), on_disk) + 1
             else:
                 self._renders[key] += 1
             return self._renders[key]
 
-    async def add(self, record: AssetRecord) -> None:
-        """Journal the finished panel (durable), then add it to the manifest (saved soon)."""
-        await asyncio.to_thread(
-            self.journal.append,
+    def land(
+        self,
+        shot_id: str,
+        version: int,
+        draft: Callable[[int], tuple[AssetRecord, dict[str, Any]]],
+        data: bytes,
+    ) -> AssetRecord:
+        """Steps 1-3 of a finished panel (run it in a worker thread). ``draft(number)`` makes
+        the record and the provenance for the render number taken here."""
+        record, provenance = draft(self.take_render_number(shot_id, version))
+        record, png = finish_render(self.project.root, record, data, provenance)
+        self.journal.append(
             "done",
             prompt_id=record.prompt_id,
             asset_id=record.asset_id,
             shot_id=record.shot_id,
             path=record.path,
             sha256=record.sha256,
+            record=record.to_dict(),
         )
+        with contextlib.suppress(OSError, StoryCoreError, ValueError):
+            cache_thumbnail(self._thumbs, self.project.root, record, png)
+        return record
+
+    async def add(self, record: AssetRecord) -> None:
+        """Add a landed (journaled) record to the manifest; ``project.json`` is saved soon."""
         async with self._lock:
             add_record(self.project, record)
-            self._index[record.asset_id] = record
+            self._remember(record)
         self.mark_dirty()
+
+    def _remember(self, record: AssetRecord) -> None:
+        self._index[record.asset_id] = record
+        key = (record.shot_id, record.version)
+        with self._numbers:
+            self._highest[key] = max(self._highest.get(key, 0), record.render)
 
     def set_status(self, shot_id: str, status: str, *, error: str | None = None) -> None:
         set_shot_status(self.project, shot_id, status, error=error)
@@ -117,28 +165,32 @@ class ProjectWriter:
 
     def adopt_unrecorded(self) -> list[AssetRecord]:
         """Records the journal says are done but the manifest lacks (a crash before the save),
-        read back from their sidecars when the image still has the recorded sha256."""
+        read back from the journal (or, for older journals, the sidecars) when the image still
+        has the recorded sha256."""
         adopted: list[AssetRecord] = []
         for event in self.journal.events():
             if event["event"] != "done" or not isinstance(event.get("path"), str):
                 continue
             if event.get("asset_id") in self._index:
                 continue
-            record = _read_sidecar(self.project.root, event["path"])
+            record = _recorded(self.project.root, event["path"], event.get("record"))
             if record is None or record.asset_id in self._index:
                 continue
             add_record(self.project, record)
-            self._index[record.asset_id] = record
+            self._remember(record)
             adopted.append(record)
         if adopted:
             self._dirty.set()
         return adopted
 
 
-def _read_sidecar(root: Path, relpath: str) -> AssetRecord | None:
+def _recorded(root: Path, relpath: str, journaled: object) -> AssetRecord | None:
     image = root / PurePosixPath(relpath)
     try:
-        data = json.loads(image.with_suffix(".json").read_text(encoding="utf-8"))
+        if isinstance(journaled, dict):
+            data = journaled
+        else:
+            data = json.loads(image.with_suffix(".json").read_text(encoding="utf-8"))
         record = AssetRecord.from_dict(data)
         if record.path != relpath or file_sha256(image) != record.sha256:
             return None

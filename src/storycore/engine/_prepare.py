@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from storycore.errors import PreflightFailed, StoryCoreError, TemplateError, Wor
 from storycore.panels import Panel
 from storycore.project import Project
 from storycore.workflows import (
+    BuiltGraph,
     GraphOptions,
     WorkflowTemplate,
     build_panel_graph,
@@ -130,19 +131,25 @@ async def build_jobs(
                     templates=templates,
                     node_classes=node_classes,
                 ),
-                _built=built,
             )
-        )
+        )  # the graph is built again when needed: a long board's graphs are never all held
     return jobs, failures
 
 
 def run_preflight(jobs: Sequence[PanelJob], backend: Backend) -> dict[str, StoryCoreError]:
     """Check every graph against the server; the shots with errors, each with its problems."""
+
+    def graphs() -> Iterator[BuiltGraph]:
+        for job in jobs:
+            yield job.built
+            job.release()
+
     report = preflight_graphs(
-        [job.built for job in jobs],
+        graphs(),
         backend.object_info,
         backend.models,
         system_stats=backend.system_stats,
+        keep_graphs=False,
     )
     failed: dict[str, StoryCoreError] = {}
     for job in jobs:

@@ -114,15 +114,11 @@ async def _collect(
     assert isinstance(backend, Backend) and isinstance(result, PromptResult)
     started = time.monotonic()
 
-    async def number() -> int:
-        return await run.writer.next_render(job.shot_id, job.panel.version)
-
     record = await collect_output(
         job=job,
         backend=backend,
         result=result,
-        root=run.project.root,
-        render_number=number,
+        store=run.writer,
         submitted_at=started,
         handle=None,
         prompt_id=prompt_id,

@@ -22,6 +22,7 @@ __all__ = [
     "ProjectComplexity",
     "analyze_graph",
     "analyze_project",
+    "summarize_panels",
 ]
 
 GIB = 1024**3
@@ -238,7 +239,12 @@ def analyze_project(
 ) -> ProjectComplexity:
     """Per-panel and whole-project complexity, in render order."""
     cal = Calibration.from_system_stats(system_stats, timings)
-    panels = tuple(analyze_graph(shot, graph, cal) for shot, graph in graphs)
+    return summarize_panels([analyze_graph(shot, graph, cal) for shot, graph in graphs], cal)
+
+
+def summarize_panels(analyzed: Sequence[GraphComplexity], cal: Calibration) -> ProjectComplexity:
+    """The whole-project view of panels already analysed with ``cal`` (in render order)."""
+    panels = tuple(analyzed)
     checkpoints = [next((n for k, n in p.models if k == "checkpoint"), None) for p in panels]
     switches = sum(1 for a, b in itertools.pairwise(checkpoints) if a != b)
     tips: list[str] = []

@@ -13,7 +13,6 @@ server returned into a copy of the graph.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import re
@@ -86,7 +85,11 @@ class GraphBuilder:
         self._nodes[ref.node_id]["inputs"][name] = value
 
     def build(self) -> dict[str, Any]:
-        return copy.deepcopy(self._nodes)
+        """A copy of the graph (nodes, their inputs and titles: what the builder edits)."""
+        return {
+            node_id: {**node, "inputs": dict(node["inputs"]), "_meta": dict(node["_meta"])}
+            for node_id, node in self._nodes.items()
+        }
 
 
 def canonical_json(data: Any) -> bytes:
@@ -139,7 +142,7 @@ def bind_uploads(built: BuiltGraph, server_names: Mapping[Path, str]) -> dict[st
     ``"storycore/ref.png"`` for an upload into a subfolder. A missing entry is a
     :class:`WorkflowError`.
     """
-    graph = copy.deepcopy(dict(built.graph))
+    graph = dict(built.graph)  # nodes are copied below only where a name goes in
     for upload in built.uploads:
         name = server_names.get(upload.local_path)
         if not isinstance(name, str) or not name:
@@ -148,7 +151,8 @@ def bind_uploads(built: BuiltGraph, server_names: Mapping[Path, str]) -> dict[st
                 where=f"shot {built.shot_id}, node {upload.node_id}.{upload.input_name}",
                 hint="upload every file listed in BuiltGraph.uploads before binding",
             )
-        graph[upload.node_id]["inputs"][upload.input_name] = name
+        node = graph[upload.node_id]
+        graph[upload.node_id] = {**node, "inputs": {**node["inputs"], upload.input_name: name}}
     return graph
 
 

@@ -14,7 +14,13 @@ from PIL import Image, UnidentifiedImageError
 
 from storycore.errors import WorkflowError
 from storycore.panels import Panel
-from storycore.workflows._complexity import MeasuredTiming, analyze_project
+from storycore.workflows._complexity import (
+    Calibration,
+    GraphComplexity,
+    MeasuredTiming,
+    analyze_graph,
+    summarize_panels,
+)
 from storycore.workflows._graph import BuiltGraph, UploadSpec
 from storycore.workflows._node_packs import PACK_CLASSES
 from storycore.workflows._nodedefs import NodeCatalog
@@ -71,7 +77,7 @@ def _image_problems(
 
 
 def preflight_graphs(
-    built: Sequence[BuiltGraph],
+    built: Iterable[BuiltGraph],
     object_info: NodeCatalog | Mapping[str, Any],
     models: Mapping[str, Sequence[str]],
     *,
@@ -80,14 +86,25 @@ def preflight_graphs(
     timings: Iterable[MeasuredTiming] = (),
     extra_problems: Iterable[Problem] = (),
     shots: Sequence[str] | None = None,
+    keep_graphs: bool = True,
 ) -> PreflightReport:
-    """Validate already built graphs as one project."""
+    """Validate already built graphs as one project, in one pass over ``built`` (which may be
+    a generator that builds each graph as it is asked for). ``keep_graphs=False`` leaves the
+    graphs out of the report, so a long board is checked in flat memory."""
     catalog = NodeCatalog.coerce(object_info)
+    cal = Calibration.from_system_stats(system_stats, timings)
+    analyzed: list[GraphComplexity] = []
+    seen_shots: list[str] = []
+    graphs: dict[str, BuiltGraph] = {}
     problems: list[Problem] = list(extra_problems)
     image_cache: dict[Path, str | None] = {}
     prefixes: dict[str, str] = {}
     aux_users: dict[str, list[str]] = {}
     for item in built:
+        seen_shots.append(item.shot_id)
+        analyzed.append(analyze_graph(item.shot_id, item.graph, cal))
+        if keep_graphs:
+            graphs[item.shot_id] = item
         problems.extend(validate_graph(item.graph, catalog, models, shot_id=item.shot_id))
         problems.extend(
             Problem("graph_note", note, shot_id=item.shot_id, severity="warning")
@@ -125,14 +142,11 @@ def preflight_graphs(
                 severity="warning",
             )
         )
-    complexity = analyze_project(
-        [(item.shot_id, item.graph) for item in built], system_stats, timings
-    )
     return PreflightReport(
         problems=tuple(problems),
-        shots=tuple(shots if shots is not None else [item.shot_id for item in built]),
-        graphs={item.shot_id: item for item in built},
-        complexity=complexity,
+        shots=tuple(shots if shots is not None else seen_shots),
+        graphs=graphs,
+        complexity=summarize_panels(analyzed, cal),
     )
 
 
