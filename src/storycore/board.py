@@ -33,7 +33,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
@@ -156,24 +156,38 @@ def board_geometry(panels: int, aspect: float = 16 / 9) -> BoardGeometry:
     return BoardGeometry(columns, rows, thumb, (width, height))
 
 
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def board_panels(project: Project) -> list[BoardPanel]:
-    """Every shot of the storyboard with its active render (if any), in storyboard order."""
+    """Every shot of the storyboard with its active render (if any), in storyboard order.
+
+    Read from the storyboard's JSON (validated when the project was loaded), not from the
+    shot models, which a long render lets go of to keep its memory flat.
+    """
     out: list[BoardPanel] = []
     index = asset_index(project)
     shots_index = project.data.get("shots_index", {})
-    for shot in project.shots:
-        entry = shots_index.get(shot.shot_id)
+    for shot in project.storyboard.get("shots", []):
+        if not isinstance(shot, dict):
+            continue
+        shot_id = str(shot.get("shot_id", ""))
+        modules = shot.get("prompt_modules")
+        modules = modules if isinstance(modules, dict) else {}
+        number = shot.get("shot_number")
+        entry = shots_index.get(shot_id)
         active = entry.get("active_asset") if isinstance(entry, dict) else None
         record = index.get(str(active)) if active else None
         image = resolve_asset(project, record) if record and record_path_ok(record.path) else None
         out.append(
             BoardPanel(
-                shot_id=shot.shot_id,
-                shot_number=shot.shot_number,
-                title=shot.title or shot.shot_id,
-                description=shot.description,
-                camera=shot.prompt_modules.camera,
-                lighting=shot.prompt_modules.lighting,
+                shot_id=shot_id,
+                shot_number=int(number) if isinstance(number, int | float) else 0,
+                title=_text(shot.get("title")) or shot_id,
+                description=_text(shot.get("description")),
+                camera=_text(modules.get("camera")),
+                lighting=_text(modules.get("lighting")),
                 record=record,
                 image=image,
             )

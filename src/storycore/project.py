@@ -142,12 +142,25 @@ class ProjectFileModel(_Open):
 
 @dataclass
 class Project:
-    """A loaded project. ``data`` and ``storyboard`` are the raw JSON, edited in place."""
+    """A loaded project. ``data`` and ``storyboard`` are the raw JSON, edited in place;
+    ``shots`` are the storyboard's validated shots."""
 
     root: Path
     data: dict[str, Any]
     storyboard: dict[str, Any]
-    shots: list[Shot]
+    _shots: list[Shot] | None = None
+
+    @property
+    def shots(self) -> list[Shot]:
+        """The validated shots (validated again from ``storyboard`` after :meth:`drop_shots`)."""
+        if self._shots is None:
+            self._shots = list(Storyboard.model_validate(self.storyboard).shots)
+        return self._shots
+
+    def drop_shots(self) -> None:
+        """Let the validated shots go (they are made again when asked for): a long render keeps
+        its panels instead, and a 2000-shot board's models are some 10 MB."""
+        self._shots = None
 
     @property
     def project_id(self) -> str:
@@ -290,7 +303,7 @@ def load_project(path: Path) -> Project:
             where=str(storyboard_path),
             hint="Make both files name the same project",
         )
-    return Project(root=root, data=data, storyboard=board, shots=list(parsed.shots))
+    return Project(root=root, data=data, storyboard=board, _shots=list(parsed.shots))
 
 
 def save_project(project: Project, *, storyboard: bool = False) -> None:

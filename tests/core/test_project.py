@@ -171,3 +171,11 @@ def test_init_where_nothing_can_be_written(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(ProjectError, match="cannot create the project"):
         init_project("Film", blocker)
+
+
+def test_dropped_shot_models_come_back_the_same(example: Path) -> None:
+    project = load_project(example)
+    before = [shot.model_dump() for shot in project.shots]
+    project.drop_shots()
+    assert project._shots is None
+    assert [shot.model_dump() for shot in project.shots] == before

@@ -134,6 +134,7 @@ class ImageEngine:
         started = time.monotonic()
         project = await asyncio.to_thread(load_project, request.project)
         panels = panels_from_project(project, self.settings, list(request.shots) or None)
+        project.drop_shots()  # the panels hold what the run needs
         options = graph_options(self.settings)
         journal = Journal(project.root)
         run = _Run(project, journal, ProjectWriter(project, journal), outcomes={})
