@@ -2,14 +2,17 @@
 
 The run, top to bottom:
 
-1. load the project and resolve its panels; build every graph (pure) and its cache key;
+1. load the project and resolve its panels; build every graph (pure) and its cache key
+   (graphs are built again when needed, never all held at once);
 2. connect to the backends (or start the in-process emulator: ``--mock`` / mock fallback);
 3. preflight every graph against the server's ``/object_info`` and model lists;
 4. skip panels whose active render matches the cache key and whose file is intact;
 5. reconcile prompts the journal says were open (a crash, ``kill -9``, Ctrl-C last time);
 6. feed each backend's queue ``queue_depth`` deep, grouped by checkpoint, least-loaded first;
    a backend that dies has its panels resubmitted elsewhere; one that returns is used again;
-7. after each panel: image + sidecar written, ``project.json`` saved atomically, journal closed.
+7. after each panel: image fetched into memory, provenance added, image and sidecar written,
+   the journal's ``done`` fsynced (see :mod:`._persist`); ``project.json`` saved at most once a
+   second and at the end; the storyboard sheet refreshed at the end.
 
 Ctrl-C once (:meth:`ImageEngine.request_stop`): stop submitting, wait (bounded) for running
 panels. Twice (:meth:`ImageEngine.request_cancel`): cancel them on the server and save.
