@@ -161,10 +161,12 @@ def active_record(project: Project, shot_id: str) -> AssetRecord | None:
     return None
 
 
-def add_record(project: Project, record: AssetRecord) -> None:
-    """Append ``record`` to the manifest and make it the shot's active asset."""
+def add_record(project: Project, record: AssetRecord) -> dict[str, Any]:
+    """Append ``record`` to the manifest and make it the shot's active asset; the manifest
+    entry (the dict that ``project.json`` will hold)."""
     manifest = project.data.setdefault("asset_manifest", {})
-    manifest.setdefault(MANIFEST_KEY, []).append(record.to_dict())
+    item = record.to_dict()
+    manifest.setdefault(MANIFEST_KEY, []).append(item)
     set_shot_status(
         project,
         record.shot_id,
@@ -173,6 +175,7 @@ def add_record(project: Project, record: AssetRecord) -> None:
         version=record.version,
         when=record.created_at,
     )
+    return item
 
 
 def set_shot_status(

@@ -32,9 +32,9 @@ from storycore.engine._outputs import finish_render
 from storycore.errors import StoryCoreError
 from storycore.journal import Journal
 from storycore.manifest import (
+    MANIFEST_KEY,
     AssetRecord,
     add_record,
-    asset_index,
     highest_render_on_disk,
     set_shot_status,
 )
@@ -55,11 +55,15 @@ class ProjectWriter:
         self._renders: dict[tuple[str, int], int] = {}  # last number taken in this run
         self._numbers = threading.Lock()  # _renders and _highest: used by worker threads
         self._saver: asyncio.Task[None] | None = None
-        self._index: dict[str, AssetRecord] = {}
+        # asset_id -> the manifest entry (the dict in project.data: no second copy per record)
+        self._index: dict[str, dict[str, Any]] = {}
         self._thumbs = thumb_cache(project.root)
         self._highest: dict[tuple[str, int], int] = {}  # highest render number in the manifest
-        for record in asset_index(project).values():
-            self._remember(record)
+        manifest = project.data.get("asset_manifest")
+        items = manifest.get(MANIFEST_KEY) if isinstance(manifest, dict) else None
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("asset_id"), str):
+                self._remember(item)
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> ProjectWriter:
@@ -108,7 +112,11 @@ class ProjectWriter:
         entry = self.project.data.get("shots_index", {}).get(shot_id)
         if not isinstance(entry, dict):
             return None
-        return self._index.get(str(entry.get("active_asset", "")))
+        item = self._index.get(str(entry.get("active_asset", "")))
+        try:
+            return AssetRecord.from_dict(item) if item is not None else None
+        except (TypeError, ValueError):  # a hand-edited entry we cannot read: render again
+            return None
 
     def take_render_number(self, shot_id: str, version: int) -> int:
         """The next free render number of a shot/version, reserved for the caller (thread-safe;
@@ -149,15 +157,16 @@ class ProjectWriter:
     async def add(self, record: AssetRecord) -> None:
         """Add a landed (journaled) record to the manifest; ``project.json`` is saved soon."""
         async with self._lock:
-            add_record(self.project, record)
-            self._remember(record)
+            self._remember(add_record(self.project, record))
         self.mark_dirty()
 
-    def _remember(self, record: AssetRecord) -> None:
-        self._index[record.asset_id] = record
-        key = (record.shot_id, record.version)
-        with self._numbers:
-            self._highest[key] = max(self._highest.get(key, 0), record.render)
+    def _remember(self, item: dict[str, Any]) -> None:
+        self._index[str(item["asset_id"])] = item
+        render = item.get("render")
+        if isinstance(render, int) and isinstance(item.get("version"), int):
+            key = (str(item.get("shot_id")), int(item["version"]))
+            with self._numbers:
+                self._highest[key] = max(self._highest.get(key, 0), render)
 
     def set_status(self, shot_id: str, status: str, *, error: str | None = None) -> None:
         set_shot_status(self.project, shot_id, status, error=error)
@@ -176,8 +185,7 @@ class ProjectWriter:
             record = _recorded(self.project.root, event["path"], event.get("record"))
             if record is None or record.asset_id in self._index:
                 continue
-            add_record(self.project, record)
-            self._remember(record)
+            self._remember(add_record(self.project, record))
             adopted.append(record)
         if adopted:
             self._dirty.set()
