@@ -7,10 +7,12 @@ it over the target, so a reader sees either the old or the new file, never half 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO, Any
@@ -30,6 +32,32 @@ __all__ = [
 ]
 
 
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new ``.<name>.<random>.tmp`` beside ``path`` (parent folders made), open for writing.
+
+    Its permissions are those of the file it will replace, or the usual ones for a new file
+    (0666 less the umask); ``mkstemp``'s 0600 would make a user's ``project.json`` private
+    the first time it is saved.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        keep: int | None = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        keep = None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp_name = os.path.join(path.parent, f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp_name, flags, 0o666)
+        except FileExistsError:
+            continue
+        if keep is not None and hasattr(os, "fchmod"):
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, keep)
+        return fd, tmp_name
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path.parent))
+
+
 def atomic_write_bytes(
     path: Path, data: bytes, *, durable: bool = True, sync_folder: bool = True
 ) -> None:
@@ -40,8 +68,7 @@ def atomic_write_bytes(
     (which makes the rename itself durable) to the caller, who may cover several files with one
     :func:`fsync_dir`.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -61,8 +88,7 @@ def atomic_write_bytes(
 def atomic_writer(path: Path) -> Iterator[IO[bytes]]:
     """Stream into ``path`` atomically: a temporary file renamed over it once the block ends
     without an error (then flushed and fsynced); on an error the target is left untouched."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
