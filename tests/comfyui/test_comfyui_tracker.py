@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -358,7 +359,10 @@ async def proxy(emu: Emulator) -> AsyncIterator[ProxyFactory]:
     session = aiohttp.ClientSession()
 
     async def start(
-        *, hostile_names: bool = False, gateway_timeout_on_prompt: bool = False
+        *,
+        hostile_names: bool = False,
+        gateway_timeout_on_prompt: bool = False,
+        drop_executed_of: str | None = None,
     ) -> tuple[str, list[str]]:
         log: list[str] = []
 
@@ -372,7 +376,9 @@ async def proxy(emu: Emulator) -> AsyncIterator[ProxyFactory]:
             query = dict(request.query)
             if request.path.endswith("/ws"):
                 ws_url = emu.url.replace("http", "ws") + "/ws"
-                return await _bridge(request, session, ws_url, query, hostile_names)
+                return await _bridge(
+                    request, session, ws_url, query, hostile_names, drop_executed_of
+                )
             body = await request.read()
             async with session.request(
                 request.method,
@@ -414,8 +420,20 @@ def _hostile(payload: str) -> str:
     )
 
 
+def _executed_of(payload: str, node: str | None) -> bool:
+    if node is None or '"executed"' not in payload:
+        return False
+    message = json.loads(payload)
+    return bool(message.get("type") == "executed" and message["data"].get("node") == node)
+
+
 async def _bridge(
-    request: web.Request, session: Any, url: str, query: dict[str, str], hostile: bool = False
+    request: web.Request,
+    session: Any,
+    url: str,
+    query: dict[str, str],
+    hostile: bool = False,
+    drop_executed_of: str | None = None,
 ) -> web.WebSocketResponse:
     import aiohttp
 
@@ -432,6 +450,8 @@ async def _bridge(
         try:
             async for msg in upstream:
                 if msg.type == aiohttp.WSMsgType.TEXT:
+                    if _executed_of(msg.data, drop_executed_of):
+                        continue  # like a server that sends no executed frame for that node
                     await downstream.send_str(_hostile(msg.data) if hostile else msg.data)
                 elif msg.type == aiohttp.WSMsgType.BINARY:
                     await downstream.send_bytes(msg.data)
@@ -652,3 +672,21 @@ async def test_a_whole_websocket_stream_settles_without_reading_history(emu: Emu
     assert first.history is None and again.history is None
     assert [f.node_id for f in first.files] == [f.node_id for f in again.files] == ["99"]
     assert "99" in again.cached_nodes
+
+
+async def test_a_missing_executed_frame_for_a_needed_output_reads_history(
+    proxy: ProxyFactory,
+) -> None:
+    """A server that sends no ``executed`` frame for a node the caller needs (older ComfyUI
+    did not for cached nodes): the outputs come from /history, not from a partial stream."""
+    url, log = await proxy(drop_executed_of="99")
+    graph = image_graph(prefix="partial")
+    graph["98"] = {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}
+    async with (
+        ComfyUIClient(ServerAddress(url, token="let-me-in"), FAST) as client,
+        PromptTracker(client) as tracker,
+    ):
+        result = await (await tracker.submit(graph, outputs=("99",))).result(10)
+    assert result.history is not None  # settled from /history
+    assert sorted(f.node_id for f in result.files) == ["98", "99"]
+    assert any(line.startswith("ok GET /comfy/history/") for line in log)

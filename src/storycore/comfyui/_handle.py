@@ -122,6 +122,7 @@ class PromptHandle:
         # The WebSocket connection (its number) that delivered execution_start live: when the
         # same connection then delivers execution_success, the stream held every event.
         self.ws_stream: int | None = None
+        self.expected_outputs: tuple[str, ...] = ()  # nodes whose executed frames must come
         self.finishing_since: float | None = None
         self.finalizer: asyncio.Task[None] | None = None
         self.server_done = asyncio.Event()

@@ -6,10 +6,11 @@ the :class:`PromptHandle` of each prompt we follow; other prompts are ignored.
 
 Completion is certain: ``execution_success`` for our prompt on the connection that also
 delivered its ``execution_start`` settles it with the outputs of the ``executed`` frames (the
-server sends those for cached output nodes too); after a gap in the stream, ``/history/{id}``
-is read for the outputs instead. When the WebSocket is refused, dropped or silent for
-longer than the watchdog, ``/queue`` and ``/history/{id}`` are polled; a prompt that finished
-during a gap is reported once. A prompt neither queued, running nor in history for
+server sends those for cached output nodes too), provided a frame came for every node the
+caller named in ``submit(outputs=...)``; after a gap in the stream, or a frame missing,
+``/history/{id}`` is read for the outputs instead. When the WebSocket is refused, dropped or
+silent for longer than the watchdog, ``/queue`` and ``/history/{id}`` are polled; a prompt that
+finished during a gap is reported once. A prompt neither queued, running nor in history for
 ``lost_grace`` seconds raises :class:`PromptLost`; deadlines and idle timeouts raise
 :class:`ServerTimeout`.
 """
@@ -220,8 +221,14 @@ class PromptTracker:
         partial_execution_targets: Sequence[str] | None = None,
         deadline: float | None = _UNSET,
         idle_timeout: float = _UNSET,
+        outputs: Sequence[str] = (),
     ) -> PromptHandle:
-        """Watch, then submit ``graph`` with the current clientId. Raises PromptRejected."""
+        """Watch, then submit ``graph`` with the current clientId. Raises PromptRejected.
+
+        ``outputs``: the nodes whose outputs the caller needs. The prompt settles from the
+        WebSocket alone only when an ``executed`` frame came for each of them (a server that
+        sends none for cached nodes then has its ``/history`` read instead).
+        """
         if not self._started:
             await self.start()
         prompt_id = prompt_id or str(uuid.uuid4())
@@ -233,6 +240,7 @@ class PromptTracker:
             deadline=deadline,
             idle_timeout=idle_timeout,
         )
+        handle.expected_outputs = tuple(outputs)
         try:
             result = await self.client.submit(
                 graph,
@@ -384,6 +392,7 @@ class PromptTracker:
             and handle.ws_stream == self._feed.connections
             and self._ws_covers(handle)
             and bool(handle.ws_outputs)
+            and all(node in handle.ws_outputs for node in handle.expected_outputs)
         )
 
     def _ws_covers(self, handle: PromptHandle) -> bool:

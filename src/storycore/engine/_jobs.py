@@ -380,7 +380,12 @@ async def run_on_backend(
         )
         submitted_at = time.monotonic()
         extra = {"extra_pnginfo": {"storycore": {"shot_id": job.shot_id, "prompt_id": prompt_id}}}
-        handle = await backend.tracker.submit(graph, prompt_id=prompt_id, extra_data=extra)
+        handle = await backend.tracker.submit(
+            graph,
+            prompt_id=prompt_id,
+            extra_data=extra,
+            outputs=job.built.output_node_ids,
+        )
         submitted = True
         emit(PanelSubmitted(job.shot_id, backend.url, prompt_id, job.attempts))
         result = await follow_prompt(handle, job.shot_id, emit, backend, grace)
