@@ -92,7 +92,7 @@ class NodeProgress:
     max: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodeState:
     node_id: str
     value: float
@@ -289,23 +289,32 @@ def _progress_state(data: Mapping[str, Any]) -> Event | None:
     nodes = data.get("nodes")
     if not pid or not isinstance(nodes, Mapping):
         return None
+    # Sent after every step of every node, each time with the state of every node so far:
+    # the hottest parser, so the usual types (str ids, float values) take the short way.
     states: list[NodeState] = []
     for key, entry in nodes.items():
         if not isinstance(entry, Mapping):
             continue
-        value, maximum = _num(entry.get("value")), _num(entry.get("max"))
+        get = entry.get
+        value, maximum, node_id, state = get("value"), get("max"), get("node_id"), get("state")
+        display, parent, real = get("display_node_id"), get("parent_node_id"), get("real_node_id")
         states.append(
             NodeState(
-                node_id=_str(entry.get("node_id")) or str(key),
-                value=value if value is not None else 0.0,
-                max=maximum if maximum is not None else 1.0,
-                state=str(entry.get("state") or "unknown"),
-                display_node_id=_str(entry.get("display_node_id")),
-                parent_node_id=_str(entry.get("parent_node_id")),
-                real_node_id=_str(entry.get("real_node_id")),
+                node_id=node_id if type(node_id) is str and node_id else _str(node_id) or str(key),
+                value=value if type(value) is float else (_num(value) or 0.0),
+                max=maximum if type(maximum) is float else _max(maximum),
+                state=state if type(state) is str and state else str(state or "unknown"),
+                display_node_id=display if type(display) is str else _str(display),
+                parent_node_id=parent if type(parent) is str else _str(parent),
+                real_node_id=real if type(real) is str else _str(real),
             )
         )
     return ProgressState(pid, tuple(states))
+
+
+def _max(value: Any) -> float:
+    number = _num(value)
+    return number if number is not None else 1.0
 
 
 def _executed(data: Mapping[str, Any]) -> Event | None:
