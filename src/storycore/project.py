@@ -308,8 +308,8 @@ def load_project(path: Path) -> Project:
 
 def save_project(project: Project, *, storyboard: bool = False) -> None:
     """Write ``project.json`` (and ``storyboard.json`` if asked) atomically, bumping updated_at."""
-    project.data["updated_at"] = now_iso()
     validate_project_data(project.root, project.data)
+    project.data["updated_at"] = now_iso()
     atomic_write_json(project.root / PROJECT_FILE, project.data)
     if storyboard:
         atomic_write_json(project.root / STORYBOARD_FILE, project.storyboard)

@@ -132,7 +132,8 @@ async def build_jobs(
                     node_classes=node_classes,
                 ),
             )
-        )  # the graph is built again when needed: a long board's graphs are never all held
+        )  # not kept: the preflight builds each graph again and lets it go (one more build
+        # pass, ~0.1 ms a panel, against some 5 MB of graphs held at once on 2000 panels)
     return jobs, failures
 
 
