@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REFERENCE_DIR = Path(
-    os.environ.get("STORYCORE_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "comfyui-reference")
-)
 EXAMPLES_DIR = REPO_ROOT / "examples"
 
 
@@ -29,23 +24,6 @@ def _isolated_home(
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
     for name in list(os.environ):
-        if name.startswith("STORYCORE_") and name != "STORYCORE_REFERENCE_DIR":
+        if name.startswith("STORYCORE_"):
             monkeypatch.delenv(name, raising=False)
     return home
-
-
-@pytest.fixture(scope="session")
-def reference_dir() -> Path:
-    """The recordings of a real ComfyUI (``../shared/comfyui-reference``)."""
-    if not REFERENCE_DIR.is_dir():
-        pytest.fail(f"recordings not found at {REFERENCE_DIR}; set STORYCORE_REFERENCE_DIR")
-    return REFERENCE_DIR
-
-
-def load_reference_json(name: str) -> Any:
-    return json.loads((REFERENCE_DIR / name).read_text(encoding="utf-8"))
-
-
-def load_transcript(name: str) -> list[dict[str, Any]]:
-    lines = (REFERENCE_DIR / name).read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]

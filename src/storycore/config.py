@@ -304,7 +304,7 @@ _LIST_FIELDS = {"comfyui.extra_args"}
 def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
     layer: dict[str, tuple[Any, str]] = {}
     for variable, raw in env.items():
-        if not variable.startswith(ENV_PREFIX) or variable == "STORYCORE_REFERENCE_DIR":
+        if not variable.startswith(ENV_PREFIX):
             continue
         dotted = variable[len(ENV_PREFIX) :].lower().replace("__", ".")
         if not dotted:

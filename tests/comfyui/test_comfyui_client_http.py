@@ -34,6 +34,7 @@ from storycore.errors import (
     ServerUnreachable,
     UnsafePathError,
 )
+from tests._recordings import recording_text
 
 Serve = Callable[[web.Application], Awaitable[str]]
 
@@ -41,8 +42,8 @@ STATS = {"system": {"comfyui_version": "0.3.64"}, "devices": []}
 FAST = ClientTimeouts(connect=2, read=2)
 
 
-def _load(reference_dir: Path, name: str) -> Any:
-    return json.loads((reference_dir / name).read_text(encoding="utf-8"))
+def _load(name: str) -> Any:
+    return json.loads(recording_text(name))
 
 
 def recording_app(seen: list[web.Request], prefix: str = "") -> web.Application:
@@ -248,8 +249,8 @@ async def test_non_json_and_wrong_server(serve: Serve) -> None:
 
 
 # ---------------------------------------------------------------- submit
-def prompt_app(reference_dir: Path, received: list[dict[str, Any]]) -> web.Application:
-    cases = _load(reference_dir, "validation_errors.json")
+def prompt_app(received: list[dict[str, Any]]) -> web.Application:
+    cases = _load("validation_errors.json")
     app = web.Application()
 
     async def prompt(request: web.Request) -> web.Response:
@@ -271,9 +272,9 @@ def _graph(case: str) -> dict[str, Any]:
     return {"case": {"class_type": "Case", "inputs": {"name": case}}}
 
 
-async def test_submit_sends_ids_and_extra_data(serve: Serve, reference_dir: Path) -> None:
+async def test_submit_sends_ids_and_extra_data(serve: Serve) -> None:
     received: list[dict[str, Any]] = []
-    url = await serve(prompt_app(reference_dir, received))
+    url = await serve(prompt_app(received))
     async with ComfyUIClient(url, FAST) as client:
         result = await client.submit(
             _graph("float_for_int"),
@@ -304,9 +305,9 @@ async def test_submit_sends_ids_and_extra_data(serve: Serve, reference_dir: Path
     ],
 )
 async def test_rejections_list_every_node_error(
-    serve: Serve, reference_dir: Path, case: str, needles: list[str]
+    serve: Serve, case: str, needles: list[str]
 ) -> None:
-    url = await serve(prompt_app(reference_dir, []))
+    url = await serve(prompt_app([]))
     async with ComfyUIClient(url, FAST) as client:
         with pytest.raises(PromptRejected) as info:
             await client.submit(_graph(case))
@@ -314,20 +315,20 @@ async def test_rejections_list_every_node_error(
     for needle in needles:
         assert needle in text
     assert info.value.where and info.value.where.endswith("/prompt")
-    expected = _load(reference_dir, "validation_errors.json")[case]["body"]
+    expected = _load("validation_errors.json")[case]["body"]
     assert info.value.node_errors == expected["node_errors"]
     assert info.value.error == expected["error"]
 
 
-async def test_200_with_node_errors_is_reported(serve: Serve, reference_dir: Path) -> None:
-    url = await serve(prompt_app(reference_dir, []))
+async def test_200_with_node_errors_is_reported(serve: Serve) -> None:
+    url = await serve(prompt_app([]))
     async with ComfyUIClient(url, FAST) as client:
         result = await client.submit(_graph("one_bad_output_one_good"))
     assert [(e.node_id, e.class_type) for e in result.node_errors] == [("3", "LoadImage")]
 
 
-async def test_500_text_is_server_response_error(serve: Serve, reference_dir: Path) -> None:
-    url = await serve(prompt_app(reference_dir, []))
+async def test_500_text_is_server_response_error(serve: Serve) -> None:
+    url = await serve(prompt_app([]))
     async with ComfyUIClient(url, FAST) as client:
         with pytest.raises(ServerResponseError) as info:
             await client.submit(_graph("malformed_json_body"))

@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storycore.comfyui import events as ev
-
-REF = Path(__file__).resolve().parents[2].parent / "shared" / "comfyui-reference"
+from tests._recordings import RECORDINGS_DIR, recording_names, recording_path
 
 
 def _transcript(path: Path) -> list[dict[str, Any]]:
@@ -22,8 +21,8 @@ def _transcript(path: Path) -> list[dict[str, Any]]:
     ]
 
 
-def _transcripts(reference_dir: Path) -> list[Path]:
-    files = sorted(reference_dir.glob("ws_*.jsonl"))
+def _transcripts() -> list[Path]:
+    files = [RECORDINGS_DIR / name for name in recording_names("ws_*.jsonl")]
     assert len(files) >= 20, "expected the full set of recorded transcripts"
     return files
 
@@ -71,9 +70,9 @@ def parsed(path: Path) -> list[tuple[str, ev.Event | None, dict[str, Any]]]:
     return out
 
 
-def test_every_recorded_frame_parses_to_its_type(reference_dir: Path) -> None:
+def test_every_recorded_frame_parses_to_its_type() -> None:
     seen: set[str] = set()
-    for path in _transcripts(reference_dir):
+    for path in _transcripts():
         for _client, event, entry in parsed(path):
             assert event is not None, f"{path.name}: {entry}"
             if entry["kind"] == "ws_recv_binary":
@@ -90,9 +89,9 @@ def test_every_recorded_frame_parses_to_its_type(reference_dir: Path) -> None:
     assert {"binary", "execution_error", "execution_interrupted", "progress"} <= seen
 
 
-def test_each_started_prompt_ends_with_one_outcome_then_done(reference_dir: Path) -> None:
+def test_each_started_prompt_ends_with_one_outcome_then_done() -> None:
     checked = 0
-    for path in _transcripts(reference_dir):
+    for path in _transcripts():
         per_prompt: dict[tuple[str, str], list[ev.Event]] = {}
         for client, event, _ in parsed(path):
             pid = getattr(event, "prompt_id", None)
@@ -122,8 +121,8 @@ def test_each_started_prompt_ends_with_one_outcome_then_done(reference_dir: Path
     assert checked >= 40
 
 
-def test_success_transcript_has_exactly_one_success(reference_dir: Path) -> None:
-    events = [e for _, e, _ in parsed(reference_dir / "ws_a_success.jsonl")]
+def test_success_transcript_has_exactly_one_success() -> None:
+    events = [e for _, e, _ in parsed(recording_path("ws_a_success.jsonl"))]
     successes = [e for e in events if isinstance(e, ev.ExecutionSuccess)]
     assert len(successes) == 1
     executed = [e for e in events if isinstance(e, ev.NodeExecuted)]
@@ -136,10 +135,10 @@ def test_success_transcript_has_exactly_one_success(reference_dir: Path) -> None
     assert states[-1].nodes[-1].state == "finished"
 
 
-def test_execution_error_fields(reference_dir: Path) -> None:
+def test_execution_error_fields() -> None:
     errors = [
         e
-        for _, e, _ in parsed(reference_dir / "ws_d_execution_error.jsonl")
+        for _, e, _ in parsed(recording_path("ws_d_execution_error.jsonl"))
         if isinstance(e, ev.ExecutionError)
     ]
     assert len(errors) == 2
@@ -151,10 +150,10 @@ def test_execution_error_fields(reference_dir: Path) -> None:
     assert errors[1].node_type == "ImageBlend"
 
 
-def test_interrupted_fields(reference_dir: Path) -> None:
+def test_interrupted_fields() -> None:
     found = [
         e
-        for _, e, _ in parsed(reference_dir / "ws_e_interrupt.jsonl")
+        for _, e, _ in parsed(recording_path("ws_e_interrupt.jsonl"))
         if isinstance(e, ev.ExecutionInterrupted)
     ]
     assert len(found) == 1
@@ -162,17 +161,17 @@ def test_interrupted_fields(reference_dir: Path) -> None:
     assert found[0].executed == ("10", "11", "1")
 
 
-def test_cached_resubmit_lists_all_nodes(reference_dir: Path) -> None:
+def test_cached_resubmit_lists_all_nodes() -> None:
     cached = [
         e
-        for _, e, _ in parsed(reference_dir / "ws_b_cached.jsonl")
+        for _, e, _ in parsed(recording_path("ws_b_cached.jsonl"))
         if isinstance(e, ev.CachedNodes)
     ]
     assert any(set(c.nodes) == {"1", "2"} for c in cached)
 
 
-def test_progress_dialects(reference_dir: Path) -> None:
-    events = [e for _, e, _ in parsed(reference_dir / "ws_sd15_txt2img.jsonl")]
+def test_progress_dialects() -> None:
+    events = [e for _, e, _ in parsed(recording_path("ws_sd15_txt2img.jsonl"))]
     steps = [e for e in events if isinstance(e, ev.NodeProgress)]
     assert steps and steps[0].node_id == "3" and (steps[0].value, steps[0].max) == (1, 2)
     states = [e for e in events if isinstance(e, ev.ProgressState)]
@@ -189,10 +188,8 @@ def test_progress_dialects(reference_dir: Path) -> None:
         ("ws_sd15_preview_without_flag.jsonl", 1, "JPEG"),
     ],
 )
-def test_binary_frames_decode_per_transcript(
-    reference_dir: Path, name: str, event_type: int, fmt: str
-) -> None:
-    entries = [e for e in _transcript(reference_dir / name) if e["kind"] == "ws_recv_binary"]
+def test_binary_frames_decode_per_transcript(name: str, event_type: int, fmt: str) -> None:
+    entries = [e for e in _transcript(recording_path(name)) if e["kind"] == "ws_recv_binary"]
     assert entries
     for entry in entries:
         event = ev.parse_binary_frame(rebuild_binary(entry))

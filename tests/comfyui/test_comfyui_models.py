@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,14 +16,15 @@ from storycore.comfyui import (
     parse_queue,
 )
 from storycore.comfyui._models import parse_node_output
+from tests._recordings import recording_text
 
 
-def _load(reference_dir: Path, name: str) -> Any:
-    return json.loads((reference_dir / name).read_text(encoding="utf-8"))
+def _load(name: str) -> Any:
+    return json.loads(recording_text(name))
 
 
-def test_value_not_in_list_names_value_and_installed_choices(reference_dir: Path) -> None:
-    body = _load(reference_dir, "validation_errors.json")["checkpoint_not_in_list"]["body"]
+def test_value_not_in_list_names_value_and_installed_choices() -> None:
+    body = _load("validation_errors.json")["checkpoint_not_in_list"]["body"]
     problems = parse_node_errors(body["node_errors"])
     assert len(problems) == 1
     problem = problems[0]
@@ -61,8 +61,8 @@ def test_combo_options_shape_is_understood() -> None:
     assert parse_node_errors(errors)[0].choices == ("a", "b")
 
 
-def test_every_recorded_validation_body_is_described(reference_dir: Path) -> None:
-    cases = _load(reference_dir, "validation_errors.json")
+def test_every_recorded_validation_body_is_described() -> None:
+    cases = _load("validation_errors.json")
     described = 0
     for name, case in cases.items():
         if not isinstance(case, dict) or case.get("status") != 400:
@@ -77,8 +77,8 @@ def test_every_recorded_validation_body_is_described(reference_dir: Path) -> Non
     assert described >= 10
 
 
-def test_queue_pending_sorted_by_number(reference_dir: Path) -> None:
-    ops = _load(reference_dir, "queue_ops.json")
+def test_queue_pending_sorted_by_number() -> None:
+    ops = _load("queue_ops.json")
     queue = parse_queue(ops["queue_with_items"])
     assert [item.prompt_id for item in queue.pending] == ops["queue_pending_order_by_prompt_id"]
     running = queue.running[0].prompt_id
@@ -96,8 +96,8 @@ def test_queue_pending_sorted_by_number(reference_dir: Path) -> None:
         ("error:interrupted", PromptStatus.INTERRUPTED),
     ],
 )
-def test_history_outcomes(reference_dir: Path, key: str, status: PromptStatus) -> None:
-    examples = _load(reference_dir, "history_examples.json")["example_entry_by_outcome"]
+def test_history_outcomes(key: str, status: PromptStatus) -> None:
+    examples = _load("history_examples.json")["example_entry_by_outcome"]
     body = examples[key]
     ((prompt_id, raw),) = body.items() if len(body) == 1 else [next(iter(body.items()))]
     entry = parse_history_entry(prompt_id, raw)
@@ -110,8 +110,8 @@ def test_history_outcomes(reference_dir: Path, key: str, status: PromptStatus) -
         assert entry.message("execution_error") is not None
 
 
-def test_history_outputs_with_temp_and_subfolder(reference_dir: Path) -> None:
-    rec = _load(reference_dir, "previewimage_and_subfolder_outputs.json")
+def test_history_outputs_with_temp_and_subfolder() -> None:
+    rec = _load("previewimage_and_subfolder_outputs.json")
     outputs = {k: parse_node_output(k, v) for k, v in rec["outputs"].items()}
     assert [f.type for f in outputs["2"].files] == ["temp", "temp"]
     assert outputs["3"].files[0].subfolder == "storycore_sub"
@@ -154,16 +154,12 @@ def test_unknown_history_is_none() -> None:
     assert parse_history_entry("x", []) is None
 
 
-async def test_handle_progress_and_timings_from_recorded_run(reference_dir: Path) -> None:
+async def test_handle_progress_and_timings_from_recorded_run() -> None:
     """Feed the real txt2img transcript (progress + progress_state dialects) to a handle."""
     from storycore.comfyui import OverallProgress, PromptHandle
     from storycore.comfyui import events as ev
 
-    lines = [
-        json.loads(x)
-        for x in (reference_dir / "ws_sd15_txt2img.jsonl").read_text().splitlines()
-        if x
-    ]
+    lines = [json.loads(x) for x in recording_text("ws_sd15_txt2img.jsonl").splitlines() if x]
     events = [
         ev.parse_message({"type": e["type"], "data": e["data"]})
         for e in lines

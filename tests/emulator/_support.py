@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from tests._recordings import load_reference_json, load_transcript
 
-def load_json(reference_dir: Path, name: str) -> Any:
-    return json.loads((reference_dir / name).read_text(encoding="utf-8"))
-
-
-def load_transcript(reference_dir: Path, name: str) -> list[dict[str, Any]]:
-    lines = (reference_dir / name).read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+__all__ = ["load_reference_json", "load_transcript"]
 
 
 def shape(value: Any) -> Any:

@@ -1,14 +1,17 @@
-"""The recordings shipped as package data are the reference recordings, unchanged."""
+"""The recordings of a real ComfyUI are kept once: the emulator ships what it serves, the tests
+hold the rest, and nothing reads a folder outside the repository."""
 
 from __future__ import annotations
 
-import gzip
+import json
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
-FILES = [
+from tests._recordings import RECORDINGS_DIR, load_reference_json
+
+SHIPPED = [
     "object_info.json",
     "object_info_custom_nodes.json",
     "system_stats.json",
@@ -17,15 +20,39 @@ FILES = [
     "embeddings.json",
     "models.json",
 ]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", FILES)
-def test_packaged_recording_is_identical(reference_dir: Path, name: str) -> None:
+def _shipped_files() -> set[str]:
     data = resources.files("storycore.comfyui.emulator").joinpath("data")
-    packed = data.joinpath(name + ".gz")
-    content = (
-        gzip.decompress(packed.read_bytes())
-        if packed.is_file()
-        else data.joinpath(name).read_bytes()
-    )
-    assert content == (reference_dir / name).read_bytes()
+    return {entry.name.removesuffix(".gz") for entry in data.iterdir() if entry.is_file()}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_recording_is_a_recorded_body(name: str) -> None:
+    recorded = load_reference_json(name)
+    assert isinstance(recorded, dict) and recorded
+
+
+def test_every_recording_is_stored_once() -> None:
+    shipped = _shipped_files()
+    assert shipped == set(SHIPPED)
+    in_tests = {p.name for p in RECORDINGS_DIR.iterdir()}
+    assert not shipped & in_tests, "a recording the emulator ships is copied into tests/data too"
+
+
+def test_nothing_reads_the_shared_folder() -> None:
+    offenders = []
+    for folder in ("src", "tests", "bench"):
+        for path in (REPO_ROOT / folder).rglob("*.py"):
+            if path == Path(__file__).resolve():
+                continue
+            text = path.read_text(encoding="utf-8")
+            if "shared/comfyui-reference" in text.replace('" / "', "/") or "REFERENCE_DIR" in text:
+                offenders.append(str(path.relative_to(REPO_ROOT)))
+    assert offenders == [], f"these files still look for ../shared: {offenders}"
+
+
+def test_recorded_json_files_parse() -> None:
+    for path in sorted(RECORDINGS_DIR.glob("*.json")):
+        json.loads(path.read_text(encoding="utf-8"))

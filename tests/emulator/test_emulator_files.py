@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,7 +13,7 @@ from PIL import Image
 
 from storycore.comfyui.emulator import Emulator
 
-from ._support import collect_until_done, drain, load_json, trivial_prompt
+from ._support import collect_until_done, drain, load_reference_json, trivial_prompt
 
 
 def _png(
@@ -37,9 +36,9 @@ async def _upload(
 
 
 async def test_upload_sequence_matches_recording(
-    emu: Emulator, http: aiohttp.ClientSession, reference_dir: Path
+    emu: Emulator, http: aiohttp.ClientSession
 ) -> None:
-    rec = load_json(reference_dir, "upload.json")
+    rec = load_reference_json("upload.json")
     red, blue = _png((255, 0, 0)), _png((0, 0, 255))
     steps = [
         ("1_overwrite_subfolder", red),
@@ -123,10 +122,8 @@ async def _save_one(
     return dict(emu.executor.history[pid]["outputs"])
 
 
-async def test_view_cases_match_recording(
-    emu: Emulator, http: aiohttp.ClientSession, reference_dir: Path
-) -> None:
-    rec = load_json(reference_dir, "view.json")
+async def test_view_cases_match_recording(emu: Emulator, http: aiohttp.ClientSession) -> None:
+    rec = load_reference_json("view.json")
     outputs = await _save_one(emu, http, trivial_prompt("storycore_custom", size=32))
     ours = outputs["2"]["images"][0]["filename"]
     recorded_name = rec["using_image"]["filename"]
@@ -148,10 +145,8 @@ async def test_view_cases_match_recording(
     assert head.headers["Content-Type"] == "image/png"
 
 
-async def test_preview_and_subfolder_outputs(
-    emu: Emulator, http: aiohttp.ClientSession, reference_dir: Path
-) -> None:
-    rec = load_json(reference_dir, "previewimage_and_subfolder_outputs.json")
+async def test_preview_and_subfolder_outputs(emu: Emulator, http: aiohttp.ClientSession) -> None:
+    rec = load_reference_json("previewimage_and_subfolder_outputs.json")
     outputs = await _save_one(emu, http, rec["prompt"])
     assert set(outputs) == set(rec["outputs"])
     saved = outputs["3"]["images"]
@@ -170,10 +165,8 @@ async def test_preview_and_subfolder_outputs(
             assert img.getpixel((5, 5)) == (0xAB, 0xCD, 0xEF)
 
 
-async def test_png_text_chunks_like_comfyui(
-    emu: Emulator, http: aiohttp.ClientSession, reference_dir: Path
-) -> None:
-    rec = load_json(reference_dir, "custom_prompt_id.json")
+async def test_png_text_chunks_like_comfyui(emu: Emulator, http: aiohttp.ClientSession) -> None:
+    rec = load_reference_json("custom_prompt_id.json")
     request_prompt = rec["history"]["storycore-75e177939d7a"]["prompt"][2]
     extra = rec["history"]["storycore-75e177939d7a"]["prompt"][3]
     resp = await http.post(
@@ -214,9 +207,9 @@ async def test_save_outside_output_is_an_execution_error(
 
 
 async def test_upload_mask_paints_alpha_onto_original(
-    emu: Emulator, http: aiohttp.ClientSession, reference_dir: Path
+    emu: Emulator, http: aiohttp.ClientSession
 ) -> None:
-    rec = load_json(reference_dir, "upload.json")["upload_mask"]
+    rec = load_reference_json("upload.json")["upload_mask"]
     await _upload(http, emu.url, "orig.png", _png((10, 20, 30)), {"overwrite": "1"})
     form = aiohttp.FormData()
     form.add_field("image", _png((0, 0, 0), alpha=True), filename="storycore_mask.png")

@@ -10,7 +10,7 @@ import pytest
 
 from storycore.comfyui.emulator import Emulator, EmulatorOptions
 
-from ._support import load_json, shape
+from ._support import load_reference_json, shape
 
 # Routes the emulator serves (the recording also has /internal, /userdata, /experiment, ...).
 SERVED = [
@@ -72,9 +72,9 @@ async def rec_emu(tmp_path: Path) -> AsyncIterator[Emulator]:
 @pytest.mark.parametrize("route", SERVED)
 @pytest.mark.parametrize("prefix", ["", "/api"])
 async def test_get_route_matches_recording(
-    rec_emu: Emulator, http: aiohttp.ClientSession, reference_dir: Path, route: str, prefix: str
+    rec_emu: Emulator, http: aiohttp.ClientSession, route: str, prefix: str
 ) -> None:
-    recorded = load_json(reference_dir, "http_get_endpoints.json")["routes"][prefix + route]
+    recorded = load_reference_json("http_get_endpoints.json")["routes"][prefix + route]
     resp = await http.get(rec_emu.url + prefix + route)
     assert resp.status == recorded["status"]
     if recorded["content_type"] is None:
@@ -90,9 +90,9 @@ async def test_get_route_matches_recording(
 
 
 async def test_object_info_is_the_recorded_list(
-    rec_emu: Emulator, http: aiohttp.ClientSession, reference_dir: Path
+    rec_emu: Emulator, http: aiohttp.ClientSession
 ) -> None:
-    recorded = load_json(reference_dir, "object_info.json")
+    recorded = load_reference_json("object_info.json")
     resp = await http.get(f"{rec_emu.url}/object_info")
     body = await resp.json()
     assert list(body) == list(recorded)

@@ -12,7 +12,7 @@ import pytest
 
 from storycore.comfyui.emulator import Emulator, EmulatorOptions
 
-from ._support import collect_until_done, drain, load_json, trivial_prompt
+from ._support import collect_until_done, drain, load_reference_json, trivial_prompt
 
 
 def _long_prompt(n: int = 3, color: int = 1) -> dict[str, Any]:
@@ -60,9 +60,9 @@ async def _wait(cond: Any, limit: float = 10.0) -> None:
 
 
 async def test_queue_operations_match_recording(
-    slow_emu: Emulator, http: aiohttp.ClientSession, reference_dir: Path
+    slow_emu: Emulator, http: aiohttp.ClientSession
 ) -> None:
-    rec = load_json(reference_dir, "queue_ops.json")
+    rec = load_reference_json("queue_ops.json")
     emu = slow_emu
     running = await _post(http, emu, prompt=_long_prompt(6), client_id="c")
     await _wait(lambda: emu.executor.running)
@@ -104,10 +104,8 @@ async def test_queue_operations_match_recording(
     assert emu.executed_prompt_ids == [running["prompt_id"]]
 
 
-async def test_front_order(
-    slow_emu: Emulator, http: aiohttp.ClientSession, reference_dir: Path
-) -> None:
-    expected = load_json(reference_dir, "queue_ops.json")["execution_order_with_front"]
+async def test_front_order(slow_emu: Emulator, http: aiohttp.ClientSession) -> None:
+    expected = load_reference_json("queue_ops.json")["execution_order_with_front"]
     emu = slow_emu
     names: dict[str, str] = {}
     names[(await _post(http, emu, prompt=_long_prompt(2)))["prompt_id"]] = "L"
@@ -199,10 +197,8 @@ def _txt2img(steps: int = 2, seed: int = 1, text: str = "a storyboard frame") ->
     }
 
 
-async def test_history_operations(
-    emu: Emulator, http: aiohttp.ClientSession, reference_dir: Path
-) -> None:
-    rec = load_json(reference_dir, "history_examples.json")
+async def test_history_operations(emu: Emulator, http: aiohttp.ClientSession) -> None:
+    rec = load_reference_json("history_examples.json")
     pids = []
     for i in range(3):
         body = await _post(http, emu, prompt=trivial_prompt(color=i))
@@ -228,9 +224,9 @@ async def test_history_operations(
 
 
 async def test_client_prompt_id_reuse_and_extra_data(
-    emu: Emulator, http: aiohttp.ClientSession, reference_dir: Path
+    emu: Emulator, http: aiohttp.ClientSession
 ) -> None:
-    rec = load_json(reference_dir, "custom_prompt_id.json")
+    rec = load_reference_json("custom_prompt_id.json")
     extra = {
         "extra_pnginfo": {
             "workflow": {"storycore": True, "nodes": []},

@@ -159,16 +159,12 @@ async def replay(
 @pytest.mark.parametrize(
     "name", ["ws_a_success.jsonl", "ws_f_custom_prompt_id.jsonl", "ws_d_execution_error.jsonl"]
 )
-async def test_replay_fresh_server(
-    emu: Emulator, http: aiohttp.ClientSession, reference_dir: Path, name: str
-) -> None:
-    events = load_transcript(reference_dir, name)
+async def test_replay_fresh_server(emu: Emulator, http: aiohttp.ClientSession, name: str) -> None:
+    events = load_transcript(name)
     assert await replay(emu, http, events) >= 1
 
 
-async def test_replay_cached_resubmit(
-    emu: Emulator, http: aiohttp.ClientSession, reference_dir: Path
-) -> None:
+async def test_replay_cached_resubmit(emu: Emulator, http: aiohttp.ClientSession) -> None:
     # The recording ran right after ws_a_success: the same graph is already cached.
     resp = await http.post(f"{emu.url}/prompt", json={"prompt": trivial_prompt(size=256)})
     pid = (await resp.json())["prompt_id"]
@@ -176,7 +172,7 @@ async def test_replay_cached_resubmit(
         if pid in emu.executor.history:
             break
         await asyncio.sleep(0.01)
-    events = load_transcript(reference_dir, "ws_b_cached.jsonl")
+    events = load_transcript("ws_b_cached.jsonl")
     assert await replay(emu, http, events) == 2
 
 
@@ -211,7 +207,6 @@ NO_IPADAPTER_MODELS = {**SD15_MODELS, "clip_vision": [], "ipadapter": []}
 async def test_replay_recording(
     tmp_path: Path,
     http: aiohttp.ClientSession,
-    reference_dir: Path,
     name: str,
     preview: str,
     packs: tuple[str, ...],
@@ -226,7 +221,7 @@ async def test_replay_recording(
     )
     (tmp_path / "i").mkdir()
     Image.new("RGB", (64, 64), (200, 30, 30)).save(tmp_path / "i" / "example.png")
-    events = load_transcript(reference_dir, name)
+    events = load_transcript(name)
     async with Emulator(options) as emu:
         await prime_cache(emu, http, events)
         assert await replay(emu, http, events) >= 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,17 +13,8 @@ import pytest
 from PIL import Image
 
 from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from tests._recordings import load_reference_json
 
-from ._support import load_json
-
-# Parametrization happens at collection, before fixtures: resolve the folder like the
-# ``reference_dir`` fixture does (tests/conftest.py); the tests also request the fixture.
-REF = Path(
-    os.environ.get(
-        "STORYCORE_REFERENCE_DIR",
-        Path(__file__).resolve().parents[3] / "shared" / "comfyui-reference",
-    )
-)
 MODELS = {
     "checkpoints": ["tiny-random-sd15.safetensors"],
     "controlnet": ["tiny-random-controlnet-sd15.safetensors"],
@@ -34,10 +24,7 @@ MODELS = {
 
 
 def _cases(name: str) -> list[tuple[str, dict[str, Any]]]:
-    path = REF / name
-    if not path.is_file():  # the reference_dir fixture reports the missing folder
-        return []
-    data = load_json(REF, name)
+    data = load_reference_json(name)
     if "cases" in data:
         return [(c["case"], c) for c in data["cases"]]
     return [(k, v) for k, v in data.items() if not k.startswith("_")]
@@ -100,7 +87,6 @@ def _check(status: int, ctype: str, body: Any, case: dict[str, Any]) -> None:
 async def test_core_validation_case(
     strict_emu: Emulator,
     http: aiohttp.ClientSession,
-    reference_dir: Path,
     name: str,
     case: dict[str, Any],
 ) -> None:
@@ -114,7 +100,6 @@ async def test_core_validation_case(
 async def test_custom_nodes_validation_case(
     strict_emu: Emulator,
     http: aiohttp.ClientSession,
-    reference_dir: Path,
     name: str,
     case: dict[str, Any],
 ) -> None:
@@ -153,9 +138,9 @@ async def test_rejected_prompt_sends_no_ws_message(
 
 
 async def test_only_the_valid_branch_runs(
-    strict_emu: Emulator, http: aiohttp.ClientSession, reference_dir: Path
+    strict_emu: Emulator, http: aiohttp.ClientSession
 ) -> None:
-    case = load_json(reference_dir, "validation_errors.json")["one_bad_output_one_good"]
+    case = load_reference_json("validation_errors.json")["one_bad_output_one_good"]
     resp = await http.post(f"{strict_emu.url}/prompt", json={"prompt": case["request_prompt"]})
     assert resp.status == 200
     pid = (await resp.json())["prompt_id"]

@@ -10,7 +10,7 @@ import aiohttp
 
 from storycore.comfyui.emulator import Emulator
 
-from ._support import collect_until_done, drain, load_json, trivial_prompt
+from ._support import collect_until_done, drain, load_reference_json, trivial_prompt
 
 
 async def _wait_history(emu: Emulator, prompt_id: str) -> None:
@@ -27,10 +27,8 @@ async def _post(http: aiohttp.ClientSession, emu: Emulator, **body: object) -> s
     return str((await resp.json())["prompt_id"])
 
 
-async def test_two_clients_match_recording(
-    emu: Emulator, http: aiohttp.ClientSession, reference_dir: Path
-) -> None:
-    expected = load_json(reference_dir, "two_clients.json")
+async def test_two_clients_match_recording(emu: Emulator, http: aiohttp.ClientSession) -> None:
+    expected = load_reference_json("two_clients.json")
     async with (
         http.ws_connect(f"{emu.ws_url}?clientId=client-a") as a,
         http.ws_connect(f"{emu.ws_url}?clientId=client-b") as b,
@@ -53,11 +51,11 @@ async def test_two_clients_match_recording(
 
 
 async def test_interrupted_prompt_messages_go_to_owner(
-    emu_options: object, tmp_path: Path, http: aiohttp.ClientSession, reference_dir: Path
+    emu_options: object, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     from storycore.comfyui.emulator import EmulatorOptions
 
-    expected = load_json(reference_dir, "two_clients.json")["4_B_prompt_interrupted"]
+    expected = load_reference_json("two_clients.json")["4_B_prompt_interrupted"]
     options = EmulatorOptions(
         output_dir=tmp_path / "o",
         input_dir=tmp_path / "i",

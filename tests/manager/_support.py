@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import os
 import socket
 import stat
@@ -18,7 +17,6 @@ import textwrap
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -26,11 +24,9 @@ from aiohttp import web
 
 from storycore.comfyui.manager import ManagerOptions
 from storycore.comfyui.process import terminate_tree
+from tests._recordings import load_reference_json
 
 HERE = Path(__file__).resolve().parent
-REFERENCE_DIR = Path(
-    os.environ.get("STORYCORE_REFERENCE_DIR", HERE.parents[2] / "shared" / "comfyui-reference")
-)
 FAKE_SERVER = HERE / "fake_comfyui.py"
 
 posix_only = pytest.mark.skipif(os.name == "nt", reason="fake installs use POSIX shell wrappers")
@@ -41,10 +37,6 @@ def emulator_available() -> bool:
         return importlib.util.find_spec("storycore.comfyui.emulator.__main__") is not None
     except ImportError:
         return False
-
-
-def load_reference_json(name: str) -> Any:
-    return json.loads((REFERENCE_DIR / name).read_text(encoding="utf-8"))
 
 
 def free_port() -> int:

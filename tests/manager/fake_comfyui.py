@@ -15,17 +15,13 @@ import os
 import sys
 import time
 import uuid
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
-REFERENCE = Path(
-    os.environ.get(
-        "STORYCORE_REFERENCE_DIR",
-        Path(__file__).resolve().parents[3] / "shared" / "comfyui-reference",
-    )
-)
+# The recorded /system_stats body ships with the emulator (its one copy in the repository).
+STATS_FILE = resources.files("storycore.comfyui.emulator").joinpath("data", "system_stats.json")
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -40,9 +36,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def build_app(args: argparse.Namespace) -> web.Application:
-    body: dict[str, Any] = json.loads(
-        (REFERENCE / "system_stats.json").read_text(encoding="utf-8")
-    )["body"]
+    body: dict[str, Any] = json.loads(STATS_FILE.read_text(encoding="utf-8"))["body"]
     body["system"]["argv"] = ["main.py", *sys.argv[1:]]
     state = {"prompts": 0, "number": 0}
 

@@ -22,8 +22,9 @@ from storycore.comfyui.health import (
     probe_system_stats,
 )
 from storycore.errors import ServerResponseError, ServerTimeout
+from tests._recordings import load_reference_json
 
-from ._support import free_port, load_reference_json, recorded_stats_app, serve
+from ._support import free_port, recorded_stats_app, serve
 
 # -- backoff ------------------------------------------------------------------------------------
 

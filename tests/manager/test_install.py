@@ -18,12 +18,13 @@ from storycore.comfyui.install import (
 )
 from storycore.comfyui.manager import ComfyUIManager, ManagerOptions, server_env, server_flags
 from storycore.errors import ConfigError, InstallNotFound
+from tests._recordings import recording_text
 
-from ._support import REFERENCE_DIR, free_port, make_install, posix_only, recorded_stats_app, serve
+from ._support import free_port, make_install, posix_only, recorded_stats_app, serve
 
 
 def _help_flags() -> set[str]:
-    text = (REFERENCE_DIR / "main_help.txt").read_text(encoding="utf-8")
+    text = recording_text("main_help.txt")
     return set(re.findall(r"(?<![\w-])(--[a-z0-9][a-z0-9_-]*)", text))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,23 +18,20 @@ from storycore.diagnostics import (
     execution_error_from_history,
 )
 from storycore.errors import ExecutionFailed, PromptRejected
+from tests._recordings import recording_text
 
 
-def _json(reference_dir: Path, name: str) -> Any:
-    return json.loads((reference_dir / name).read_text(encoding="utf-8"))
+def _json(name: str) -> Any:
+    return json.loads(recording_text(name))
 
 
-def _ws_errors(reference_dir: Path, name: str) -> list[dict[str, Any]]:
-    events = [
-        json.loads(line)
-        for line in (reference_dir / name).read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
+def _ws_errors(name: str) -> list[dict[str, Any]]:
+    events = [json.loads(line) for line in recording_text(name).splitlines() if line.strip()]
     return [e["data"] for e in events if e.get("type") == "execution_error"]
 
 
-def test_save_outside_output_and_batch_mismatch_are_bad_input(reference_dir: Path) -> None:
-    errors = _ws_errors(reference_dir, "ws_d_execution_error.jsonl")
+def test_save_outside_output_and_batch_mismatch_are_bad_input() -> None:
+    errors = _ws_errors("ws_d_execution_error.jsonl")
     assert [e["node_type"] for e in errors] == ["SaveImage", "ImageBlend"]
     for data in errors:
         diagnosis = classify_execution_error(data)
@@ -47,8 +43,8 @@ def test_save_outside_output_and_batch_mismatch_are_bad_input(reference_dir: Pat
     assert "outside the output folder" in classify_execution_error(errors[0]).message
 
 
-def test_history_entries_give_the_same_diagnosis(reference_dir: Path) -> None:
-    recorded = _json(reference_dir, "execution_errors.json")
+def test_history_entries_give_the_same_diagnosis() -> None:
+    recorded = _json("execution_errors.json")
     codes = {}
     for case, value in recorded.items():
         (entry,) = value["history"].values()
@@ -62,8 +58,8 @@ def test_history_entries_give_the_same_diagnosis(reference_dir: Path) -> None:
     assert execution_error_from_history({"status": {"messages": []}}) is None
 
 
-def test_unified_loader_without_clip_vision_names_installed_models(reference_dir: Path) -> None:
-    (data,) = _ws_errors(reference_dir, "ws_ipadapter_unified_missing_models.jsonl")
+def test_unified_loader_without_clip_vision_names_installed_models() -> None:
+    (data,) = _ws_errors("ws_ipadapter_unified_missing_models.jsonl")
     ctx = DiagnosticContext(installed_models={"clip_vision": ["CLIP-ViT-bigG.safetensors"]})
     diagnosis = classify_execution_error(data, ctx)
     assert diagnosis.code == "missing_model"
@@ -75,8 +71,8 @@ def test_unified_loader_without_clip_vision_names_installed_models(reference_dir
     assert "holds no model files" in bare.suggestion
 
 
-def test_offline_preprocessors_are_missing_weights(reference_dir: Path) -> None:
-    errors = _ws_errors(reference_dir, "ws_preprocessor_error.jsonl")
+def test_offline_preprocessors_are_missing_weights() -> None:
+    errors = _ws_errors("ws_preprocessor_error.jsonl")
     assert len(errors) == 3
     for data in errors:
         diagnosis = classify_execution_error(data)
@@ -85,8 +81,8 @@ def test_offline_preprocessors_are_missing_weights(reference_dir: Path) -> None:
         assert data["node_type"] in diagnosis.suggestion
 
 
-def test_out_of_memory_retries_once_then_fails_over(reference_dir: Path) -> None:
-    (recorded,) = _ws_errors(reference_dir, "ws_d_execution_error.jsonl")[1:]
+def test_out_of_memory_retries_once_then_fails_over() -> None:
+    (recorded,) = _ws_errors("ws_d_execution_error.jsonl")[1:]
     # Same body shape as the recording, with what ComfyUI's OOM handler writes.
     data = dict(
         recorded,
@@ -114,8 +110,8 @@ def test_out_of_memory_retries_once_then_fails_over(reference_dir: Path) -> None
     assert plain.fallback is Strategy.ABORT
 
 
-def test_checkpoint_not_in_list_names_what_is_installed(reference_dir: Path) -> None:
-    body = _json(reference_dir, "validation_errors.json")["checkpoint_not_in_list"]["body"]
+def test_checkpoint_not_in_list_names_what_is_installed() -> None:
+    body = _json("validation_errors.json")["checkpoint_not_in_list"]["body"]
     ctx = DiagnosticContext(installed_models={"checkpoints": ["b.safetensors", "a.safetensors"]})
     diagnosis = classify_prompt_rejection(body, ctx)
     assert diagnosis.code == "missing_model"
@@ -130,8 +126,8 @@ def test_checkpoint_not_in_list_names_what_is_installed(reference_dir: Path) -> 
     assert with_mock.strategy is Strategy.MOCK
 
 
-def test_ipadapter_models_missing_lists_both_loaders(reference_dir: Path) -> None:
-    cases = {c["case"]: c for c in _json(reference_dir, "custom_nodes_validation.json")["cases"]}
+def test_ipadapter_models_missing_lists_both_loaders() -> None:
+    cases = {c["case"]: c for c in _json("custom_nodes_validation.json")["cases"]}
     body = cases["a_ipadapter_models_missing"]["body"]
     diagnosis = classify_prompt_rejection(body)
     assert diagnosis.code == "missing_model"
@@ -139,8 +135,8 @@ def test_ipadapter_models_missing_lists_both_loaders(reference_dir: Path) -> Non
     assert "(models/ipadapter)" in diagnosis.message
 
 
-def test_unknown_class_is_a_missing_custom_node(reference_dir: Path) -> None:
-    body = _json(reference_dir, "validation_errors.json")["unknown_class_type"]["body"]
+def test_unknown_class_is_a_missing_custom_node() -> None:
+    body = _json("validation_errors.json")["unknown_class_type"]["body"]
     diagnosis = classify_prompt_rejection(body)
     assert diagnosis.code == "missing_custom_node"
     assert diagnosis.node_type == "NoSuchNode"
@@ -148,9 +144,9 @@ def test_unknown_class_is_a_missing_custom_node(reference_dir: Path) -> None:
     assert "install its custom node pack" in diagnosis.suggestion
 
 
-def test_misspelt_custom_class_gets_did_you_mean(reference_dir: Path) -> None:
-    cases = {c["case"]: c for c in _json(reference_dir, "custom_nodes_validation.json")["cases"]}
-    known = frozenset(_json(reference_dir, "object_info_custom_nodes.json"))
+def test_misspelt_custom_class_gets_did_you_mean() -> None:
+    cases = {c["case"]: c for c in _json("custom_nodes_validation.json")["cases"]}
+    known = frozenset(_json("object_info_custom_nodes.json"))
     ctx = DiagnosticContext(known_node_classes=known)
     wrong_case = classify_prompt_rejection(cases["b2_case_IPadapterModelLoader"]["body"], ctx)
     assert "case-sensitive" in wrong_case.suggestion
@@ -164,8 +160,8 @@ def test_misspelt_custom_class_gets_did_you_mean(reference_dir: Path) -> None:
 @pytest.mark.parametrize(
     "case", ["value_below_min", "wrong_type_string_for_int", "link_type_mismatch"]
 )
-def test_bad_values_are_bad_input(reference_dir: Path, case: str) -> None:
-    body = _json(reference_dir, "validation_errors.json")[case]["body"]
+def test_bad_values_are_bad_input(case: str) -> None:
+    body = _json("validation_errors.json")[case]["body"]
     diagnosis = classify_prompt_rejection(body)
     assert diagnosis.code == "bad_input"
     assert diagnosis.category is Category.WORKFLOW
@@ -174,8 +170,8 @@ def test_bad_values_are_bad_input(reference_dir: Path, case: str) -> None:
     assert f"node {node_id}" in diagnosis.message
 
 
-def test_exceptions_carrying_comfy_bodies_classify_like_the_bodies(reference_dir: Path) -> None:
-    body = _json(reference_dir, "validation_errors.json")["checkpoint_not_in_list"]["body"]
+def test_exceptions_carrying_comfy_bodies_classify_like_the_bodies() -> None:
+    body = _json("validation_errors.json")["checkpoint_not_in_list"]["body"]
     exc = PromptRejected(
         "rejected",
         where="http://127.0.0.1:8188/prompt",
@@ -183,7 +179,7 @@ def test_exceptions_carrying_comfy_bodies_classify_like_the_bodies(reference_dir
         node_errors=body["node_errors"],
     )
     assert classify(exc).code == "missing_model"
-    (data,) = _ws_errors(reference_dir, "ws_ipadapter_unified_missing_models.jsonl")
+    (data,) = _ws_errors("ws_ipadapter_unified_missing_models.jsonl")
     failed = ExecutionFailed(
         "failed",
         node_id=data["node_id"],
@@ -195,10 +191,10 @@ def test_exceptions_carrying_comfy_bodies_classify_like_the_bodies(reference_dir
 
 
 @pytest.mark.parametrize("case", ["prompt_is_list", "malformed_json_body"])
-def test_a_500_to_a_prompt_body_is_not_retried(reference_dir: Path, case: str) -> None:
+def test_a_500_to_a_prompt_body_is_not_retried(case: str) -> None:
     from storycore.errors import ServerResponseError
 
-    recorded = _json(reference_dir, "validation_errors.json")[case]
+    recorded = _json("validation_errors.json")[case]
     exc = ServerResponseError(
         "unexpected status",
         where="http://127.0.0.1:8188/prompt",
@@ -212,8 +208,8 @@ def test_a_500_to_a_prompt_body_is_not_retried(reference_dir: Path, case: str) -
 
 
 @pytest.mark.parametrize("case", ["no_output_node", "no_prompt_key"])
-def test_prompt_level_rejections_abort(reference_dir: Path, case: str) -> None:
-    body = _json(reference_dir, "validation_errors.json")[case]["body"]
+def test_prompt_level_rejections_abort(case: str) -> None:
+    body = _json("validation_errors.json")[case]["body"]
     diagnosis = classify_prompt_rejection(body)
     assert diagnosis.strategy is Strategy.ABORT
     assert diagnosis.code == body["error"]["type"]

@@ -24,6 +24,7 @@ from storycore.diagnostics import (
     run_with_retry,
 )
 from storycore.errors import PromptRejected, ServerUnreachable
+from tests._recordings import recording_text
 
 FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, jitter=0.0, deadline=5.0)
 
@@ -57,8 +58,8 @@ class FlakyServer:
 
 
 @pytest.fixture
-def rejection(reference_dir: Path) -> dict[str, Any]:
-    recorded = json.loads((reference_dir / "validation_errors.json").read_text(encoding="utf-8"))
+def rejection() -> dict[str, Any]:
+    recorded = json.loads(recording_text("validation_errors.json"))
     body: dict[str, Any] = recorded["checkpoint_not_in_list"]["body"]
     return body
 

@@ -23,12 +23,13 @@ from storycore.monitoring import (
     write_csv,
     write_prometheus,
 )
+from tests._recordings import recording_text
 
 
-def _timelines(reference_dir: Path, name: str) -> list[PromptTimeline]:
+def _timelines(name: str) -> list[PromptTimeline]:
     timelines: list[PromptTimeline] = []
     current: PromptTimeline | None = None
-    for line in (reference_dir / name).read_text(encoding="utf-8").splitlines():
+    for line in recording_text(name).splitlines():
         event = json.loads(line)
         if event["kind"] == "http" and event["method"] == "POST" and event["path"] == "/prompt":
             body = event["request_json"]
@@ -40,8 +41,8 @@ def _timelines(reference_dir: Path, name: str) -> list[PromptTimeline]:
     return timelines
 
 
-def test_recorded_cold_run_splits_model_load_from_sampling(reference_dir: Path) -> None:
-    cold, warm, _, cached = _timelines(reference_dir, "ws_sd15_txt2img.jsonl")
+def test_recorded_cold_run_splits_model_load_from_sampling() -> None:
+    cold, warm, _, cached = _timelines("ws_sd15_txt2img.jsonl")
     phases = cold.phases
     assert cold.outcome == "success"
     # From the recording: loader node 4 runs 0.316 -> 1.7906, KSampler 1.9429 -> 6.3952.
@@ -55,10 +56,10 @@ def test_recorded_cold_run_splits_model_load_from_sampling(reference_dir: Path) 
     assert cached.phases["sampling"] == 0.0 and cached.outcome == "success"
 
 
-def test_recorded_error_and_interrupt_outcomes(reference_dir: Path) -> None:
-    outcomes = {t.outcome for t in _timelines(reference_dir, "ws_d_execution_error.jsonl")}
+def test_recorded_error_and_interrupt_outcomes() -> None:
+    outcomes = {t.outcome for t in _timelines("ws_d_execution_error.jsonl")}
     assert "error" in outcomes
-    interrupted = _timelines(reference_dir, "ws_sd15_interrupt_in_ksampler.jsonl")
+    interrupted = _timelines("ws_sd15_interrupt_in_ksampler.jsonl")
     assert [t.outcome for t in interrupted if t.done] == ["interrupted"]
 
 
@@ -171,8 +172,8 @@ def test_summary_skips_damage_and_orders_newest_first(tmp_path: Path) -> None:
     assert summarise_runs(tmp_path / "none").runs == []
 
 
-def test_vram_from_system_stats(reference_dir: Path) -> None:
-    stats: dict[str, Any] = json.loads((reference_dir / "system_stats.json").read_text())["body"]
+def test_vram_from_system_stats() -> None:
+    stats: dict[str, Any] = json.loads(recording_text("system_stats.json"))["body"]
     assert gpus_from_system_stats(stats) == ()  # the recording ran with --cpu
     gpu_stats = {
         "devices": [

@@ -22,6 +22,7 @@ from storycore.platform import (
     parse_nvidia_smi,
     parse_rocm_smi,
 )
+from tests._recordings import recording_text
 
 LINUX = OSInfo(system="linux", release="6.1", machine="x86_64", python="3.11")
 WINDOWS = OSInfo(system="windows", release="10", machine="AMD64", python="3.11")
@@ -152,7 +153,7 @@ def test_launch_flags(
     assert (plan.device is None) == ("--cpu" in flags)
 
 
-def test_every_flag_is_one_comfyui_accepts(reference_dir: Path) -> None:
-    accepted = flags_in_help((reference_dir / "main_help.txt").read_text(encoding="utf-8"))
+def test_every_flag_is_one_comfyui_accepts() -> None:
+    accepted = flags_in_help(recording_text("main_help.txt"))
     assert "--lowvram" in accepted and "--cuda-device" in accepted
     assert accepted >= COMFYUI_FLAGS, COMFYUI_FLAGS - accepted

@@ -11,11 +11,9 @@ from typing import Any
 
 from storycore.panels import Panel
 from storycore.workflows import NodeCatalog
+from tests._recordings import load_reference_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_DIR = Path(
-    os.environ.get("STORYCORE_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "comfyui-reference")
-)
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 EXAMPLES_DIR = REPO_ROOT / "examples" / "templates"
 UPDATE_GOLDEN = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -34,10 +32,6 @@ MODELS: dict[str, list[str]] = {
     "ipadapter": ["ip-adapter_sd15.safetensors", "ip-adapter-plus_sdxl_vit-h.safetensors"],
     "clip_vision": ["CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"],
 }
-
-
-def load_reference_json(name: str) -> Any:
-    return json.loads((REFERENCE_DIR / name).read_text(encoding="utf-8"))
 
 
 @cache
