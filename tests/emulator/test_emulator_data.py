@@ -4,12 +4,15 @@ hold the rest, and nothing reads a folder outside the repository."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from tests._recordings import RECORDINGS_DIR, load_reference_json
+from tests._recordings import RECORDINGS_DIR, load_reference_json, recording_text
 
 SHIPPED = [
     "object_info.json",
@@ -56,3 +59,30 @@ def test_nothing_reads_the_shared_folder() -> None:
 def test_recorded_json_files_parse() -> None:
     for path in sorted(RECORDINGS_DIR.glob("*.json")):
         json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_a_missing_recording_fails_in_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "test_uses_missing.py").write_text(
+        "from tests._recordings import load_reference_json\n"
+        "DATA = load_reference_json('no_such_recording.json')  # at collection\n"
+        "def test_never_runs():\n"
+        "    assert DATA\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_uses_missing.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "recording 'no_such_recording.json' is missing" in result.stdout
+    assert "Traceback" not in result.stdout and "FileNotFoundError" not in result.stdout
+    assert result.returncode != 0
+
+
+def test_recording_text_reads_gzipped_and_plain_copies() -> None:
+    assert '"KSampler"' in recording_text("object_info.json")
+    assert recording_text("main_help.txt").startswith("usage:")
