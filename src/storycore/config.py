@@ -202,6 +202,7 @@ class ResolvedSettings:
 
     settings: Settings
     sources: Mapping[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     def source_of(self, dotted: str) -> str:
         """Where the value at ``dotted`` (e.g. ``comfyui.port``) came from."""

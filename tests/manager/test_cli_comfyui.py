@@ -89,7 +89,7 @@ def test_mock_start_status_logs_stop(port: int) -> None:
 
     stopped = cli("stop", "--port", p)
     assert stopped.returncode == 0, stopped.stderr
-    assert "stopped ComfyUI" in stopped.stdout and "Log:" in stopped.stdout
+    assert "stopped ComfyUI" in stopped.stderr and "Log:" in stopped.stderr
     assert not _answers(port)
     assert as_json(cli("status", "--port", p, "--json"))["state"] == "stopped"
     again = as_json(cli("stop", "--port", p, "--json"))
@@ -102,8 +102,8 @@ def test_start_a_fake_install_and_restart(tmp_path: Path, port: int) -> None:
     p = str(port)
     started = cli("start", "--install-path", str(root), "--port", p)
     assert started.returncode == 0, started.stderr
-    assert "started ComfyUI" in started.stdout and "Log:" in started.stdout
-    assert f"storycore comfyui stop --port {p}" in started.stdout
+    assert "started ComfyUI" in started.stderr and "Log:" in started.stderr
+    assert f"storycore comfyui stop --port {p}" in started.stderr
     restarted = as_json(cli("restart", "--install-path", str(root), "--port", p, "--json"))
     assert restarted["stop"]["action"] == "stopped"
     assert restarted["start"]["action"] == "started"
@@ -156,7 +156,7 @@ def test_foreground_streams_and_ctrl_c_stops(port: int) -> None:
             proc.kill()
             proc.communicate(timeout=5)
     assert proc.returncode == 0, err
-    assert "Streaming the log" in out and "stopped ComfyUI" in out
+    assert "Streaming the log" in err and "stopped ComfyUI" in err
     assert not _answers(port)
 
 

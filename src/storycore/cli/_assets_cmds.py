@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.markup import escape
 
-from storycore.cli._common import Output
+from storycore.cli._common import Output, cli_settings, command
 
 if TYPE_CHECKING:
     from storycore.assets import RetentionPolicy, ServerCleanReport
@@ -48,11 +48,11 @@ def human_size(size: int) -> str:
 def _policy(root: Path, keep_newest: int | None) -> RetentionPolicy:
     """The retention policy: from the settings once they carry ``assets``, else storycore.toml."""
     from storycore.assets import RetentionPolicy, build_policy, load_retention_policy
-    from storycore.config import Settings, resolve_settings
+    from storycore.config import Settings
 
     overrides = {"keep_newest": keep_newest}
     if "assets" in Settings.model_fields:
-        configured = getattr(resolve_settings(project_dir=root).settings, "assets", None)
+        configured = getattr(cli_settings(root).settings, "assets", None)
         if isinstance(configured, RetentionPolicy):
             return build_policy(configured.model_dump(), "settings", overrides)
     return load_retention_policy(root, overrides)
@@ -62,10 +62,9 @@ def _server_side(
     root: Path, comfyui_dir: Path | None, dry_run: bool, out: Output
 ) -> ServerCleanReport:
     from storycore.assets import clean_server, find_comfyui_dir
-    from storycore.config import resolve_settings
     from storycore.errors import AssetError
 
-    settings = resolve_settings(project_dir=root).settings
+    settings = cli_settings(root).settings
     local = [settings.comfyui.url, *(b.url for b in settings.backends if b.managed)]
     looked: list[str] = []
     if comfyui_dir is not None:
@@ -101,7 +100,7 @@ def register(app: typer.Typer) -> None:
     )
     app.add_typer(group, name="assets")
 
-    @group.command("list")
+    @command(group, "list", reads_settings=False)
     def list_cmd(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
         """Every recorded render: shot, version, render, size, sha256, placeholder, active."""
         from storycore.assets import list_assets
@@ -118,7 +117,7 @@ def register(app: typer.Typer) -> None:
             )
             return
         if not assets:
-            out.info(escape("No rendered images recorded yet."))
+            out.data(escape("No rendered images recorded yet."))
             return
         for a in assets:
             flags = ", ".join(
@@ -131,22 +130,23 @@ def register(app: typer.Typer) -> None:
                 )
                 if on
             )
-            out.info(
+            out.data(
                 escape(
                     f"{a.shot_id:<12} v{a.version} r{a.render:03d}  {human_size(a.size):>10}  "
                     f"{a.sha256[:12]}  {a.path}" + (f"  [{flags}]" if flags else "")
                 )
             )
-        out.info(escape(f"{len(assets)} renders, {sum(1 for a in assets if a.active)} active"))
+        out.data(escape(f"{len(assets)} renders, {sum(1 for a in assets if a.active)} active"))
 
-    @group.command("approve")
+    @command(group, "approve", reads_settings=False)
     def approve_cmd(
         asset_ids: list[str] = ASSET_IDS_ARGUMENT,
         project: Path = PROJECT_OPTION,
         undo: bool = UNDO_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
-        """Mark renders approved: `assets clean` never removes them (see `assets list`)."""
+        """Mark renders ASSET_IDS (e.g. shot_01_v1_r002, see `assets list`) approved: `assets
+        clean` never removes them."""
         from storycore._lock import ProjectLock
         from storycore.errors import AssetError
         from storycore.manifest import set_approved
@@ -168,9 +168,9 @@ def register(app: typer.Typer) -> None:
             out.json({"ok": True, "approved": not undo, "assets": asset_ids})
         else:
             verb = "no longer approved" if undo else "approved"
-            out.info(escape(f"{', '.join(asset_ids)}: {verb}"))
+            out.data(escape(f"{', '.join(asset_ids)}: {verb}"))
 
-    @group.command("stats")
+    @command(group, "stats", reads_settings=False)
     def stats_cmd(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
         """Counts and sizes per shot and per kind (final, placeholder, temporary)."""
         from storycore.assets import asset_stats
@@ -182,26 +182,26 @@ def register(app: typer.Typer) -> None:
             out.json({"ok": True, **dataclasses.asdict(stats), "total_bytes": stats.total_bytes})
             return
         for kind, totals in stats.per_kind.items():
-            out.info(escape(f"{kind:<12} {totals.count:>5} files  {human_size(totals.bytes):>10}"))
+            out.data(escape(f"{kind:<12} {totals.count:>5} files  {human_size(totals.bytes):>10}"))
         if stats.unknown.count:
-            out.info(
+            out.data(
                 escape(
                     f"{'unknown':<12} {stats.unknown.count:>5} files  "
                     f"{human_size(stats.unknown.bytes):>10}"
                 )
             )
         if stats.missing:
-            out.info(
+            out.data(
                 escape(
                     f"{stats.missing} recorded renders are missing (see `storycore assets verify`)"
                 )
             )
-        out.info(escape(f"total        {human_size(stats.total_bytes):>22}"))
+        out.data(escape(f"total        {human_size(stats.total_bytes):>22}"))
         for shot_id, kinds in sorted(stats.per_shot.items()):
             parts = [f"{k} {t.count} ({human_size(t.bytes)})" for k, t in kinds.items() if t.count]
-            out.info(escape(f"  {shot_id:<12} " + ", ".join(parts)))
+            out.data(escape(f"  {shot_id:<12} " + ", ".join(parts)))
 
-    @group.command("verify")
+    @command(group, "verify", reads_settings=False)
     def verify_cmd(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
         """Re-hash every render against the manifest; exit 7 if one is missing or changed."""
         from storycore.assets import verify_assets
@@ -226,15 +226,15 @@ def register(app: typer.Typer) -> None:
             if not report.clean:
                 raise typer.Exit(AssetError.exit_code)
             return
-        out.info(escape(f"{report.ok} of {report.checked} recorded renders intact"))
+        out.data(escape(f"{report.ok} of {report.checked} recorded renders intact"))
         for problem in report.problems:
-            out.info(escape(f"  {problem.problem.upper():<8} {problem.path}: {problem.detail}"))
+            out.data(escape(f"  {problem.problem.upper():<8} {problem.path}: {problem.detail}"))
         for unknown in report.unknown:
-            out.info(
+            out.data(
                 escape(f"  UNKNOWN  {unknown.path} ({unknown.reason}, {human_size(unknown.size)})")
             )
         if report.temporary:
-            out.info(
+            out.data(
                 escape(f"  {len(report.temporary)} temporary files (`storycore assets clean`)")
             )
         if not report.clean:
@@ -245,7 +245,7 @@ def register(app: typer.Typer) -> None:
                 hint="Run `storycore generate-images` to re-render them",
             )
 
-    @group.command("clean")
+    @command(group, "clean")
     def clean_cmd(
         project: Path = PROJECT_OPTION,
         dry_run: bool = DRY_RUN_OPTION,
@@ -291,8 +291,8 @@ def register(app: typer.Typer) -> None:
             return
         verb = "Would remove" if dry_run else "Removed"
         for removal in report.removed:
-            out.info(escape(f"  {removal.kind:<11} {removal.path}  ({removal.reason})"))
-        out.info(
+            out.data(escape(f"  {removal.kind:<11} {removal.path}  ({removal.reason})"))
+        out.data(
             escape(
                 f"{verb} {len(report.removed)} project files, {human_size(report.freed_bytes)}; "
                 f"{report.records_dropped} manifest records dropped, {report.kept_records} kept"
@@ -310,10 +310,10 @@ def register(app: typer.Typer) -> None:
 def _print_server(out: Output, report: ServerCleanReport, verb: str) -> None:
     if report.comfyui_dir is not None:
         for item in report.removed:
-            out.info(escape(f"  server {item.folder:<7} {item.path}"))
+            out.data(escape(f"  server {item.folder:<7} {item.path}"))
         for item in report.skipped:
-            out.info(escape(f"  kept   {item.folder:<7} {item.path} ({item.reason})"))
-        out.info(
+            out.data(escape(f"  kept   {item.folder:<7} {item.path} ({item.reason})"))
+        out.data(
             escape(
                 f"{verb} {len(report.removed)} files from {report.comfyui_dir}, "
                 f"{human_size(report.freed_bytes)}"

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from storycore.cli._common import Output
+from storycore.cli._common import Output, command
 
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable output.")
 PROJECT_OPTION = typer.Option(
@@ -18,7 +18,7 @@ PROJECT_OPTION = typer.Option(
 def register(app: typer.Typer) -> None:
     """Add ``storycore board`` to ``app``."""
 
-    @app.command("board")
+    @command(app, "board", reads_settings=False)
     def board(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
         """Write storyboard/board.jpg (contact sheet) and a self-contained board.html."""
         from storycore.board import write_board
@@ -40,12 +40,12 @@ def register(app: typer.Typer) -> None:
                 }
             )
             return
-        out.info(
+        out.data(
             escape(
                 f"Storyboard: {files.panels} panels, {files.rendered} rendered, "
                 f"{files.placeholders} placeholders"
                 + (f", {files.missing} with a missing file" if files.missing else "")
             )
         )
-        out.info(escape(f"  sheet: {files.sheet}"))
-        out.info(escape(f"  page:  {files.html}"))
+        out.data(escape(f"  sheet: {files.sheet}"))
+        out.data(escape(f"  page:  {files.html}"))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from storycore.cli._common import Output
+from storycore.cli._common import Output, cli_settings, command
 
 if TYPE_CHECKING:
     from storycore.comfyui.manager import ComfyUIManager, ManagerOptions
@@ -30,7 +30,6 @@ INSTALL_OPTION = typer.Option(
 PROJECT_OPTION = typer.Option(
     None, "--project", "-p", help="A project folder whose storycore.toml applies."
 )
-CONFIG_OPTION = typer.Option(None, "--config", help="Use this user config file instead.")
 OUTPUT_DIR_OPTION = typer.Option(None, "--output-dir", help="Where emulated images are written.")
 MOCK_OPTION = typer.Option(
     False, "--mock", help="Run StoryCore's ComfyUI emulator instead of a real ComfyUI."
@@ -40,16 +39,14 @@ MOCK_OPTION = typer.Option(
 def _options(
     *,
     project: Path | None,
-    config: Path | None,
     host: str | None,
     port: int | None,
     install_path: Path | None,
 ) -> ManagerOptions:
     """Map the resolved settings (and this command's overrides) onto the manager's options."""
     from storycore.comfyui.manager import options_from_settings
-    from storycore.config import resolve_settings
 
-    settings = resolve_settings(project_dir=project, user_config=config).settings
+    settings = cli_settings(project).settings
     return options_from_settings(settings, host=host, port=port, install_path=install_path)
 
 
@@ -119,7 +116,7 @@ def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Run and watch the local ComfyUI server.", no_args_is_help=True)
     app.add_typer(group, name="comfyui")
 
-    @group.command("start")
+    @command(group, "start")
     def start(
         foreground: bool = typer.Option(
             False, "--foreground", help="Stay attached: stream the log; Ctrl-C stops the server."
@@ -129,14 +126,11 @@ def register(app: typer.Typer) -> None:
         port: int | None = PORT_OPTION,
         install_path: Path | None = INSTALL_OPTION,
         project: Path | None = PROJECT_OPTION,
-        config: Path | None = CONFIG_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Start ComfyUI (or adopt one already serving the port) and wait until it answers."""
         out = Output(json_out)
-        opts = _options(
-            project=project, config=config, host=host, port=port, install_path=install_path
-        )
+        opts = _options(project=project, host=host, port=port, install_path=install_path)
         manager = _manager(opts, mock)
         result = asyncio.run(manager.start())
         if json_out:
@@ -156,42 +150,38 @@ def register(app: typer.Typer) -> None:
             else:
                 _say_stopped(out, stopped)
 
-    @group.command("stop")
+    @command(group, "stop")
     def stop(
         host: str | None = HOST_OPTION,
         port: int | None = PORT_OPTION,
         project: Path | None = PROJECT_OPTION,
-        config: Path | None = CONFIG_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Stop the ComfyUI that StoryCore started (and its child processes)."""
         from storycore.comfyui.manager import ComfyUIManager
 
         out = Output(json_out)
-        opts = _options(project=project, config=config, host=host, port=port, install_path=None)
+        opts = _options(project=project, host=host, port=port, install_path=None)
         result = asyncio.run(ComfyUIManager(opts).stop())
         if json_out:
             out.json({"ok": True, **_data(result)})
         else:
             _say_stopped(out, result)
 
-    @group.command("restart")
+    @command(group, "restart")
     def restart(
         mock: bool = MOCK_OPTION,
         host: str | None = HOST_OPTION,
         port: int | None = PORT_OPTION,
         install_path: Path | None = INSTALL_OPTION,
         project: Path | None = PROJECT_OPTION,
-        config: Path | None = CONFIG_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Stop the managed ComfyUI, then start it again (the emulator stays the emulator)."""
         from storycore.comfyui.process import load_pidfile
 
         out = Output(json_out)
-        opts = _options(
-            project=project, config=config, host=host, port=port, install_path=install_path
-        )
+        opts = _options(project=project, host=host, port=port, install_path=install_path)
         record, _problem = load_pidfile(_manager(opts, False).pidfile_path)
         manager = _manager(opts, mock or (record is not None and record.kind == "emulator"))
         stopped, started = asyncio.run(manager.restart())
@@ -202,24 +192,23 @@ def register(app: typer.Typer) -> None:
         _say_stopped(out, stopped)
         _say_started(out, started, _where(host, port))
 
-    @group.command("status")
+    @command(group, "status")
     def status(
         host: str | None = HOST_OPTION,
         port: int | None = PORT_OPTION,
         project: Path | None = PROJECT_OPTION,
-        config: Path | None = CONFIG_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Say whether ComfyUI runs: pid, uptime, URL, version, devices, VRAM, queue, log."""
         from storycore.comfyui.manager import ComfyUIManager
 
         out = Output(json_out)
-        opts = _options(project=project, config=config, host=host, port=port, install_path=None)
+        opts = _options(project=project, host=host, port=port, install_path=None)
         info = asyncio.run(ComfyUIManager(opts).status())
         if json_out:
             out.json({"ok": True, **_data(info)})
             return
-        out.info(f"{info.state.value}: {info.message}.")
+        out.data(f"{info.state.value}: {info.message}.")
         rows: list[tuple[str, str]] = [("URL", info.url)]
         if info.pid is not None:
             rows.append(("pid", str(info.pid)))
@@ -240,11 +229,11 @@ def register(app: typer.Typer) -> None:
         if info.log_path is not None:
             rows.append(("log", str(info.log_path)))
         for name, value in rows:
-            out.info(f"  {name:<8} {value}")
+            out.data(f"  {name:<8} {value}")
         for note in info.notes:
             out.warn(note)
 
-    @group.command("logs")
+    @command(group, "logs")
     def logs(
         lines: int = typer.Option(50, "-n", "--lines", min=0, help="How many lines to show."),
         follow: bool = typer.Option(
@@ -256,14 +245,13 @@ def register(app: typer.Typer) -> None:
         host: str | None = HOST_OPTION,
         port: int | None = PORT_OPTION,
         project: Path | None = PROJECT_OPTION,
-        config: Path | None = CONFIG_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Show the end of the ComfyUI log (and follow it with --follow; Ctrl-C ends)."""
         from storycore.comfyui.manager import ComfyUIManager
 
         out = Output(json_out)
-        opts = _options(project=project, config=config, host=host, port=port, install_path=None)
+        opts = _options(project=project, host=host, port=port, install_path=None)
         manager = ComfyUIManager(opts)
         tail = manager.tail_log(lines)
         if json_out:
@@ -276,7 +264,7 @@ def register(app: typer.Typer) -> None:
         if follow:
             _follow(manager, out, max_seconds)
 
-    @group.command("emulate")
+    @command(group, "emulate", reads_settings=False)
     def emulate(
         host: str = typer.Option("127.0.0.1", "--host", help="Listen address."),
         port: int = typer.Option(8188, "--port", help="Port."),

@@ -1,22 +1,193 @@
-"""What every command shares: the console, ``--json`` output and the error-to-exit-code map.
+"""What every command shares: options, output streams, settings, errors and exit codes.
 
 Only the ``cli`` package prints. Everything below it returns data or raises
 :class:`storycore.errors.StoryCoreError`.
+
+* :func:`command` registers a command with the options every command has: ``-v/--verbose``,
+  ``-q/--quiet`` and, for commands that read settings, ``--config FILE``. It also gives every
+  option a metavar a person understands (``--backend URL``, not ``<list[str]>``).
+* :class:`Output` sends data (tables, listings, ``--json`` documents) to stdout and notices for
+  people (progress, warnings, hints) to stderr, so ``storycore ... | head`` gets only data.
+* :func:`cli_settings` resolves the settings with this command's ``--config`` and sets up
+  logging from ``--verbose`` / ``--quiet`` / ``log_level``.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import inspect
 import json
+import os
 import sys
-from collections.abc import Mapping
-from typing import Any
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 
 from storycore.errors import StoryCoreError
 
-__all__ = ["Output", "configure_logging", "json_default", "report_error"]
+if TYPE_CHECKING:
+    from storycore.config import ResolvedSettings
+
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "CliState",
+    "Output",
+    "cli_settings",
+    "cli_state",
+    "command",
+    "configure_logging",
+    "json_default",
+    "report_error",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# 128 + SIGPIPE: what a shell reports for `git log | head`.
+EXIT_BROKEN_PIPE = 141
+
+
+class _Console(Console):
+    """rich's console, ending with exit 141 (like ``git log | head``) when stdout is closed."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(EXIT_BROKEN_PIPE)
+
+
+@dataclass(frozen=True)
+class CliState:
+    """The options every command takes, for the command that is running."""
+
+    verbose: bool = False
+    quiet: bool = False
+    config: Path | None = None
+
+
+_STATE: contextvars.ContextVar[CliState] = contextvars.ContextVar("storycore_cli_state")
+_NO_OPTIONS = CliState()
+
+
+def cli_state() -> CliState:
+    """The common options of the running command."""
+    return _STATE.get(_NO_OPTIONS)
+
+
+# Metavars by option name: what a person types there. Anything else: the name in capitals.
+_METAVARS = {
+    "project": "DIR",
+    "path": "DIR",
+    "output_dir": "DIR",
+    "install_path": "DIR",
+    "comfyui_dir": "DIR",
+    "config": "FILE",
+    "backend": "URL",
+    "url": "URL",
+    "shots": "ID",
+    "host": "HOST",
+    "port": "PORT",
+    "timeout": "SECONDS",
+    "max_seconds": "SECONDS",
+    "step_seconds": "SECONDS",
+    "lines": "N",
+    "last": "N",
+    "keep_newest": "N",
+    "fallback": "mock|fail",
+}
+
+_COMMON_PARAMETERS = (
+    inspect.Parameter(
+        "verbose",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=typer.Option(False, "--verbose", "-v", help="Say more: debug log lines on stderr."),
+        annotation=bool,
+    ),
+    inspect.Parameter(
+        "quiet",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=typer.Option(
+            False, "--quiet", "-q", help="Say less: only warnings and errors on stderr."
+        ),
+        annotation=bool,
+    ),
+)
+
+_CONFIG_PARAMETER = inspect.Parameter(
+    "config",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=typer.Option(
+        None,
+        "--config",
+        metavar="FILE",
+        help="Read this settings file instead of the user config file.",
+    ),
+    annotation=Path | None,
+)
+
+
+def _name_metavars(parameters: list[inspect.Parameter]) -> None:
+    for parameter in parameters:
+        info = parameter.default
+        if not isinstance(info, typer.models.ParameterInfo) or info.metavar:
+            continue
+        if parameter.annotation is bool:
+            continue
+        info.metavar = _METAVARS.get(parameter.name, parameter.name.upper())
+        if isinstance(info, typer.models.ArgumentInfo):
+            # Typer lists arguments with a Python type ("NAME <str>"): the usage line shows the
+            # metavar and the command's help says what it is.
+            info.hidden = True
+
+
+def command(group: typer.Typer, name: str, *, reads_settings: bool = True) -> Callable[[F], F]:
+    """Register ``func`` as command ``name`` of ``group`` with the common options.
+
+    The wrapped function keeps its own parameters; ``--verbose``, ``--quiet`` and ``--config``
+    are taken off and made available through :func:`cli_state` while it runs. A function that
+    declares ``config`` itself receives it too.
+    """
+
+    def decorate(func: F) -> F:
+        hints = typing.get_type_hints(func)
+        own = [
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in inspect.signature(func).parameters.values()
+        ]
+        passes_config = any(p.name == "config" for p in own)
+        extra = list(_COMMON_PARAMETERS)
+        if reads_settings and not passes_config:
+            extra.append(_CONFIG_PARAMETER)
+        parameters = [*own, *extra]
+        _name_metavars(parameters)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            state = CliState(
+                verbose=bool(kwargs.pop("verbose", False)),
+                quiet=bool(kwargs.pop("quiet", False)),
+                config=kwargs["config"] if passes_config else kwargs.pop("config", None),
+            )
+            token = _STATE.set(state)
+            try:
+                configure_logging("debug" if state.verbose else "error" if state.quiet else None)
+                return func(*args, **kwargs)
+            finally:
+                _STATE.reset(token)
+
+        wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+        group.command(name)(wrapper)
+        return func
+
+    return decorate
 
 
 def json_default(value: Any) -> Any:
@@ -37,19 +208,28 @@ def json_default(value: Any) -> Any:
 
 
 class Output:
-    """Human output through rich, or one JSON document / JSON line per event with ``--json``."""
+    """Data on stdout (rich text, or JSON with ``--json``); notices for people on stderr.
+
+    ``console`` is stdout (tables, listings: what a script or ``| head`` reads); ``err_console``
+    is stderr. :meth:`info` is a notice, dropped with ``--quiet``; :meth:`warn` always shows.
+    """
 
     def __init__(self, json_mode: bool) -> None:
         self.json_mode = json_mode
-        self.console = Console(highlight=False, soft_wrap=True)
-        self.err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.quiet = cli_state().quiet
+        self.console = _Console(highlight=False, soft_wrap=True)
+        self.err_console = _Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def data(self, text: str) -> None:
+        """A line of the command's result (stdout); nothing in JSON mode, where
+        :meth:`json` carries the result."""
+        if not self.json_mode:
+            self.console.print(text)
 
     def info(self, text: str) -> None:
-        """A line for people; suppressed in JSON mode (goes to stderr there)."""
-        if self.json_mode:
+        """A notice for people (stderr); dropped with ``--quiet``."""
+        if not self.quiet:
             self.err_console.print(text)
-        else:
-            self.console.print(text)
 
     def warn(self, text: str) -> None:
         self.err_console.print(f"[bold yellow]warning:[/] {escape(text)}")
@@ -60,26 +240,46 @@ class Output:
         sys.stdout.flush()
 
 
+def cli_settings(
+    project_dir: Path | None = None, cli: Mapping[str, Any] | None = None
+) -> ResolvedSettings:
+    """The settings for this command (its ``--config``, the project's ``storycore.toml``, the
+    environment, ``cli`` flags); warnings about them go to stderr; logging follows
+    ``log_level`` unless ``--verbose`` or ``--quiet`` said otherwise."""
+    from storycore.config import resolve_settings
+
+    state = cli_state()
+    resolved = resolve_settings(project_dir=project_dir, cli=cli, user_config=state.config)
+    err = _Console(stderr=True, highlight=False, soft_wrap=True)
+    for warning in resolved.warnings:
+        err.print(f"[bold yellow]warning:[/] {escape(warning)}")
+    if not state.verbose and not state.quiet:
+        configure_logging(resolved.settings.log_level)
+    return resolved
+
+
 def report_error(err: StoryCoreError, json_mode: bool) -> int:
     """Print ``err`` as one paragraph (or JSON) and return its exit code."""
     if json_mode:
         sys.stdout.write(json.dumps({"ok": False, **err.to_dict()}, default=json_default) + "\n")
     else:
-        console = Console(stderr=True, highlight=False, soft_wrap=True)
+        console = _Console(stderr=True, highlight=False, soft_wrap=True)
         console.print(f"[bold red]error:[/] {escape(err.paragraph())}", emoji=False)
     return err.exit_code
 
 
-def configure_logging(level: str) -> None:
-    """Send StoryCore's log records at ``level`` and above to stderr (``log_level`` setting)."""
+def configure_logging(level: str | None) -> None:
+    """Send StoryCore's log records at ``level`` and above to stderr; ``None`` keeps warnings
+    (until the settings' ``log_level`` is known)."""
     import logging
 
     logger = logging.getLogger("storycore")
+    chosen = (level or "warning").upper()
     if any(getattr(h, "_storycore", False) for h in logger.handlers):
-        logger.setLevel(level.upper())
+        logger.setLevel(chosen)
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler._storycore = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
-    logger.setLevel(level.upper())
+    logger.setLevel(chosen)

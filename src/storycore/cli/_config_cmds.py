@@ -6,13 +6,12 @@ from pathlib import Path
 
 import typer
 
-from storycore.cli._common import Output
+from storycore.cli._common import Output, cli_settings, command
 
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable output.")
 PROJECT_OPTION = typer.Option(
     None, "--project", "-p", help="A project folder whose storycore.toml applies."
 )
-CONFIG_OPTION = typer.Option(None, "--config", help="Use this user config file instead.")
 
 
 def register(app: typer.Typer) -> None:
@@ -20,17 +19,14 @@ def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Show and check the resolved settings.", no_args_is_help=True)
     app.add_typer(group, name="config")
 
-    @group.command("show")
+    @command(group, "show")
     def show(
         project: Path | None = PROJECT_OPTION,
-        config: Path | None = CONFIG_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Print every setting, its value and where it came from."""
-        from storycore.config import resolve_settings
-
         out = Output(json_out)
-        resolved = resolve_settings(project_dir=project, user_config=config)
+        resolved = cli_settings(project)
         rows = resolved.explain()
         if json_out:
             out.json(
@@ -48,21 +44,18 @@ def register(app: typer.Typer) -> None:
             table.add_row(name, repr(value) if isinstance(value, str) else str(value), source)
         out.console.print(table)
 
-    @group.command("validate")
+    @command(group, "validate")
     def validate(
         project: Path | None = PROJECT_OPTION,
-        config: Path | None = CONFIG_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Check the settings from every source; exit 2 with the field named if one is wrong."""
-        from storycore.config import resolve_settings
-
         out = Output(json_out)
-        resolved = resolve_settings(project_dir=project, user_config=config)
+        resolved = cli_settings(project)
         layers = sorted({source for source in resolved.sources.values()})
         if json_out:
             out.json({"ok": True, "sources": layers})
         else:
-            out.info("Settings are valid.")
+            out.data("Settings are valid.")
             for layer in layers:
-                out.info(f"  from {layer}")
+                out.data(f"  from {layer}")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from storycore.cli._common import Output
+from storycore.cli._common import Output, command
 
 if TYPE_CHECKING:
     from storycore.doctor import DoctorReport
@@ -27,7 +27,7 @@ GIB = 1024**3
 def register(app: typer.Typer) -> None:
     """Add ``doctor`` and ``metrics`` to ``app``."""
 
-    @app.command("doctor")
+    @command(app, "doctor")
     def doctor(
         project: Path | None = PROJECT_OPTION,
         url: str | None = URL_OPTION,
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         if not report.ok:
             raise typer.Exit(1)
 
-    @app.command("metrics")
+    @command(app, "metrics", reads_settings=False)
     def metrics(
         project: Path | None = PROJECT_OPTION,
         last: int = LAST_OPTION,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from storycore.cli._common import Output
+from storycore.cli._common import Output, cli_settings, command
 
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable output.")
 NAME_ARGUMENT = typer.Argument(..., help="Project name (also the folder name).")
@@ -19,7 +19,7 @@ PROJECT_OPTION = typer.Option(
 def register(app: typer.Typer) -> None:
     """Add the project commands to ``app``."""
 
-    @app.command("version")
+    @command(app, "version", reads_settings=False)
     def version(json_out: bool = JSON_OPTION) -> None:
         """Print the StoryCore version."""
         from storycore import __version__
@@ -28,15 +28,15 @@ def register(app: typer.Typer) -> None:
         if json_out:
             out.json({"ok": True, "version": __version__})
         else:
-            out.info(f"storycore {__version__}")
+            out.data(f"storycore {__version__}")
 
-    @app.command("init")
+    @command(app, "init", reads_settings=False)
     def init(
         name: str = NAME_ARGUMENT,
         path: Path = PATH_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
-        """Create a new project with three placeholder shots."""
+        """Create a new project NAME (also its folder's name) with three placeholder shots."""
         from storycore.project import init_project, load_project
 
         out = Output(json_out)
@@ -57,16 +57,15 @@ def register(app: typer.Typer) -> None:
             out.info(f"  global seed {project.global_seed}, {len(project.shots)} shots")
             out.info(f"  next: storycore generate-images --project {root}")
 
-    @app.command("validate")
+    @command(app, "validate")
     def validate(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
         """Check a project's project.json and storyboard.json."""
-        from storycore.config import resolve_settings
         from storycore.panels import panels_from_project
         from storycore.project import load_project
 
         out = Output(json_out)
         loaded = load_project(project)
-        settings = resolve_settings(project_dir=loaded.root).settings
+        settings = cli_settings(loaded.root).settings
         panels = panels_from_project(loaded, settings)
         if json_out:
             out.json(
@@ -90,7 +89,7 @@ def register(app: typer.Typer) -> None:
         else:
             out.info(f"{loaded.root}: valid ({len(panels)} shots, project '{loaded.project_id}')")
             for p in panels:
-                out.info(
+                out.data(
                     f"  {p.shot_id}: {p.width}x{p.height}, seed {p.seed} ({p.seed_source}), "
                     f"{p.steps} steps"
                 )

@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from storycore.cli._common import Output, configure_logging
+from storycore.cli._common import Output, cli_settings, command
 
 JSON_OPTION = typer.Option(False, "--json", help="Stream one JSON event per line.")
 PROJECT_OPTION = typer.Option(Path("."), "--project", "-p", help="The project folder.")
@@ -29,7 +29,7 @@ DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Plan only; submit nothin
 def register(app: typer.Typer) -> None:
     """Add ``generate-images`` to ``app``."""
 
-    @app.command("generate-images")
+    @command(app, "generate-images")
     def generate_images(
         project: Path = PROJECT_OPTION,
         shots: list[str] | None = SHOTS_OPTION,
@@ -41,7 +41,6 @@ def register(app: typer.Typer) -> None:
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Render every panel of the storyboard through ComfyUI (resumable)."""
-        from storycore.config import resolve_settings
         from storycore.engine import ImageEngine, RenderRequest
         from storycore.errors import ConfigError
 
@@ -50,11 +49,9 @@ def register(app: typer.Typer) -> None:
                 f"--fallback must be 'mock' or 'fail', not {fallback!r}", where="--fallback"
             )
         out = Output(json_out)
-        resolved = resolve_settings(
-            project_dir=project if project.is_dir() else None,
-            cli={"render.fallback": fallback},
+        resolved = cli_settings(
+            project if project.is_dir() else None, cli={"render.fallback": fallback}
         )
-        configure_logging(resolved.settings.log_level)
         selected = tuple(s.strip() for item in shots or [] for s in item.split(",") if s.strip())
         request = RenderRequest(
             project=project,

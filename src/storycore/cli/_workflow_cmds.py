@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from storycore.cli._common import Output
+from storycore.cli._common import Output, cli_settings, command
 
 JSON_OPTION = typer.Option(False, "--json", help="Print the report as one JSON document.")
 PROJECT_OPTION = typer.Option(Path("."), "--project", "-p", help="The project folder.")
@@ -56,7 +56,7 @@ async def read_server_facts(url: str, settings: Any, limit: float) -> ServerFact
 def register(app: typer.Typer) -> None:
     """Add ``preflight`` to ``app``."""
 
-    @app.command("preflight")
+    @command(app, "preflight")
     def preflight(
         project: Path = PROJECT_OPTION,
         backend: str | None = BACKEND_OPTION,
@@ -66,7 +66,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Build every panel's graph and list every problem (missing nodes, models, images,
         bad values, cycles), with estimates of time and VRAM. Submits nothing."""
-        from storycore.config import resolve_settings
         from storycore.engine import graph_options, load_templates
         from storycore.errors import PreflightFailed
         from storycore.panels import panels_from_project
@@ -74,7 +73,7 @@ def register(app: typer.Typer) -> None:
         from storycore.workflows import preflight_panels
 
         out = Output(json_out)
-        settings = resolve_settings(project_dir=project if project.is_dir() else None).settings
+        settings = cli_settings(project if project.is_dir() else None).settings
         loaded = load_project(project)
         selected = [s.strip() for item in shots or [] for s in item.split(",") if s.strip()]
         panels = panels_from_project(loaded, settings, selected or None)
@@ -99,9 +98,9 @@ def register(app: typer.Typer) -> None:
 def _print_report(out: Output, facts: ServerFacts, report: Any) -> None:
     system = facts.system_stats.get("system", {})
     version = system.get("comfyui_version", "?") if isinstance(system, Mapping) else "?"
-    out.info(f"[bold]Preflight[/] against {escape(facts.url)} (ComfyUI {escape(str(version))})")
+    out.data(f"[bold]Preflight[/] against {escape(facts.url)} (ComfyUI {escape(str(version))})")
     for class_type, places in report.missing_classes().items():
-        out.info(
+        out.data(
             f"[bold red]missing node class[/] {escape(class_type)} "
             f"(used by {escape(', '.join(places))})"
         )
@@ -109,22 +108,22 @@ def _print_report(out: Output, facts: ServerFacts, report: Any) -> None:
         if problem.code == "missing_node_class":
             continue
         style = "red" if problem.severity == "error" else "yellow"
-        out.info(f"[{style}]{problem.severity}[/] {escape(problem.paragraph())}")
+        out.data(f"[{style}]{problem.severity}[/] {escape(problem.paragraph())}")
     if report.complexity is not None:
         c = report.complexity
         cal = c.calibration
-        out.info(
+        out.data(
             f"estimate on {escape(cal.device_name)} ({escape(cal.device_type)}): "
             f"about {c.total_seconds:.0f} s for {len(c.panels)} panel(s), "
             f"peak VRAM about {c.peak_vram_bytes / 1024**3:.1f} GiB"
         )
         for tip in c.suggestions:
-            out.info(f"[cyan]suggestion[/] {escape(tip)}")
+            out.data(f"[cyan]suggestion[/] {escape(tip)}")
         by_tip: dict[str, list[str]] = {}
         for panel in c.panels:
             for tip in panel.suggestions:
                 by_tip.setdefault(tip, []).append(panel.shot_id)
         for tip, shot_ids in by_tip.items():
-            out.info(f"[cyan]suggestion[/] {escape(', '.join(shot_ids))}: {escape(tip)}")
+            out.data(f"[cyan]suggestion[/] {escape(', '.join(shot_ids))}: {escape(tip)}")
     verdict = "[bold green]ready[/]" if report.ok else "[bold red]not ready[/]"
-    out.info(f"{verdict}: {escape(report.summary())}")
+    out.data(f"{verdict}: {escape(report.summary())}")

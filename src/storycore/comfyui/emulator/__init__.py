@@ -2,9 +2,10 @@
 
 It serves the HTTP routes and the WebSocket of ComfyUI 0.3.64 as recorded from a real server
 (``data/`` here and ``tests/data/comfyui-reference`` in the repository: status codes, content
-types, JSON shapes, error bodies, message order and delivery rules), validates prompts against the recorded ``/object_info``, and runs
-graphs with a queue worker that caches like ComfyUI. Image nodes have real Pillow semantics;
-model nodes produce deterministic placeholder pictures marked ``PLACEHOLDER``.
+types, JSON shapes, error bodies, message order and delivery rules), validates prompts against
+the recorded ``/object_info``, and runs graphs with a queue worker that caches like ComfyUI.
+Image nodes have real Pillow semantics; model nodes produce deterministic placeholder pictures
+marked ``PLACEHOLDER``.
 
 Use :class:`Emulator` in-process (``async with Emulator() as emu: emu.url``) or
 :func:`run_emulator` / ``python -m storycore.comfyui.emulator`` as a process.
