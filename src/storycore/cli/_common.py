@@ -51,6 +51,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # 128 + SIGPIPE: what a shell reports for `git log | head`.
 EXIT_BROKEN_PIPE = 141
+_PIPE_WIDTH = 4096
 
 
 class _Console(Console):
@@ -218,6 +219,9 @@ class Output:
         self.json_mode = json_mode
         self.quiet = cli_state().quiet
         self.console = _Console(highlight=False, soft_wrap=True)
+        if not self.console.is_terminal:
+            # Piped or redirected: no terminal width to fit, so tables never cut a value short.
+            self.console.width = _PIPE_WIDTH
         self.err_console = _Console(stderr=True, highlight=False, soft_wrap=True)
 
     def data(self, text: str) -> None:

@@ -1,9 +1,8 @@
-"""``storycore generate-images``: render the board with progress bars and a summary."""
+"""``storycore generate-images``: render the board (the view is in :mod:`._render_view`)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import typer
 
 from storycore.cli._common import Output, cli_settings, command
+from storycore.cli._render_view import JsonView, RichView, exit_code_for, print_plan, print_summary
 
 JSON_OPTION = typer.Option(False, "--json", help="Stream one JSON event per line.")
 PROJECT_OPTION = typer.Option(Path("."), "--project", "-p", help="The project folder.")
@@ -62,17 +62,17 @@ def register(app: typer.Typer) -> None:
             force=force,
             dry_run=dry_run,
         )
-        view = _JsonView(out) if json_out else _RichView(out)
+        view = JsonView(out) if json_out else RichView(out)
         engine = ImageEngine(resolved.settings, on_event=view.handle)
         summary = asyncio.run(_run_with_signals(engine, request, view))
         view.close()
+        code = exit_code_for(summary, asked_for_mock=mock)
         if json_out:
-            out.json({"event": "summary", "ok": summary.exit_code == 0, **summary.to_dict()})
+            out.json({"event": "summary", "ok": code == 0, **summary.to_dict(), "exit_code": code})
         else:
-            _print_summary(out, summary)
-        code = summary.exit_code
-        if mock and code == 9 and not summary.failed:
-            code = 0  # placeholders were asked for
+            if isinstance(view, RichView) and view.planned:
+                print_plan(out, view.planned)
+            print_summary(out, summary, code, asked_for_mock=mock)
         raise typer.Exit(code)
 
 
@@ -104,132 +104,3 @@ async def _run_with_signals(engine: Any, request: Any, view: Any) -> Any:
             loop.remove_signal_handler(sig)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-class _JsonView:
-    def __init__(self, out: Output) -> None:
-        self.out = out
-
-    def handle(self, event: Any) -> None:
-        from storycore.engine import PanelProgress, event_to_dict
-
-        if isinstance(event, PanelProgress) and event.step is None:
-            return
-        self.out.json(event_to_dict(event))
-
-    def close(self) -> None:
-        return None
-
-
-class _RichView:
-    """Overall bar with ETA, one bar per running panel, and a line per notable event."""
-
-    def __init__(self, out: Output) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.out = out
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=out.console,
-            transient=True,
-            disable=not out.console.is_terminal,
-        )
-        self.overall: Any = None
-        self.panels: dict[str, Any] = {}
-        self.started = False
-
-    def handle(self, event: Any) -> None:
-        from rich.markup import escape
-
-        from storycore import engine as e
-
-        if isinstance(event, e.RunStarted):
-            self.progress.start()
-            self.started = True
-            kind = "MOCK (placeholders)" if event.mock else ", ".join(event.backends)
-            self.out.info(
-                f"Rendering {event.to_render} of {event.total} panels of {event.project} on {kind}"
-            )
-            self.overall = self.progress.add_task("panels", total=max(event.to_render, 1))
-        elif isinstance(event, e.Notice):
-            style = {"info": "", "warning": "bold yellow", "error": "bold red"}[event.level]
-            text = escape(event.text)
-            self.out.console.print(f"[{style}]{text}[/]" if style else text)
-        elif isinstance(event, e.BackendChanged):
-            detail = f" ({escape(event.detail)})" if event.detail else ""
-            self.out.console.print(f"backend {escape(event.url)}: {event.state}{detail}")
-        elif isinstance(event, e.PanelSubmitted):
-            self._panel_task(event.shot_id)
-        elif isinstance(event, e.PanelProgress):
-            task = self._panel_task(event.shot_id)
-            self.progress.update(task, completed=int(event.fraction * 100))
-        elif isinstance(event, e.PanelDone):
-            self._finish_panel(event.shot_id)
-            badge = " [yellow]PLACEHOLDER[/]" if event.placeholder else ""
-            self.out.console.print(
-                f"[green]done[/] {event.shot_id} -> {escape(event.path)} "
-                f"({event.seconds:.1f} s){badge}"
-            )
-        elif isinstance(event, e.PanelSkipped):
-            self.out.console.print(f"[dim]skip[/] {event.shot_id}: {escape(event.reason)}")
-        elif isinstance(event, e.PanelFailed):
-            if not event.will_retry:
-                self._finish_panel(event.shot_id)
-            label = "[yellow]retry[/]" if event.will_retry else "[red]failed[/]"
-            where = f" ({escape(event.where)})" if event.where else ""
-            self.out.console.print(f"{label} {event.shot_id}{where}: {escape(event.error)}")
-
-    def _panel_task(self, shot_id: str) -> Any:
-        if shot_id not in self.panels:
-            self.panels[shot_id] = self.progress.add_task(f"  {shot_id}", total=100)
-        return self.panels[shot_id]
-
-    def _finish_panel(self, shot_id: str) -> None:
-        task = self.panels.pop(shot_id, None)
-        if task is not None:
-            self.progress.remove_task(task)
-        if self.overall is not None:
-            self.progress.advance(self.overall)
-
-    def close(self) -> None:
-        if self.started:
-            with contextlib.suppress(Exception):
-                self.progress.stop()
-
-
-def _print_summary(out: Output, summary: Any) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    counts = summary.counts
-    table = Table("shot", "status", "time", "file / error", box=None, pad_edge=False)
-    for o in summary.outcomes:
-        time_text = f"{o.seconds:.1f} s" if o.seconds is not None else ""
-        detail = o.path or o.error or ""
-        table.add_row(o.shot_id, o.status, time_text, escape(detail))
-    out.console.print(table)
-    mean = summary.mean_panel_seconds
-    out.info(
-        f"{counts['rendered']} rendered, {counts['skipped']} skipped (cached), "
-        f"{counts['failed']} failed, {counts['placeholder']} placeholders"
-        + (f", {counts['stopped']} not started" if counts["stopped"] else "")
-        + f" in {summary.elapsed:.1f} s"
-        + (f" ({mean:.1f} s per panel)" if mean else "")
-    )
-    out.info(f"images: {summary.project / 'assets' / 'images' / 'generated'}")
-    if summary.mock and counts["placeholder"]:
-        out.warn(
-            "these are PLACEHOLDER frames from the built-in emulator, not real renders; start "
-            "ComfyUI and run again to replace them (exit code 9)"
-        )

@@ -77,6 +77,17 @@ class PromptCompleted:
 TrackerEvent = Event | PromptQueued | OverallProgress | PromptCompleted
 
 
+_MAX_SERVER_SECONDS = 7 * 24 * 3600.0
+
+
+def _timestamp(value: object, current: int | None) -> int | None:
+    """A server timestamp in ms, if it is a plausible one (an int, not a bool); else keep
+    ``current``."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**53:
+        return value
+    return current
+
+
 class PromptHandle:
     """Follows one prompt. Created by ``PromptTracker.watch``; read with :meth:`events` and
     :meth:`result`."""
@@ -133,6 +144,10 @@ class PromptHandle:
         self._future: asyncio.Future[PromptResult] = asyncio.get_running_loop().create_future()
         self._completed_status: str | None = None
         self.seen: set[type[Event]] = set()
+        # The server's own clock (ms since the epoch) at execution_start / execution_success,
+        # from the WebSocket or the history entry's status messages.
+        self._server_start_ms: int | None = None
+        self._server_end_ms: int | None = None
 
     # ------------------------------------------------------------------ reading
     def done(self) -> bool:
@@ -173,6 +188,20 @@ class PromptHandle:
                     return
             self._wakeup.clear()
             await self._wakeup.wait()
+
+    @property
+    def server_execution_s(self) -> float | None:
+        """How long the server says it ran the prompt (execution_start to execution_success on
+        its own clock); ``None`` when it did not say or the times make no sense."""
+        start, end = self._server_start_ms, self._server_end_ms
+        if start is None or end is None:
+            return None
+        seconds = (end - start) / 1000.0
+        return seconds if 0.0 <= seconds <= _MAX_SERVER_SECONDS else None
+
+    def class_type(self, node_id: str | None) -> str | None:
+        """The class of a node of this prompt's graph (``KSampler``), if the graph is known."""
+        return self._class_types.get(node_id) if node_id is not None else None
 
     def timings(self) -> dict[str, NodeTiming]:
         nodes = self._cached | set(self._started) | set(self._ended)
@@ -218,6 +247,7 @@ class PromptHandle:
         now = time.monotonic()
         if isinstance(event, ExecutionStarted):
             self.state = "running"
+            self._server_start_ms = _timestamp(event.timestamp, self._server_start_ms)
         elif isinstance(event, CachedNodes):
             self._cached.update(event.nodes)
             self._known.update(event.nodes)
@@ -246,6 +276,7 @@ class PromptHandle:
                 self._node_finished(event.node_id, now)
         elif isinstance(event, ExecutionSuccess):
             self.ws_success = True
+            self._server_end_ms = _timestamp(event.timestamp, self._server_end_ms)
             self._finish_running(now)
         elif isinstance(event, ExecutionDone):
             self._finish_running(now)
@@ -302,6 +333,10 @@ class PromptHandle:
                     nodes = data.get("nodes")
                     if isinstance(nodes, list):
                         self._cached.update(str(n) for n in nodes)
+                elif name == "execution_start":
+                    self._server_start_ms = _timestamp(data.get("timestamp"), None)
+                elif name == "execution_success":
+                    self._server_end_ms = _timestamp(data.get("timestamp"), None)
         self._update_progress(complete=True)
         result = PromptResult(
             prompt_id=self.prompt_id,

@@ -30,10 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from storycore._fsutil import file_sha256
 from storycore._lock import ProjectLock
 from storycore.config import Settings
-from storycore.diagnostics import Diagnosis, DiagnosticHistory, Strategy, classify
+from storycore.diagnostics import Diagnosis, DiagnosticHistory, RetryPolicy, Strategy, classify
 from storycore.engine._backends import (
     Backend,
 )
@@ -50,6 +49,7 @@ from storycore.engine._events import (
 )
 from storycore.engine._jobs import JobOutcome, PanelJob, Requeue, pick_next, run_on_backend
 from storycore.engine._persist import ProjectWriter
+from storycore.engine._plan import cache_decision, plan_board
 from storycore.engine._prepare import (
     build_jobs,
     graph_options,
@@ -102,6 +102,7 @@ class _Run:
     mock: bool = False
     monitor: PerformanceMonitor | None = None
     diagnoses: list[Diagnosis] = field(default_factory=list)
+    render_seconds: float | None = None  # wall time from the first submission to the last panel
 
 
 class ImageEngine:
@@ -109,6 +110,7 @@ class ImageEngine:
 
     def __init__(self, settings: Settings, *, on_event: EventSink | None = None) -> None:
         self.settings = settings
+        self._retry_policy = RetryPolicy.from_settings(settings.comfyui.max_retries)
         self._sink = on_event
         self.stopping = False
         self.cancelling = False
@@ -139,27 +141,35 @@ class ImageEngine:
         panels = panels_from_project(project, self.settings, list(request.shots) or None)
         project.drop_shots()  # the panels hold what the run needs
         options = graph_options(self.settings)
+        if request.dry_run:  # no server started or contacted, nothing written
+            outcomes = await plan_board(self.settings, project, panels, options, self.emit)
+            return RenderSummary(
+                project=project.root,
+                outcomes=outcomes,
+                elapsed=time.monotonic() - started,
+                mock=False,
+                backends=[],
+                dry_run=True,
+            )
         journal = Journal(project.root)
         run = _Run(project, journal, ProjectWriter(project, journal), outcomes={})
         self._wake = run.changed
         try:
             async with contextlib.AsyncExitStack() as stack:
                 stack.callback(journal.close)
-                if not request.dry_run:
-                    stack.enter_context(ProjectLock(project.root, "generate-images"))
-                    await stack.enter_async_context(run.writer)
-                    adopted = await asyncio.to_thread(run.writer.adopt_unrecorded)
-                    if adopted:
-                        self.emit(
-                            Notice(
-                                "info",
-                                f"recovered {len(adopted)} finished panel(s) from the journal "
-                                "that the last run could not record",
-                            )
+                stack.enter_context(ProjectLock(project.root, "generate-images"))
+                await stack.enter_async_context(run.writer)
+                adopted = await asyncio.to_thread(run.writer.adopt_unrecorded)
+                if adopted:
+                    self.emit(
+                        Notice(
+                            "info",
+                            f"recovered {len(adopted)} finished panel(s) from the journal "
+                            "that the last run could not record",
                         )
-                if not request.dry_run:
-                    session = MonitoringSession.from_settings(self.settings.metrics, project.root)
-                    run.monitor = await stack.enter_async_context(session)
+                    )
+                session = MonitoringSession.from_settings(self.settings.metrics, project.root)
+                run.monitor = await stack.enter_async_context(session)
                 run.backends = await connect_pool(
                     self.settings,
                     self.emit,
@@ -199,7 +209,7 @@ class ImageEngine:
             mock=run.mock,
             backends=[b.url for b in run.backends],
             stopped=self.stopping,
-            dry_run=request.dry_run,
+            render_seconds=run.render_seconds,
         )
 
     async def _render_board(
@@ -220,6 +230,12 @@ class ImageEngine:
         for shot_id, err in failures.items():
             self._fail(run, shot_id, err)
         problems = await asyncio.to_thread(run_preflight, jobs, run.backends[0])
+        _log.debug(
+            "preflight of %d graph(s) against %s: %d panel(s) with errors",
+            len(jobs),
+            run.backends[0].url,
+            len(problems),
+        )
         for shot_id, err in problems.items():
             self._fail(run, shot_id, err)
         jobs = [j for j in jobs if j.shot_id not in problems]
@@ -233,12 +249,10 @@ class ImageEngine:
                 project=str(project.root),
             )
         )
-        if request.dry_run:
-            for job in to_render:
-                run.outcomes[job.shot_id] = PanelOutcome(job.shot_id, "planned")
-            return
+        began = time.monotonic()
         to_render = await reconcile_journal(self, run, to_render)
         await self._schedule(run, to_render)
+        run.render_seconds = time.monotonic() - began
         await self._finish_project(run)
 
     # ------------------------------------------------------------------ cache
@@ -248,25 +262,16 @@ class ImageEngine:
         keep: list[PanelJob] = []
         for job in jobs:
             record = run.writer.active(job.shot_id)
-            reason = None
-            if record is not None and record.workflow_sha256 == job.fingerprint:
-                if record.placeholder and not run.mock:
-                    reason = None
-                else:
-                    path = run.project.root / record.path
-                    if path.is_file() and await asyncio.to_thread(file_sha256, path) == (
-                        record.sha256
-                    ):
-                        reason = "unchanged since its last render"
-                    elif path.is_file():
-                        self.emit(Notice("warning", f"{record.path} changed: rendering again"))
-                    else:
-                        self.emit(Notice("warning", f"{record.path} is missing: rendering again"))
-            if reason and record is not None:
+            decision = await asyncio.to_thread(
+                cache_decision, run.project.root, record, job.fingerprint, mock=run.mock
+            )
+            if decision.notice:
+                self.emit(Notice("warning", f"{decision.notice}: rendering again"))
+            if decision.skip and record is not None:
                 run.outcomes[job.shot_id] = PanelOutcome(
                     job.shot_id, "skipped", path=record.path, placeholder=record.placeholder
                 )
-                self.emit(PanelSkipped(job.shot_id, reason, record.path))
+                self.emit(PanelSkipped(job.shot_id, decision.reason, record.path))
             else:
                 keep.append(job)
         return keep
@@ -435,7 +440,7 @@ class ImageEngine:
                 )
             )
             if retry:
-                run.pending.appendleft(job)
+                self._retry_later(run, job)
             else:
                 self._fail(run, job.shot_id, requeue.error)
         except OSError as exc:  # the project folder itself cannot be written (disk full...)
@@ -463,7 +468,7 @@ class ImageEngine:
                         will_retry=True,
                     )
                 )
-                run.pending.appendleft(job)
+                self._retry_later(run, job)
             else:
                 self._fail(run, job.shot_id, err)
         finally:
@@ -476,6 +481,14 @@ class ImageEngine:
             run.changed.set()
             for other in run.backends:
                 other.wake.set()
+
+    def _retry_later(self, run: _Run, job: PanelJob) -> None:
+        """Queue ``job`` again after a bounded, jittered backoff (0.5 s doubling, at most 10 s):
+        a server in trouble is not hammered, and another server may take it meanwhile."""
+        delay = self._retry_policy.delay(max(1, job.attempts))
+        job.not_before = time.monotonic() + delay
+        _log.debug("%s: retry %d in %.2f s", job.shot_id, job.attempts, delay)
+        run.pending.appendleft(job)
 
     async def record_outcome(self, run: _Run, job: PanelJob, outcome: JobOutcome) -> None:
         record = outcome.record
@@ -502,6 +515,8 @@ class ImageEngine:
             "placeholder" if record.placeholder else "rendered",
             path=record.path,
             seconds=outcome.seconds,
+            execution_s=record.timings.execution,
+            queued_s=record.timings.queued,
             backend=outcome.backend,
             prompt_id=record.prompt_id,
             placeholder=record.placeholder,
@@ -515,6 +530,8 @@ class ImageEngine:
                 outcome.backend,
                 record.prompt_id or "",
                 resumed=outcome.resumed,
+                execution_s=record.timings.execution,
+                queued_s=record.timings.queued,
             )
         )
 

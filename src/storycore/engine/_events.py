@@ -16,6 +16,7 @@ __all__ = [
     "Notice",
     "PanelDone",
     "PanelFailed",
+    "PanelPlanned",
     "PanelProgress",
     "PanelSkipped",
     "PanelSubmitted",
@@ -65,15 +66,23 @@ class PanelSubmitted:
 
 @dataclass(frozen=True)
 class PanelProgress:
+    """Where a running panel is. ``step``/``steps`` are the sampler's own progress (``progress``
+    value/max) when a node reports it; ``node_class`` names the node running now."""
+
     shot_id: str
     fraction: float
     step: int | None = None
     steps: int | None = None
     node: str | None = None
+    node_class: str | None = None
 
 
 @dataclass(frozen=True)
 class PanelDone:
+    """A panel landed in the project. ``seconds`` is the whole trip (upload to written);
+    ``execution_s`` the server's own time running the graph, ``queued_s`` the wait in its
+    queue (both ``None`` when the server did not tell, e.g. a resumed prompt)."""
+
     shot_id: str
     path: str
     seconds: float
@@ -81,6 +90,27 @@ class PanelDone:
     backend: str
     prompt_id: str
     resumed: bool = False
+    execution_s: float | None = None
+    queued_s: float | None = None
+
+
+@dataclass(frozen=True)
+class PanelPlanned:
+    """``--dry-run``: what would be submitted for a panel, or why it would be skipped."""
+
+    shot_id: str
+    action: Literal["render", "skip"]
+    reason: str
+    positive: str
+    negative: str
+    seed: int
+    width: int
+    height: int
+    steps: int
+    cfg: float
+    sampler: str
+    checkpoint: str
+    template: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +132,7 @@ EngineEvent = (
     | PanelProgress
     | PanelDone
     | PanelFailed
+    | PanelPlanned
 )
 EventSink = Callable[[EngineEvent], None]
 

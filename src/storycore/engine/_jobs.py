@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections import deque
@@ -45,6 +46,8 @@ from storycore.manifest import AssetRecord, Timings, asset_relpath
 from storycore.panels import Panel
 from storycore.project import now_iso
 from storycore.workflows import BuiltGraph, bind_uploads
+
+_log = logging.getLogger("storycore.engine")
 
 __all__ = [
     "JobOutcome",
@@ -84,6 +87,7 @@ class PanelJob:
     rebuild: Callable[[], BuiltGraph]
     attempts: int = 0
     tried: list[str] = field(default_factory=list)
+    not_before: float = 0.0  # time.monotonic() before which a retry is not submitted (backoff)
     _built: BuiltGraph | None = None
 
     @property
@@ -104,19 +108,23 @@ def pick_next(
     pending: deque[PanelJob], backend: Backend, backends: Sequence[Backend]
 ) -> PanelJob | None:
     """The next panel for ``backend``: one on the checkpoint it has loaded, else any it has not
-    failed already; a panel that failed everywhere may come back once no other backend is up."""
+    failed already; a panel that failed everywhere may come back once no other backend is up.
+    A retry waiting out its backoff (``not_before``) is not picked yet."""
     if not pending:
         return None
-    for job in pending:
+    now = time.monotonic()
+    ready = [job for job in pending if job.not_before <= now]
+    for job in ready:
         if job.panel.checkpoint == backend.last_checkpoint and backend.url not in job.tried:
             pending.remove(job)
             return job
-    for job in pending:
+    for job in ready:
         if backend.url not in job.tried or len(backends) == 1:
             pending.remove(job)
             return job
-    if not any(b is not backend and b.healthy for b in backends):
-        return pending.popleft()
+    if ready and not any(b is not backend and b.healthy for b in backends):
+        pending.remove(ready[0])
+        return ready[0]
     return None
 
 
@@ -172,18 +180,24 @@ def _timings(handle: PromptHandle, submitted_at: float) -> Timings:
         ]
         return round(sum(values), 4) if values else None
 
+    server = handle.server_execution_s  # the server's own clock, when it told us
+    seen = max(ends) - min(starts) if starts and ends else None
+    execution = server if server is not None else seen
     return Timings(
         queued=round(min(starts) - submitted_at, 4) if starts else None,
         model_load=total(LOADER_CLASSES),
         sampling=total(SAMPLER_CLASSES),
-        execution=round(max(ends) - min(starts), 4) if starts and ends else None,
+        execution=round(execution, 4) if execution is not None else None,
     )
 
 
 async def _pump_progress(handle: PromptHandle, shot_id: str, emit: EventSink) -> None:
+    """Overall progress as nodes finish, and each sampler step (``progress`` value/max) with
+    the class of the node that reports it."""
     async for event in handle.events():
         if isinstance(event, OverallProgress):
-            emit(PanelProgress(shot_id, event.fraction, node=event.node_id))
+            node_class = handle.class_type(event.node_id)
+            emit(PanelProgress(shot_id, event.fraction, node=event.node_id, node_class=node_class))
         elif isinstance(event, NodeProgress) and event.max:
             emit(
                 PanelProgress(
@@ -192,6 +206,7 @@ async def _pump_progress(handle: PromptHandle, shot_id: str, emit: EventSink) ->
                     step=int(event.value),
                     steps=int(event.max),
                     node=event.node_id,
+                    node_class=handle.class_type(event.node_id),
                 )
             )
 
@@ -286,6 +301,14 @@ async def collect_output(
     started = time.monotonic()
     data = await _fetch(backend, preferred[0])
     download_s = time.monotonic() - started
+    _log.debug(
+        "downloaded %r (%d bytes in %.3f s) of prompt %s from %s",
+        preferred[0].filename,
+        len(data),
+        download_s,
+        prompt_id,
+        backend.url,
+    )
     panel = job.panel
     template = job.built.template  # read here: draft() runs in a worker thread
     timings = _timings(handle, submitted_at) if handle is not None else Timings()
@@ -387,17 +410,36 @@ async def run_on_backend(
             outputs=job.built.output_node_ids,
         )
         submitted = True
+        _log.debug(
+            "submitted %s as prompt %s to %s (attempt %d)",
+            job.shot_id,
+            prompt_id,
+            backend.url,
+            job.attempts,
+        )
         emit(PanelSubmitted(job.shot_id, backend.url, prompt_id, job.attempts))
         result = await follow_prompt(handle, job.shot_id, emit, backend, grace)
+        _log.debug(
+            "prompt %s on %s settled: success via %s after %.3f s",
+            prompt_id,
+            backend.url,
+            result.via,
+            time.monotonic() - submitted_at,
+        )
     except PromptRejected as err:
+        _log.debug("prompt %s rejected by %s: %s", prompt_id, backend.url, err.message)
         await asyncio.to_thread(journal.append, "failed", prompt_id=prompt_id, error=str(err))
         release_slot()
         raise
     except (ExecutionFailed, PromptInterrupted) as err:
+        _log.debug("prompt %s on %s settled: %s", prompt_id, backend.url, err.message)
         await asyncio.to_thread(journal.append, "failed", prompt_id=prompt_id, error=str(err))
         release_slot()
         raise
     except TRANSIENT as err:
+        _log.debug(
+            "prompt %s on %s: %s (%s)", prompt_id, backend.url, err.message, type(err).__name__
+        )
         release_slot()
         await asyncio.to_thread(journal.append, "lost", prompt_id=prompt_id, error=str(err))
         if submitted and isinstance(err, ServerTimeout):

@@ -90,10 +90,11 @@ async def build_jobs(
     project: Project,
     panels: Sequence[Panel],
     options: GraphOptions,
-    node_classes: Collection[str],
+    node_classes: Collection[str] | None,
     templates: Mapping[str, WorkflowTemplate] | None = None,
 ) -> tuple[list[PanelJob], dict[str, StoryCoreError]]:
-    """A job per panel (graph + cache key), and the panels that could not be built."""
+    """A job per panel (graph + cache key), and the panels that could not be built.
+    ``node_classes`` are the server's (``None``: a core ComfyUI)."""
     jobs: list[PanelJob] = []
     failures: dict[str, StoryCoreError] = {}
     hashes: dict[Path, str] = {}

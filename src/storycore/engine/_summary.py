@@ -24,6 +24,8 @@ class PanelOutcome:
     backend: str | None = None
     prompt_id: str | None = None
     placeholder: bool = False
+    execution_s: float | None = None  # the server's time running the graph
+    queued_s: float | None = None  # the wait in the server's queue
 
 
 @dataclass
@@ -35,6 +37,7 @@ class RenderSummary:
     backends: list[str]
     stopped: bool = False
     dry_run: bool = False
+    render_seconds: float | None = None  # wall time from the first submission to the last panel
     counts: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -49,8 +52,31 @@ class RenderSummary:
 
     @property
     def mean_panel_seconds(self) -> float | None:
+        """The mean of each panel's own trip (latency, not throughput)."""
         times = [o.seconds for o in self.outcomes if o.seconds is not None]
         return mean(times) if times else None
+
+    @property
+    def finished(self) -> int:
+        """Panels that landed in the project in this run (rendered or placeholders)."""
+        return self.counts["rendered"] + self.counts["placeholder"]
+
+    @property
+    def seconds_per_panel(self) -> float | None:
+        """Throughput as wall time per finished panel (pipelining and parallel servers count)."""
+        if not self.finished or not self.render_seconds:
+            return None
+        return self.render_seconds / self.finished
+
+    @property
+    def panels_per_hour(self) -> float | None:
+        per_panel = self.seconds_per_panel
+        return 3600.0 / per_panel if per_panel else None
+
+    @property
+    def placeholder_panels(self) -> int:
+        """Panels whose image in the board is a placeholder, from this run or an earlier one."""
+        return sum(1 for o in self.outcomes if o.placeholder)
 
     @property
     def exit_code(self) -> int:
@@ -70,6 +96,14 @@ class RenderSummary:
             "mean_panel_s": None
             if self.mean_panel_seconds is None
             else round(self.mean_panel_seconds, 3),
+            "render_s": None if self.render_seconds is None else round(self.render_seconds, 3),
+            "seconds_per_panel": None
+            if self.seconds_per_panel is None
+            else round(self.seconds_per_panel, 3),
+            "panels_per_hour": None
+            if self.panels_per_hour is None
+            else round(self.panels_per_hour, 1),
+            "placeholder_panels": self.placeholder_panels,
             "mock": self.mock,
             "backends": self.backends,
             "stopped": self.stopped,
