@@ -113,18 +113,25 @@ def pick_next(
     if not pending:
         return None
     now = time.monotonic()
-    ready = [job for job in pending if job.not_before <= now]
-    for job in ready:
-        if job.panel.checkpoint == backend.last_checkpoint and backend.url not in job.tried:
+    for job in pending:
+        if (
+            job.panel.checkpoint == backend.last_checkpoint
+            and backend.url not in job.tried
+            and job.not_before <= now
+        ):
             pending.remove(job)
             return job
-    for job in ready:
+    first_ready: PanelJob | None = None
+    for job in pending:
+        if job.not_before > now:
+            continue
         if backend.url not in job.tried or len(backends) == 1:
             pending.remove(job)
             return job
-    if ready and not any(b is not backend and b.healthy for b in backends):
-        pending.remove(ready[0])
-        return ready[0]
+        first_ready = first_ready or job
+    if first_ready is not None and not any(b is not backend and b.healthy for b in backends):
+        pending.remove(first_ready)
+        return first_ready
     return None
 
 
