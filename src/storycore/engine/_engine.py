@@ -38,7 +38,6 @@ from storycore.engine._backends import (
 )
 from storycore.engine._connect import connect_pool
 from storycore.engine._events import (
-    BackendChanged,
     EngineEvent,
     EventSink,
     Notice,
@@ -47,7 +46,7 @@ from storycore.engine._events import (
     PanelSkipped,
     RunStarted,
 )
-from storycore.engine._jobs import JobOutcome, PanelJob, Requeue, pick_next, run_on_backend
+from storycore.engine._jobs import JobOutcome, PanelJob, Requeue, run_on_backend
 from storycore.engine._persist import ProjectWriter
 from storycore.engine._plan import cache_decision, plan_board
 from storycore.engine._prepare import (
@@ -57,9 +56,9 @@ from storycore.engine._prepare import (
     run_preflight,
 )
 from storycore.engine._resume import reconcile_journal
+from storycore.engine._schedule import mark_down, schedule
 from storycore.engine._summary import PanelOutcome, RenderSummary
 from storycore.errors import (
-    ComfyUIError,
     OutputNotFetched,
     RenderError,
     StoryCoreError,
@@ -228,7 +227,7 @@ class ImageEngine:
         )
         jobs, failures = await build_jobs(project, panels, options, classes, templates)
         for shot_id, err in failures.items():
-            self._fail(run, shot_id, err)
+            self.fail(run, shot_id, err)
         problems = await asyncio.to_thread(run_preflight, jobs, run.backends[0])
         _log.debug(
             "preflight of %d graph(s) against %s: %d panel(s) with errors",
@@ -237,7 +236,7 @@ class ImageEngine:
             len(problems),
         )
         for shot_id, err in problems.items():
-            self._fail(run, shot_id, err)
+            self.fail(run, shot_id, err)
         jobs = [j for j in jobs if j.shot_id not in problems]
         to_render = await self._skip_cached(run, jobs, request.force)
         self.emit(
@@ -251,7 +250,7 @@ class ImageEngine:
         )
         began = time.monotonic()
         to_render = await reconcile_journal(self, run, to_render)
-        await self._schedule(run, to_render)
+        await schedule(self, run, to_render)
         run.render_seconds = time.monotonic() - began
         await self._finish_project(run)
 
@@ -276,125 +275,9 @@ class ImageEngine:
                 keep.append(job)
         return keep
 
-    # ------------------------------------------------------------------ scheduling
-    async def _schedule(self, run: _Run, jobs: list[PanelJob]) -> None:
-        order = {job.shot_id: i for i, job in enumerate(jobs)}
-        jobs = sorted(jobs, key=lambda j: (j.panel.checkpoint, order[j.shot_id]))
-        run.pending.extend(jobs)
-        workers = [asyncio.create_task(self._worker(run, b)) for b in run.backends]
-        workers += [asyncio.create_task(self._watch_health(run, b)) for b in run.backends]
-        try:
-            await self._wait_until_done(run)
-        finally:
-            for worker in workers:
-                worker.cancel()
-            for worker in workers:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
-
-    async def _wait_until_done(self, run: _Run) -> None:
-        graceful_deadline: float | None = None
-        all_down_since: float | None = None
-        while run.pending or run.tasks:
-            if self.stopping:
-                run.pending.clear()
-                if graceful_deadline is None:
-                    graceful_deadline = time.monotonic() + self.settings.comfyui.graceful_shutdown
-                    self.emit(
-                        Notice(
-                            "warning",
-                            f"stopping: no new panels; waiting up to "
-                            f"{self.settings.comfyui.graceful_shutdown:g} s for "
-                            f"{len(run.in_flight)} running (Ctrl-C again to cancel them)",
-                        )
-                    )
-                if self.cancelling or time.monotonic() >= graceful_deadline:
-                    await self._cancel_in_flight(run)
-                    return
-            if not any(b.healthy for b in run.backends) and not run.tasks and run.pending:
-                all_down_since = all_down_since or time.monotonic()
-                bound = self.settings.comfyui.startup_timeout
-                if time.monotonic() - all_down_since > bound:
-                    err = RenderError(
-                        f"no backend has answered for {bound:g} s",
-                        where=", ".join(b.url for b in run.backends),
-                        hint="start ComfyUI again and rerun; finished panels are kept",
-                    )
-                    while run.pending:
-                        self._fail(run, run.pending.popleft().shot_id, err)
-                    return
-            else:
-                all_down_since = None
-            run.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.5):
-                    await run.changed.wait()
-
-    async def _cancel_in_flight(self, run: _Run) -> None:
-        for shot_id, (_job, backend, prompt_id) in list(run.in_flight.items()):
-            if prompt_id is None:
-                continue
-            with contextlib.suppress(ComfyUIError, TimeoutError):
-                async with asyncio.timeout(self.settings.comfyui.connect_timeout):
-                    await backend.tracker.cancel(prompt_id)
-            await asyncio.to_thread(run.journal.append, "cancelled", prompt_id=prompt_id)
-            self.emit(
-                Notice("warning", f"{shot_id}: cancelled prompt {prompt_id} on {backend.url}")
-            )
-        tasks = list(run.tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    async def _worker(self, run: _Run, backend: Backend) -> None:
-        """Keep ``backend``'s queue ``depth`` deep while it is healthy."""
-        while not self.stopping:
-            if not backend.healthy or backend.in_flight >= backend.depth or not run.pending:
-                await backend.nap(0.5)
-                continue
-            job = pick_next(run.pending, backend, run.backends)
-            if job is None:
-                await backend.nap(0.5)
-                continue
-            backend.in_flight += 1
-            backend.last_checkpoint = job.panel.checkpoint
-            task = asyncio.create_task(self._run_job(run, backend, job))
-            run.tasks.add(task)
-            task.add_done_callback(run.tasks.discard)
-
-    async def _watch_health(self, run: _Run, backend: Backend) -> None:
-        """Probe ``/system_stats`` every health interval: two misses mark the backend down (its
-        running panels go elsewhere); when it answers again it is used again (1 s doubling
-        back-off while down, capped at 60 s)."""
-        interval = self.settings.comfyui.health_check_interval
-        limit = self.settings.comfyui.health_check_timeout
-        misses = 0
-        delay = interval
-        while True:
-            await asyncio.sleep(delay if not backend.healthy else interval)
-            ok = await backend.probe(limit)
-            if backend.healthy:
-                misses = 0 if ok else misses + 1
-                if misses >= 2:
-                    self._mark_down(run, backend, "does not answer /system_stats")
-                    delay = min(1.0, interval)
-            elif ok:
-                backend.mark_up()
-                self.emit(BackendChanged(backend.url, "healthy", "answering again"))
-                misses = 0
-            else:
-                delay = min(delay * 2, 60.0)
-
-    def _mark_down(self, run: _Run, backend: Backend, why: str) -> None:
-        if backend.mark_down():
-            self.emit(BackendChanged(backend.url, "unhealthy", why))
-            run.changed.set()
-            for other in run.backends:
-                other.wake.set()
-
-    async def _run_job(self, run: _Run, backend: Backend, job: PanelJob) -> None:
+    # ------------------------------------------------------------------ one panel
+    async def run_job(self, run: _Run, backend: Backend, job: PanelJob) -> None:
+        """Render ``job`` on ``backend`` and record what came of it (a scheduler task)."""
         released = False
 
         def release() -> None:
@@ -428,7 +311,7 @@ class ImageEngine:
             await self.record_outcome(run, job, outcome)
         except Requeue as requeue:
             if requeue.backend_down:
-                self._mark_down(run, backend, requeue.error.message)
+                mark_down(self, run, backend, requeue.error.message)
             retry = job.attempts <= self.settings.comfyui.max_retries
             self.emit(
                 PanelFailed(
@@ -442,9 +325,9 @@ class ImageEngine:
             if retry:
                 self._retry_later(run, job)
             else:
-                self._fail(run, job.shot_id, requeue.error)
+                self.fail(run, job.shot_id, requeue.error)
         except OSError as exc:  # the project folder itself cannot be written (disk full...)
-            self._fail(
+            self.fail(
                 run,
                 job.shot_id,
                 RenderError(
@@ -470,7 +353,7 @@ class ImageEngine:
                 )
                 self._retry_later(run, job)
             else:
-                self._fail(run, job.shot_id, err)
+                self.fail(run, job.shot_id, err)
         finally:
             release()
             job.release()
@@ -535,7 +418,7 @@ class ImageEngine:
             )
         )
 
-    def _fail(self, run: _Run, shot_id: str, err: StoryCoreError) -> None:
+    def fail(self, run: _Run, shot_id: str, err: StoryCoreError) -> None:
         diagnosis = classify(err)
         run.diagnoses.append(diagnosis)
         run.outcomes[shot_id] = PanelOutcome(shot_id, "failed", error=err.paragraph())
