@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from storycore.platform import (
     read_safetensors_header,
     scan_models,
 )
+from storycore.platform._extra_paths import load_extra_model_paths
 
 from ._safetensors_factory import (
     CLIP_VISION,
@@ -195,8 +197,8 @@ def test_extra_model_paths_are_scanned(tmp_path: Path) -> None:
     yaml_path.write_text(EXTRA_YAML.replace("{shared}", str(shared)), encoding="utf-8")
     folders = parse_extra_model_paths(yaml_path.read_text(), yaml_path.parent)
     assert folders["loras"] == [
-        tmp_path / "ComfyUI" / ".." / "webui" / "models" / "Lora",
-        tmp_path / "ComfyUI" / ".." / "webui" / "models" / "LyCORIS",
+        tmp_path / "webui" / "models" / "Lora",
+        tmp_path / "webui" / "models" / "LyCORIS",
     ]
     assert folders["clip"] == [shared / "text"]
     assert "base_path" not in folders and "is_default" not in folders
@@ -210,6 +212,131 @@ def test_extra_model_paths_are_scanned(tmp_path: Path) -> None:
 def test_unreadable_yaml_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_extra_model_paths("a111:\n    base_path: x\n    just words\n", tmp_path, "e.yaml")
-    assert caught.value.where == "e.yaml:3"
-    with pytest.raises(ConfigError):
-        parse_extra_model_paths("checkpoints: models\n", tmp_path)
+    assert caught.value.where == "e.yaml:3"  # the line without its colon
+    assert "not valid YAML" in caught.value.message
+    with pytest.raises(ConfigError) as caught:
+        parse_extra_model_paths("checkpoints: models\n", tmp_path, "e.yaml")
+    assert caught.value.where == "e.yaml:1"
+
+
+def _paths(text: str, yaml_dir: Path) -> dict[str, list[Path]]:
+    return parse_extra_model_paths(text, yaml_dir, "extra_model_paths.yaml")
+
+
+def test_extra_paths_read_quoted_scalars_as_yaml_does(tmp_path: Path) -> None:
+    # A hand-written reader kept the backslashes and the quote mark; YAML does not.
+    text = (
+        "win:\n"
+        '    base_path: "C:\\\\AI\\\\webui"\n'
+        "    checkpoints: 'it''s here'\n"
+        '    vae: "tab\\there"   # comment after a quoted value\n'
+        "    loras: plain # comment\n"
+    )
+    folders = _paths(text, tmp_path)
+    base = Path(os.path.normpath(os.path.join(os.path.abspath(tmp_path), "C:\\AI\\webui")))
+    assert folders["checkpoints"] == [base / "it's here"]
+    assert folders["vae"] == [base / "tab\there"]
+    assert folders["loras"] == [base / "plain"]
+
+
+def test_extra_paths_read_flow_maps_and_anchors(tmp_path: Path) -> None:
+    text = (
+        "shared: {base_path: /srv/models, checkpoints: ckpt, loras: lora}\n"
+        "copy:\n"
+        "    <<: {base_path: /mnt/x}\n"
+        "    vae: v\n"
+    )
+    folders = _paths(text, tmp_path)
+    assert folders == {
+        "checkpoints": [Path("/srv/models/ckpt")],
+        "loras": [Path("/srv/models/lora")],
+        "vae": [Path("/mnt/x/v")],
+    }
+
+
+def test_extra_paths_multi_line_values_split_on_newlines(tmp_path: Path) -> None:
+    text = (
+        "a:\n"
+        "    base_path: /base\n"
+        "    loras: |\n"
+        "        one\n"
+        "\n"
+        "        two/sub\n"
+        '    vae: "first\\nsecond"\n'
+        "    embeddings: /absolute/stays\n"
+    )
+    folders = _paths(text, tmp_path)
+    assert folders["loras"] == [Path("/base/one"), Path("/base/two/sub")]
+    assert folders["vae"] == [Path("/base/first"), Path("/base/second")]
+    assert folders["embeddings"] == [Path("/absolute/stays")]
+
+
+def test_extra_paths_base_path_is_relative_to_the_file(tmp_path: Path, monkeypatch) -> None:
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the working folder must not matter
+    yaml_dir = tmp_path / "ComfyUI"
+    monkeypatch.setenv("MODELS_ROOT", str(tmp_path / "env"))
+    text = (
+        "rel:\n    base_path: ../webui\n    checkpoints: models/sd\n"
+        "nobase:\n    loras: my_loras\n"
+        "home:\n    base_path: ~/m\n    vae: v\n"
+        "env:\n    base_path: $MODELS_ROOT/x\n    clip: c\n"
+        "empty:\n"
+    )
+    folders = _paths(text, yaml_dir)
+    assert folders["checkpoints"] == [tmp_path / "webui" / "models" / "sd"]
+    assert folders["loras"] == [yaml_dir / "my_loras"]
+    assert folders["vae"] == [Path.home() / "m" / "v"]
+    assert folders["clip"] == [tmp_path / "env" / "x" / "c"]
+
+
+def test_is_default_folders_come_first_as_in_comfyui(tmp_path: Path) -> None:
+    models = tmp_path / "ComfyUI" / "models"
+    write_safetensors(models / "checkpoints" / "same.safetensors", SD15_CHECKPOINT)
+    write_safetensors(tmp_path / "first" / "same.safetensors", SDXL_CHECKPOINT)
+    write_safetensors(tmp_path / "last" / "same.safetensors", SD3_CHECKPOINT)
+    yaml_path = tmp_path / "ComfyUI" / "extra_model_paths.yaml"
+    yaml_path.write_text(
+        f"d:\n    is_default: true\n    checkpoints: {tmp_path / 'first'}\n"
+        f"n:\n    checkpoints: {tmp_path / 'last'}\n",
+        encoding="utf-8",
+    )
+    inventory = scan_models(models, extra_paths_yaml=yaml_path, folders=["checkpoints"])
+    assert inventory.searched["checkpoints"] == [
+        tmp_path / "first",
+        models / "checkpoints",
+        tmp_path / "last",
+    ]
+    assert inventory.find("checkpoints", "same.safetensors").family == "sdxl"  # type: ignore[union-attr]
+    entries = load_extra_model_paths(yaml_path)
+    assert [e.is_default for e in entries] == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("a:\n    checkpoints: [x, y\n", 3, "not valid YAML"),
+        ("a:\n  b: 1\n c: 2\n", 3, "not valid YAML"),
+        ("a:\n    checkpoints: 'unclosed\n", 2, "not valid YAML"),
+        ("a:\n    checkpoints:\n", 2, "`a.checkpoints` must be a path"),
+        ("a:\n    base_path: [1]\n    vae: v\n", 2, "`a.base_path` must be a folder"),
+        ("- a\n- b\n", 1, "the top level must be sections"),
+    ],
+)
+def test_malformed_extra_paths_name_file_and_line(
+    tmp_path: Path, text: str, line: int, words: str
+) -> None:
+    yaml_path = tmp_path / "extra_model_paths.yaml"
+    yaml_path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        scan_models(None, extra_paths_yaml=yaml_path)
+    assert caught.value.where == f"{yaml_path}:{line}"
+    assert words in caught.value.message
+    assert "Traceback" not in caught.value.paragraph()
+
+
+def test_missing_or_empty_extra_paths_add_nothing(tmp_path: Path) -> None:
+    assert load_extra_model_paths(tmp_path / "absent.yaml") == []
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n", encoding="utf-8")
+    assert load_extra_model_paths(tmp_path / "empty.yaml") == []

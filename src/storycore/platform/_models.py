@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storycore.platform._extra_paths import read_extra_model_paths
+from storycore.platform._extra_paths import apply_extra_model_paths, load_extra_model_paths
 from storycore.platform._safetensors import ModelGuess, guess_model, read_safetensors_header
 
 __all__ = [
@@ -130,14 +130,13 @@ def scan_models(
     read_headers: bool = True,
 ) -> ModelInventory:
     """Scan ``models_dir/<folder>`` (and legacy names) plus the extra folders. Blocking."""
-    extra = read_extra_model_paths(extra_paths_yaml) if extra_paths_yaml is not None else {}
+    extra = load_extra_model_paths(extra_paths_yaml) if extra_paths_yaml is not None else []
     inventory = ModelInventory()
     for folder in folders:
-        roots: list[Path] = []
-        if models_dir is not None:
-            roots += [models_dir / n for n in (folder, *MODEL_FOLDERS.get(folder, ()))]
-        for alias in (folder, *MODEL_FOLDERS.get(folder, ())):
-            roots += extra.get(alias, [])
+        names = (folder, *MODEL_FOLDERS.get(folder, ()))
+        own = [models_dir / n for n in names] if models_dir is not None else []
+        # ComfyUI's order: an ``is_default`` extra folder comes before the install's own.
+        roots = apply_extra_model_paths(own, (e for e in extra if e.folder in names))
         inventory.searched[folder] = roots
         found: dict[str, ModelFile] = {}
         for root in roots:
