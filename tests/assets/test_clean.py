@@ -163,8 +163,8 @@ def test_temporary_files_by_age_and_total_size(tmp_path: Path) -> None:
     os.utime(stale_part, (now - 48 * 3600,) * 2)
     policy = RetentionPolicy(temp_max_age_hours=24, temp_max_total_mb=2)
     report = clean_assets(project, policy, now=now)
-    removed = sorted(Path(r.path).name for r in report.removed)
-    assert removed == [".x.png.1.part", "a.bin", "b.bin"]
+    removed = sorted((Path(r.path).name, r.kind) for r in report.removed)
+    assert removed == [(".x.png.1.part", "temporary"), ("a.bin", "cache"), ("b.bin", "cache")]
     assert sorted(p.name for p in cache.iterdir()) == ["c.bin", "new.bin"]
     assert _ids(project.root) == ["shot_01-v1-r001"]
 

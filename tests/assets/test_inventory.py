@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from storycore.assets import asset_stats, list_assets, temporary_files, verify_assets
+from storycore.assets import (
+    asset_stats,
+    cache_files,
+    list_assets,
+    temporary_files,
+    verify_assets,
+)
 from storycore.manifest import active_record, set_shot_status
 from storycore.project import load_project, save_project
 
@@ -43,12 +49,14 @@ def test_stats_per_kind_and_shot_including_temporary(tmp_path: Path) -> None:
     assert stats.per_kind["final"].count == 3
     assert stats.per_kind["placeholder"].count == 1
     assert stats.per_kind["placeholder"].bytes == sizes["shot_01-v1-r001"]
-    assert stats.per_kind["temporary"].count == 2 and stats.per_kind["temporary"].bytes == 150
+    assert stats.per_kind["temporary"].count == 1 and stats.per_kind["temporary"].bytes == 100
+    assert stats.per_kind["cache"].count == 1 and stats.per_kind["cache"].bytes == 50
     assert stats.per_shot["shot_03"]["final"].count == 2
     assert stats.per_shot["shot_01"]["placeholder"].count == 1
     assert stats.unknown.count == 1 and stats.unknown.bytes == 4
     assert stats.total_bytes == sum(sizes.values()) + 150 + 4
-    assert {t.reason for t in temporary_files(project)} == {"partial download", "cache"}
+    assert {t.reason for t in temporary_files(project)} == {"partial download"}
+    assert [c.path for c in cache_files(project)] == [".storycore/cache/object_info.json"]
 
 
 def test_verify_clean_project(tmp_path: Path) -> None:

@@ -9,9 +9,11 @@ The layout of rendered images is the one :mod:`storycore.manifest` documents. Pu
 """
 
 from storycore.assets._clean import (
+    CacheUnit,
     CleanPlan,
     CleanReport,
     Removal,
+    cache_units,
     clean_assets,
     plan_clean,
     select_records,
@@ -27,6 +29,7 @@ from storycore.assets._inventory import (
     VerifyReport,
     active_asset_ids,
     asset_stats,
+    cache_files,
     file_sha256,
     list_assets,
     record_path_ok,
@@ -34,6 +37,7 @@ from storycore.assets._inventory import (
     unknown_files,
     verify_assets,
 )
+from storycore.assets._plural import plural
 from storycore.assets._policy import RetentionPolicy, build_policy, load_retention_policy
 from storycore.assets._server import (
     NO_DELETE_API,
@@ -51,6 +55,7 @@ __all__ = [
     "NO_DELETE_API",
     "AssetEntry",
     "AssetStats",
+    "CacheUnit",
     "CleanPlan",
     "CleanReport",
     "KindTotals",
@@ -65,6 +70,8 @@ __all__ = [
     "active_asset_ids",
     "asset_stats",
     "build_policy",
+    "cache_files",
+    "cache_units",
     "clean_assets",
     "clean_server",
     "comfyui_dir_candidates",
@@ -73,6 +80,7 @@ __all__ = [
     "list_assets",
     "load_retention_policy",
     "plan_clean",
+    "plural",
     "record_path_ok",
     "same_server",
     "select_records",

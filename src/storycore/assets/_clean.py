@@ -3,12 +3,18 @@
 Order of work, so that an interruption at any point leaves a loadable project whose manifest
 records all point at existing files:
 
-1. decide (:func:`plan_clean`): which records go, which orphan and temporary files go;
+1. decide (:func:`plan_clean`): which records go, which orphan, temporary and cache files go;
 2. write ``project.json`` without the dropped records (atomically), *then*
 3. delete the files. A crash during 3 leaves only unlisted files behind, which the next clean
    removes as orphans.
 
 A shot's active render is never removed, nor any file a kept record still names.
+
+The cache (``.storycore/cache``: the thumbnail database ``thumbs.sqlite`` with its ``-wal`` and
+``-shm`` companions) is aged out as one unit, by the time it was last written: it goes whole
+(companions first, so no write-ahead log outlives its database) once older than
+``temp_max_age_hours``, or, oldest first together with the temporary files, while they exceed
+``temp_max_total_mb``. The next storyboard refresh builds it again.
 """
 
 from __future__ import annotations
@@ -20,18 +26,20 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from storycore._fsutil import safe_join
 from storycore.assets._inventory import (
     AssetEntry,
     StoredFile,
     active_asset_ids,
+    cache_files,
     list_assets,
     manifest_entries,
     temporary_files,
     unknown_files,
 )
+from storycore.assets._plural import plural
 from storycore.assets._policy import RetentionPolicy
 from storycore.manifest import GENERATED_DIR, MANIFEST_KEY
 
@@ -39,16 +47,71 @@ if TYPE_CHECKING:
     from storycore.project import Project
 
 __all__ = [
+    "CacheUnit",
     "CleanPlan",
     "CleanReport",
     "Removal",
+    "cache_units",
     "clean_assets",
     "plan_clean",
     "select_records",
     "select_temporary",
 ]
 
-RemovalKind = Literal["final", "placeholder", "orphan", "temporary"]
+RemovalKind = Literal["final", "placeholder", "orphan", "temporary", "cache"]
+_SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+class _Aged(Protocol):
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime(self) -> float: ...
+    @property
+    def reason(self) -> str: ...
+
+
+_AgedT = TypeVar("_AgedT", bound=_Aged)
+
+
+@dataclass(frozen=True)
+class CacheUnit:
+    """One cache file with its SQLite companions (``x.sqlite``, ``-wal``, ``-shm``): removed
+    together, aged by the newest of them, companions listed first."""
+
+    files: tuple[StoredFile, ...]
+
+    @property
+    def path(self) -> str:
+        return self.files[-1].path
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def mtime(self) -> float:
+        return max(f.mtime for f in self.files)
+
+    @property
+    def reason(self) -> str:
+        return "cache"
+
+
+def cache_units(files: Iterable[StoredFile]) -> list[CacheUnit]:
+    """Pure: group cache files with their SQLite companions."""
+    groups: dict[str, list[StoredFile]] = {}
+    for item in files:
+        base = item.path
+        for suffix in _SQLITE_COMPANIONS:
+            if base.endswith(suffix):
+                base = base[: -len(suffix)]
+                break
+        groups.setdefault(base, []).append(item)
+    return [
+        CacheUnit(tuple(sorted(items, key=lambda f: (f.path == base, f.path))))
+        for base, items in sorted(groups.items())
+    ]
 
 
 @dataclass(frozen=True)
@@ -112,27 +175,28 @@ def select_records(
             elif policy.keep_newest is not None and rank >= policy.keep_newest:
                 drop[asset.asset_id] = (
                     kind,
-                    f"older than the {policy.keep_newest} newest render(s) of {shot_id}",
+                    f"not among the {plural(policy.keep_newest, 'newest render')} of {shot_id}",
                 )
     return drop
 
 
 def select_temporary(
-    files: Iterable[StoredFile], policy: RetentionPolicy, now: float
-) -> list[tuple[StoredFile, str]]:
-    """Pure: temporary files older than the maximum age, then the oldest until the rest fits.
+    files: Iterable[_AgedT], policy: RetentionPolicy, now: float
+) -> list[tuple[_AgedT, str]]:
+    """Pure: temporary files (or cache units) older than the maximum age, then the oldest until
+    the rest fits.
 
     Files modified in the last five minutes are never picked by the size cap (a download may
     still be writing them).
     """
     remaining = sorted(files, key=lambda f: f.mtime)
-    picked: list[tuple[StoredFile, str]] = []
+    picked: list[tuple[_AgedT, str]] = []
     max_age = policy.temp_max_age_s
     if max_age is not None:
-        still: list[StoredFile] = []
+        still: list[_AgedT] = []
         for item in remaining:
             if now - item.mtime > max_age:
-                picked.append((item, f"{item.reason}, older than {policy.temp_max_age_hours} h"))
+                picked.append((item, f"{item.reason}, older than {policy.temp_max_age_hours:g} h"))
             else:
                 still.append(item)
         remaining = still
@@ -144,7 +208,7 @@ def select_temporary(
                 break
             if now - item.mtime < 300:
                 continue
-            picked.append((item, f"{item.reason}, over the {policy.temp_max_total_mb} MB cap"))
+            picked.append((item, f"{item.reason}, over the {policy.temp_max_total_mb:g} MB cap"))
             total -= item.size
     return picked
 
@@ -201,8 +265,15 @@ def plan_clean(project: Project, policy: RetentionPolicy, *, now: float | None =
                 plan.removals.append(
                     Removal(orphan.path, "orphan", "render file no record names", orphan.size)
                 )
-    for temp, reason in select_temporary(temporary_files(project), policy, now):
-        plan.removals.append(Removal(temp.path, "temporary", reason, temp.size))
+    aged: list[StoredFile | CacheUnit] = [
+        *temporary_files(project),
+        *cache_units(cache_files(project)),
+    ]
+    for item, reason in select_temporary(aged, policy, now):
+        if isinstance(item, CacheUnit):
+            plan.removals += [Removal(f.path, "cache", reason, f.size) for f in item.files]
+        else:
+            plan.removals.append(Removal(item.path, "temporary", reason, item.size))
     return plan
 
 

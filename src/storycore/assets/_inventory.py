@@ -1,4 +1,8 @@
-"""What is stored in a project: every recorded render, temporary files, unknown files.
+"""What is stored in a project: every recorded render, temporary files, caches, unknown files.
+
+Temporary files are partial downloads (``*.part``) and interrupted atomic writes; the cache is
+``.storycore/cache`` (the storyboard's thumbnail database and its SQLite companions), which may
+be deleted at any time. ``storycore assets clean`` removes both once they are old enough.
 
 The layout is the one :mod:`storycore.manifest` documents. Everything here reads the file system
 and the loaded project; nothing writes.
@@ -30,6 +34,7 @@ __all__ = [
     "VerifyReport",
     "active_asset_ids",
     "asset_stats",
+    "cache_files",
     "file_sha256",
     "list_assets",
     "manifest_entries",
@@ -101,7 +106,8 @@ class KindTotals:
 
 @dataclass
 class AssetStats:
-    """Counts and sizes per shot and per kind (``final``, ``placeholder``, ``temporary``)."""
+    """Counts and sizes per shot and per kind (``final``, ``placeholder``, ``temporary``,
+    ``cache``); ``unknown`` files apart."""
 
     per_kind: dict[str, KindTotals] = field(default_factory=dict)
     per_shot: dict[str, dict[str, KindTotals]] = field(default_factory=dict)
@@ -265,8 +271,7 @@ def _temp_reason(project: Project, path: Path) -> str | None:
     return None
 
 
-def temporary_files(project: Project) -> list[StoredFile]:
-    """Partial downloads (``*.part``), interrupted atomic writes and ``.storycore/cache`` files."""
+def _temporary_and_cache(project: Project) -> list[StoredFile]:
     out: list[StoredFile] = []
     seen: set[Path] = set()
     candidates = [project.root / name for name in _TEMP_ROOTS]
@@ -284,6 +289,16 @@ def temporary_files(project: Project) -> list[StoredFile]:
             if stored:
                 out.append(stored)
     return sorted(out, key=lambda f: f.path)
+
+
+def temporary_files(project: Project) -> list[StoredFile]:
+    """Partial downloads (``*.part``) and interrupted atomic writes (not the cache)."""
+    return [f for f in _temporary_and_cache(project) if f.reason != "cache"]
+
+
+def cache_files(project: Project) -> list[StoredFile]:
+    """Every file under ``.storycore/cache`` (reason ``cache``)."""
+    return [f for f in _temporary_and_cache(project) if f.reason == "cache"]
 
 
 def unknown_files(project: Project) -> list[StoredFile]:
@@ -313,7 +328,8 @@ def unknown_files(project: Project) -> list[StoredFile]:
 
 def asset_stats(project: Project) -> AssetStats:
     """Counts and bytes per kind and per shot (PNG plus its sidecar JSON)."""
-    stats = AssetStats(per_kind={k: KindTotals() for k in ("final", "placeholder", "temporary")})
+    kinds = ("final", "placeholder", "temporary", "cache")
+    stats = AssetStats(per_kind={k: KindTotals() for k in kinds})
     for asset in list_assets(project):
         if not asset.exists:
             stats.missing += 1
@@ -323,8 +339,8 @@ def asset_stats(project: Project) -> AssetStats:
             asset.shot_id, {"final": KindTotals(), "placeholder": KindTotals()}
         )
         shot[asset.kind].add(asset.disk_bytes)
-    for temp in temporary_files(project):
-        stats.per_kind["temporary"].add(temp.size)
+    for temp in _temporary_and_cache(project):
+        stats.per_kind["cache" if temp.reason == "cache" else "temporary"].add(temp.size)
     for unknown in unknown_files(project):
         stats.unknown.add(unknown.size)
     return stats

@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from storycore.assets._plural import plural
 from storycore.errors import ConfigError
 
 __all__ = ["ASSETS_TABLE", "RetentionPolicy", "build_policy", "load_retention_policy"]
@@ -102,7 +103,7 @@ def build_policy(
         name = ".".join(str(part) for part in loc) or ASSETS_TABLE
         where = sources.get(str(loc[0]) if loc else "", origin)
         more = len(exc.errors()) - 1
-        extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
+        extra = f" (and {plural(more, 'more problem')})" if more > 0 else ""
         raise ConfigError(
             f"{problem['msg'].lower()}, got {problem.get('input')!r}{extra}",
             where=f"{ASSETS_TABLE}.{name} in {where}",

@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
     @command(group, "list", reads_settings=False)
     def list_cmd(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
         """Every recorded render: shot, version, render, size, sha256, placeholder, active."""
-        from storycore.assets import list_assets
+        from storycore.assets import list_assets, plural
         from storycore.project import load_project
 
         out = Output(json_out)
@@ -136,7 +136,8 @@ def register(app: typer.Typer) -> None:
                     f"{a.sha256[:12]}  {a.path}" + (f"  [{flags}]" if flags else "")
                 )
             )
-        out.data(escape(f"{len(assets)} renders, {sum(1 for a in assets if a.active)} active"))
+        active = sum(1 for a in assets if a.active)
+        out.data(escape(f"{plural(len(assets), 'render')}, {active} active"))
 
     @command(group, "approve", reads_settings=False)
     def approve_cmd(
@@ -170,41 +171,93 @@ def register(app: typer.Typer) -> None:
             verb = "no longer approved" if undo else "approved"
             out.data(escape(f"{', '.join(asset_ids)}: {verb}"))
 
-    @command(group, "stats", reads_settings=False)
+    @command(group, "stats")
     def stats_cmd(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
-        """Counts and sizes per shot and per kind (final, placeholder, temporary)."""
-        from storycore.assets import asset_stats
+        """Counts and sizes per shot and per kind (final, placeholder, temporary, cache), and
+        which temporary and cache files `assets clean` would remove now."""
+        from storycore.assets import asset_stats, plan_clean, plural
+        from storycore.errors import ConfigError
         from storycore.project import load_project
 
         out = Output(json_out)
-        stats = asset_stats(load_project(project))
+        loaded = load_project(project)
+        stats = asset_stats(loaded)
+        policy: RetentionPolicy | None
+        try:
+            policy = _policy(loaded.root, None)
+        except ConfigError as exc:
+            out.warn(f"{exc.paragraph()} (so what `assets clean` would remove is not shown)")
+            policy = None
+        # The very plan `assets clean` follows, so the two never disagree.
+        would_go = (
+            [r for r in plan_clean(loaded, policy).removals if r.kind in ("temporary", "cache")]
+            if policy is not None
+            else []
+        )
         if json_out:
-            out.json({"ok": True, **dataclasses.asdict(stats), "total_bytes": stats.total_bytes})
+            clean_now = {
+                kind: {
+                    "count": sum(1 for r in would_go if r.kind == kind),
+                    "bytes": sum(r.bytes for r in would_go if r.kind == kind),
+                }
+                for kind in ("temporary", "cache")
+            }
+            out.json(
+                {
+                    "ok": True,
+                    **dataclasses.asdict(stats),
+                    "total_bytes": stats.total_bytes,
+                    "clean_would_remove": clean_now if policy is not None else None,
+                }
+            )
             return
-        for kind, totals in stats.per_kind.items():
-            out.data(escape(f"{kind:<12} {totals.count:>5} files  {human_size(totals.bytes):>10}"))
+        notes = {
+            "temporary": "partial downloads, interrupted writes",
+            "cache": "storyboard thumbnails; safe to delete",
+        }
+        rows = [*stats.per_kind.items()]
         if stats.unknown.count:
+            rows.append(("unknown", stats.unknown))
+        for kind, totals in rows:
+            note = f"  ({notes[kind]})" if kind in notes and totals.count else ""
             out.data(
                 escape(
-                    f"{'unknown':<12} {stats.unknown.count:>5} files  "
-                    f"{human_size(stats.unknown.bytes):>10}"
+                    f"{kind:<12} {plural(totals.count, 'file'):<12} "
+                    f"{human_size(totals.bytes):>10}{note}"
                 )
             )
         if stats.missing:
             out.data(
                 escape(
-                    f"{stats.missing} recorded renders are missing (see `storycore assets verify`)"
+                    f"{plural(stats.missing, 'recorded render')} "
+                    f"{'is' if stats.missing == 1 else 'are'} missing "
+                    "(see `storycore assets verify`)"
                 )
             )
-        out.data(escape(f"total        {human_size(stats.total_bytes):>22}"))
+        out.data(escape(f"{'total':<12} {'':<12} {human_size(stats.total_bytes):>10}"))
         for shot_id, kinds in sorted(stats.per_shot.items()):
-            parts = [f"{k} {t.count} ({human_size(t.bytes)})" for k, t in kinds.items() if t.count]
+            nouns = {"final": "final render", "placeholder": "placeholder"}
+            parts = [
+                f"{plural(t.count, nouns.get(k, k))} ({human_size(t.bytes)})"
+                for k, t in kinds.items()
+                if t.count
+            ]
             out.data(escape(f"  {shot_id:<12} " + ", ".join(parts)))
+        aged = stats.per_kind["temporary"].count + stats.per_kind["cache"].count
+        if policy is not None and aged:
+            out.data(
+                escape(
+                    f"`storycore assets clean` would remove {len(would_go)} of "
+                    f"{plural(aged, 'temporary or cache file')} now "
+                    f"({human_size(sum(r.bytes for r in would_go))}); "
+                    f"it removes them {_age_rule(policy)}"
+                )
+            )
 
     @command(group, "verify", reads_settings=False)
     def verify_cmd(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
         """Re-hash every render against the manifest; exit 7 if one is missing or changed."""
-        from storycore.assets import verify_assets
+        from storycore.assets import plural, verify_assets
         from storycore.errors import AssetError
         from storycore.project import load_project
 
@@ -226,7 +279,12 @@ def register(app: typer.Typer) -> None:
             if not report.clean:
                 raise typer.Exit(AssetError.exit_code)
             return
-        out.data(escape(f"{report.ok} of {report.checked} recorded renders intact"))
+        out.data(
+            escape(
+                f"{report.ok} of {plural(report.checked, 'recorded render')} "
+                f"{'is' if report.ok == 1 else 'are'} intact"
+            )
+        )
         for problem in report.problems:
             out.data(escape(f"  {problem.problem.upper():<8} {problem.path}: {problem.detail}"))
         for unknown in report.unknown:
@@ -235,12 +293,15 @@ def register(app: typer.Typer) -> None:
             )
         if report.temporary:
             out.data(
-                escape(f"  {len(report.temporary)} temporary files (`storycore assets clean`)")
+                escape(
+                    f"  {plural(len(report.temporary), 'temporary file')} "
+                    "(`storycore assets clean` removes them once old enough)"
+                )
             )
         if not report.clean:
             raise AssetError(
-                f"{len(report.missing)} missing and {len(report.changed)} changed or invalid "
-                "render(s)",
+                f"{len(report.missing)} missing and "
+                f"{plural(len(report.changed), 'changed or invalid render')}",
                 where=str(loaded.root),
                 hint="Run `storycore generate-images` to re-render them",
             )
@@ -256,7 +317,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Apply the retention policy; the active render of every shot is always kept."""
         from storycore._lock import ProjectLock
-        from storycore.assets import clean_assets
+        from storycore.assets import clean_assets, plural
         from storycore.errors import AssetError
         from storycore.project import load_project
 
@@ -294,20 +355,36 @@ def register(app: typer.Typer) -> None:
             out.data(escape(f"  {removal.kind:<11} {removal.path}  ({removal.reason})"))
         out.data(
             escape(
-                f"{verb} {len(report.removed)} project files, {human_size(report.freed_bytes)}; "
-                f"{report.records_dropped} manifest records dropped, {report.kept_records} kept"
+                f"{verb} {plural(len(report.removed), 'project file')}, "
+                f"{human_size(report.freed_bytes)}; "
+                f"{plural(report.records_dropped, 'manifest record')} dropped, "
+                f"{report.kept_records} kept"
             )
         )
         if server_report is not None:
             _print_server(out, server_report, verb)
         if errors:
             raise AssetError(
-                f"{len(errors)} file(s) could not be removed: " + "; ".join(errors[:5]),
+                f"{plural(len(errors), 'file')} could not be removed: " + "; ".join(errors[:5]),
                 hint="Check the files' permissions and run the clean again",
             )
 
 
+def _age_rule(policy: RetentionPolicy) -> str:
+    """How ``assets clean`` ages temporary and cache files, in words."""
+    rules = []
+    if policy.temp_max_age_hours is not None:
+        rules.append(f"once older than {policy.temp_max_age_hours:g} h")
+    if policy.temp_max_total_mb is not None:
+        rules.append(f"oldest first while they exceed {policy.temp_max_total_mb:g} MB")
+    if not rules:
+        return "never (assets.temp_max_age_hours and temp_max_total_mb are both off)"
+    return ", and ".join(rules) + " (assets.temp_max_age_hours, assets.temp_max_total_mb)"
+
+
 def _print_server(out: Output, report: ServerCleanReport, verb: str) -> None:
+    from storycore.assets import plural
+
     if report.comfyui_dir is not None:
         for item in report.removed:
             out.data(escape(f"  server {item.folder:<7} {item.path}"))
@@ -315,14 +392,14 @@ def _print_server(out: Output, report: ServerCleanReport, verb: str) -> None:
             out.data(escape(f"  kept   {item.folder:<7} {item.path} ({item.reason})"))
         out.data(
             escape(
-                f"{verb} {len(report.removed)} files from {report.comfyui_dir}, "
+                f"{verb} {plural(len(report.removed), 'file')} from {report.comfyui_dir}, "
                 f"{human_size(report.freed_bytes)}"
             )
         )
     for left in report.remote:
         out.warn(
             f"{left.backend}: {report.note}. Left there: "
-            f"{len(left.prefixes)} output prefix(es) "
-            f"({', '.join(left.prefixes[:5]) or 'none'}) and {len(left.uploads)} upload(s) "
+            f"{plural(len(left.prefixes), 'output prefix', 'output prefixes')} "
+            f"({', '.join(left.prefixes[:5]) or 'none'}) and {plural(len(left.uploads), 'upload')} "
             f"({', '.join(left.uploads[:5]) or 'none'})"
         )
