@@ -39,7 +39,7 @@ BENCH_SETTINGS: dict[str, Any] = {
 def bench_settings(**overrides: Any) -> Settings:
     cli = dict(BENCH_SETTINGS)
     cli.update(overrides)
-    return resolve_settings(env={}, user_config=Path("/nonexistent.toml"), cli=cli).settings
+    return resolve_settings(env={}, read_user_config=False, cli=cli).settings
 
 
 def make_project(base: Path, shots: int, name: str = "Bench") -> Path:

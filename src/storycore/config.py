@@ -10,7 +10,13 @@ them into a frozen :class:`Settings`; nothing is read at import time. Every prob
 
 Environment variables name nested fields with a double underscore:
 ``STORYCORE_COMFYUI__PORT=8190``, ``STORYCORE_RENDER__STEPS=12``, ``STORYCORE_LOG_LEVEL=debug``.
-``STORYCORE_BACKENDS`` takes a JSON list or comma-separated URLs.
+``STORYCORE_BACKENDS`` takes a JSON list or comma-separated URLs. A ``STORYCORE_*`` variable
+that names no section is ignored with a warning (:attr:`ResolvedSettings.warnings`); an unknown
+key inside a known section is an error, like an unknown key or section in a file, with the
+closest known name ("did you mean ...").
+
+Credentials (a backend's token, password, header values, a password inside a URL) never appear
+in :meth:`ResolvedSettings.explain`, :meth:`ResolvedSettings.masked` or an error message.
 """
 
 from __future__ import annotations
@@ -27,6 +33,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from storycore._config_text import (
+    ENV_PREFIX,
+    NAME_PATTERN,
+    URL_PATTERN,
+    mask_settings,
+    settings_error,
+    toml_value,
+    unknown_variable,
+)
 from storycore.assets._policy import RetentionPolicy
 from storycore.errors import ConfigError
 
@@ -41,11 +56,11 @@ __all__ = [
     "Settings",
     "default_install_path",
     "resolve_settings",
+    "toml_value",
     "user_config_path",
 ]
 
 PROJECT_CONFIG_NAME = "storycore.toml"
-ENV_PREFIX = "STORYCORE_"
 
 
 def default_install_path() -> Path:
@@ -69,7 +84,7 @@ class _Model(BaseModel):
 class BackendSettings(_Model):
     """A ComfyUI server to render on: a URL, or a managed local install pinned to a GPU."""
 
-    url: str = Field(pattern=r"^https?://[^\s]+$")
+    url: str = Field(pattern=URL_PATTERN)
     name: str | None = None
     token: SecretStr | None = None
     username: str | None = None
@@ -135,7 +150,7 @@ class RenderSettings(_Model):
     queue_depth: int = Field(default=2, ge=1, le=64)
     fallback: Literal["mock", "fail"] = "mock"
     template: str | None = None
-    filename_prefix_root: str = Field(default="storycore", pattern=r"^[A-Za-z0-9_.-]+$")
+    filename_prefix_root: str = Field(default="storycore", pattern=NAME_PATTERN)
 
 
 class ControlNetSettings(_Model):
@@ -213,10 +228,14 @@ class ResolvedSettings:
             probe = probe.rpartition(".")[0]
         return "default"
 
+    def masked(self) -> dict[str, Any]:
+        """The settings as JSON-ready data, every credential shown as ``"***"``."""
+        return mask_settings(self.settings.model_dump(mode="json"))
+
     def explain(self) -> list[tuple[str, Any, str]]:
-        """Every leaf setting as ``(dotted name, value, source)``, secrets masked."""
+        """Every leaf setting as ``(dotted name, value, source)``, credentials masked."""
         rows: list[tuple[str, Any, str]] = []
-        _walk(self.settings.model_dump(mode="json"), "", rows)
+        _walk(self.masked(), "", rows)
         return [(name, value, self.source_of(name)) for name, value, _ in rows]
 
 
@@ -234,42 +253,97 @@ def resolve_settings(
     cli: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     user_config: Path | None = None,
+    read_user_config: bool = True,
 ) -> ResolvedSettings:
-    """Gather every layer, merge them by precedence and validate the result once."""
+    """Gather every layer, merge them by precedence and validate the result once.
+
+    ``user_config`` is read instead of the user config file (``--config FILE``); it must exist.
+    ``read_user_config=False`` reads no user config file at all (tests, benchmarks).
+    """
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    user_file = user_config if user_config is not None else user_config_path()
-    if user_file.is_file():
-        _merge(merged, sources, _read_toml(user_file), f"user config {user_file}")
+    tables: dict[str, list[str]] = {}
+    if user_config is not None:
+        user_file = _given_file(user_config)
+        _merge(merged, sources, tables, _read_toml(user_file), f"config file {user_file}")
+    elif read_user_config:
+        user_file = user_config_path()
+        if user_file.is_file():
+            _merge(merged, sources, tables, _read_toml(user_file), f"user config {user_file}")
     if project_dir is not None:
         project_file = project_dir / PROJECT_CONFIG_NAME
         if project_file.is_file():
-            _merge(merged, sources, _read_toml(project_file), f"project {project_file}")
-    env_layer = _env_layer(os.environ if env is None else env)
+            layer = _read_toml(project_file)
+            _merge(merged, sources, tables, layer, f"project {project_file}")
+    env_layer, warnings = _env_layer(os.environ if env is None else env)
     for dotted, (value, variable) in env_layer.items():
-        _merge(merged, sources, _nest(dotted, value), f"environment {variable}")
+        _merge(merged, sources, tables, _nest(dotted, value), f"environment {variable}")
     for dotted, value in (cli or {}).items():
         if value is not None:
-            _merge(merged, sources, _nest(dotted, value), "command line")
+            _merge(merged, sources, tables, _nest(dotted, value), "command line")
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
-        raise _config_error(exc, sources) from None
-    return ResolvedSettings(settings=settings, sources=sources)
+        raise settings_error(exc, Settings, sources, tables) from None
+    return ResolvedSettings(settings=settings, sources=sources, warnings=tuple(warnings))
+
+
+def _given_file(path: Path) -> Path:
+    """The settings file named with ``--config``: it must be there."""
+    path = path.expanduser()
+    if path.is_file():
+        return path
+    what = "is a folder, not a settings file" if path.is_dir() else "does not exist"
+    raise ConfigError(
+        f"the settings file given with --config {what}",
+        where=str(path),
+        hint=f"Check the path (a relative one starts from {Path.cwd()}), or leave out --config "
+        f"to read the user config file {user_config_path()}",
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(
-            f"is not valid TOML ({exc})", where=str(path), hint="Fix the syntax at that line"
-        ) from None
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(
             f"cannot be read ({exc.strerror})", where=str(path), hint="Check the file's permissions"
         ) from None
+    try:
+        # utf-8-sig: Notepad and other Windows editors may start the file with a byte-order mark
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line})",
+            where=str(path),
+            hint="Save the file as UTF-8",
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"is not valid TOML: {_toml_problem(str(exc))}",
+            where=str(path),
+            hint="Fix the syntax there (text values need quotes, each key appears once, each "
+            "[section] once)",
+        ) from None
+
+
+_TOML_PROBLEMS = {
+    "Cannot overwrite a value": "this key was already set above",
+    "Invalid value": 'this value is not valid (text needs quotes, e.g. sampler = "euler")',
+    "Invalid statement": "this line is neither key = value nor a [section]",
+}
+
+
+def _toml_problem(message: str) -> str:
+    """``"Invalid value (at line 3, column 9)"`` -> ``"line 3, column 9: this value is ..."``."""
+    what, _, where = message.partition(" (at ")
+    what = _TOML_PROBLEMS.get(what, what[:1].lower() + what[1:])
+    if where.endswith(")"):
+        return f"{where[:-1]}: {what}"
+    return what
 
 
 def _nest(dotted: str, value: Any) -> dict[str, Any]:
@@ -280,18 +354,24 @@ def _nest(dotted: str, value: Any) -> dict[str, Any]:
 def _merge(
     target: dict[str, Any],
     sources: dict[str, str],
+    tables: dict[str, list[str]],
     layer: Mapping[str, Any],
     origin: str,
     prefix: str = "",
 ) -> None:
+    """Merge ``layer`` into ``target``. ``sources`` records who set each value; ``tables`` who
+    wrote each table (so an unknown ``[rendr]`` names its file even when it is empty)."""
     for key, value in layer.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
         leaf_dict = key in ("headers", "models", "templates") or dotted.startswith("backends")
         if isinstance(value, Mapping) and not leaf_dict:
+            writers = tables.setdefault(dotted, [])
+            if origin not in writers:
+                writers.append(origin)
             if not isinstance(target.get(key), dict):
                 target[key] = {}
                 sources.pop(dotted, None)
-            _merge(target[key], sources, value, origin, dotted)
+            _merge(target[key], sources, tables, value, origin, dotted)
             continue
         target[key] = dict(value) if isinstance(value, Mapping) else value
         sources[dotted] = origin
@@ -302,13 +382,19 @@ def _merge(
 _LIST_FIELDS = {"comfyui.extra_args"}
 
 
-def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
+def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, tuple[Any, str]], list[str]]:
+    """The ``STORYCORE_*`` variables as dotted settings, and a warning for each one that names
+    no section (left over in a shell, or a typo): those are ignored, not fatal."""
     layer: dict[str, tuple[Any, str]] = {}
-    for variable, raw in env.items():
+    warnings: list[str] = []
+    for variable, raw in sorted(env.items()):
         if not variable.startswith(ENV_PREFIX):
             continue
         dotted = variable[len(ENV_PREFIX) :].lower().replace("__", ".")
         if not dotted:
+            continue
+        if dotted.partition(".")[0] not in Settings.model_fields:
+            warnings.append(unknown_variable(variable, dotted, Settings))
             continue
         value: Any = raw
         if dotted == "backends":
@@ -325,7 +411,7 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
                     hint='write tables and lists as JSON, e.g. {"name": "path"}',
                 ) from None
         layer[dotted] = (value, variable)
-    return layer
+    return layer, warnings
 
 
 def _parse_backends(raw: str, variable: str) -> list[Any]:
@@ -341,29 +427,3 @@ def _parse_backends(raw: str, variable: str) -> list[Any]:
             ) from None
         return list(parsed) if isinstance(parsed, list) else [parsed]
     return [{"url": part.strip()} for part in text.split(",") if part.strip()]
-
-
-def _config_error(exc: ValidationError, sources: Mapping[str, str]) -> ConfigError:
-    lines = []
-    for problem in exc.errors():
-        loc = [str(part) for part in problem["loc"]]
-        dotted = ".".join(loc)
-        probe, origin = dotted, "default"
-        while probe:
-            if probe in sources:
-                origin = sources[probe]
-                break
-            probe = probe.rpartition(".")[0]
-        shown = problem.get("input")
-        value = "" if isinstance(shown, dict | list) else f" (got {shown!r})"
-        if problem["type"] == "extra_forbidden":
-            message = "is not a known setting"
-        else:
-            message = problem["msg"][0].lower() + problem["msg"][1:]
-        lines.append(f"setting '{dotted}' from {origin} {message}{value}")
-    return ConfigError(
-        "; ".join(lines),
-        where="settings",
-        hint="Fix the value where it was set (see `storycore config show`) or remove it to use "
-        "the default",
-    )

@@ -20,7 +20,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lighthouse"
 
 
 def _settings(**cli: object):  # type: ignore[no-untyped-def]
-    return resolve_settings(env={}, user_config=Path("/nonexistent.toml"), cli=cli).settings
+    return resolve_settings(env={}, read_user_config=False, cli=cli).settings
 
 
 def test_example_panels() -> None:
@@ -61,7 +61,7 @@ def test_seeds_are_identical_in_two_separate_processes() -> None:
         "from storycore.config import resolve_settings;"
         "from storycore.panels import panels_from_project;"
         "from storycore.project import load_project;"
-        "s=resolve_settings(env={}, user_config=Path('/nonexistent.toml')).settings;"
+        "s=resolve_settings(env={}, read_user_config=False).settings;"
         f"p=load_project(Path({str(EXAMPLE)!r}));"
         "print(json.dumps([x.seed for x in panels_from_project(p, s)]))"
     )

@@ -30,7 +30,7 @@ FAST = {
 def fast_settings(**overrides: Any) -> Settings:
     cli = dict(FAST)
     cli.update(overrides)
-    return resolve_settings(env={}, user_config=Path("/nonexistent.toml"), cli=cli).settings
+    return resolve_settings(env={}, read_user_config=False, cli=cli).settings
 
 
 def make_project(base: Path, shots: int, name: str = "Board") -> Path:

@@ -238,7 +238,7 @@ async def test_doctor_shows_the_project_storage(tmp_path: Path) -> None:
 
     project = init_project("stored", tmp_path)
     settings = resolve_settings(
-        env={}, user_config=tmp_path / "none.toml", cli={"render.render_long_side": 128}
+        env={}, read_user_config=False, cli={"render.render_long_side": 128}
     ).settings
     await ImageEngine(settings).render(RenderRequest(project, mock=True))
     (project / "assets" / "images" / "generated" / "shot_01" / "stray.png").write_bytes(b"x")

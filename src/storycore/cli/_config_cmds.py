@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from storycore.cli._common import Output, cli_settings, command
+from storycore.errors import ProjectError
 
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable output.")
 PROJECT_OPTION = typer.Option(
     None, "--project", "-p", help="A project folder whose storycore.toml applies."
 )
+# Values longer than this do not push every "# source" comment to the right.
+_VALUE_COLUMN = 40
 
 
 def register(app: typer.Typer) -> None:
@@ -24,25 +29,24 @@ def register(app: typer.Typer) -> None:
         project: Path | None = PROJECT_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
-        """Print every setting, its value and where it came from."""
+        """Print every setting in TOML syntax, with where its value came from (credentials
+        masked)."""
         out = Output(json_out)
-        resolved = cli_settings(project)
+        resolved = cli_settings(_project_dir(project))
         rows = resolved.explain()
         if json_out:
             out.json(
                 {
                     "ok": True,
-                    "settings": resolved.settings.model_dump(mode="json"),
+                    "settings": resolved.masked(),
                     "sources": {name: source for name, _, source in rows},
+                    "warnings": list(resolved.warnings),
                 }
             )
             return
-        from rich.table import Table
-
-        table = Table("setting", "value", "source", box=None, pad_edge=False)
-        for name, value, source in rows:
-            table.add_row(name, repr(value) if isinstance(value, str) else str(value), source)
-        out.console.print(table)
+        for line in settings_lines(rows):
+            # plain text: no markup, no emoji codes, never wrapped or cut (soft wrap)
+            out.console.print(line, markup=False, emoji=False, highlight=False)
 
     @command(group, "validate")
     def validate(
@@ -51,11 +55,40 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check the settings from every source; exit 2 with the field named if one is wrong."""
         out = Output(json_out)
-        resolved = cli_settings(project)
+        resolved = cli_settings(_project_dir(project))
         layers = sorted({source for source in resolved.sources.values()})
         if json_out:
-            out.json({"ok": True, "sources": layers})
+            out.json({"ok": True, "sources": layers, "warnings": list(resolved.warnings)})
         else:
             out.data("Settings are valid.")
             for layer in layers:
                 out.data(f"  from {layer}")
+
+
+def _project_dir(project: Path | None) -> Path | None:
+    """``--project`` must name a folder: a typo would otherwise show the defaults silently."""
+    if project is not None and not project.is_dir():
+        raise ProjectError(
+            "is not a folder" if project.exists() else "does not exist",
+            where=str(project),
+            hint="Give the project folder (the one holding project.json and storycore.toml)",
+        )
+    return project
+
+
+def settings_lines(rows: Sequence[tuple[str, Any, str]]) -> list[str]:
+    """``name = value  # source`` lines, aligned: a TOML document (dotted keys) that can be
+    pasted into ``storycore.toml``. A setting with no value is a comment."""
+    from storycore.config import toml_value
+
+    name_width = max((len(name) for name, _, _ in rows), default=0) + 2
+    shown = [(name, None if value is None else toml_value(value), src) for name, value, src in rows]
+    value_width = min(max((len(v or "") for _, v, _ in shown), default=0), _VALUE_COLUMN)
+    lines = []
+    for name, value, source in shown:
+        if value is None:
+            text = f"# {name:<{name_width - 2}} = {'(not set)':<{value_width}}"
+        else:
+            text = f"{name:<{name_width}} = {value:<{value_width}}"
+        lines.append(f"{text}  # {source}")
+    return lines

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from storycore.cli._common import Output, command
+from storycore.cli._common import Output, cli_settings, cli_state, command
 
 if TYPE_CHECKING:
     from storycore.doctor import DoctorReport
@@ -38,7 +38,10 @@ def register(app: typer.Typer) -> None:
         from storycore.doctor import build_report
 
         out = Output(json_out)
-        report = asyncio.run(build_report(project_dir=project, url=url))
+        # --config FILE: resolved here, so a missing file exits 2 as in every other command;
+        # without it build_report resolves the settings and reports a mistake as a problem
+        resolved = cli_settings(project) if cli_state().config is not None else None
+        report = asyncio.run(build_report(project_dir=project, url=url, resolved=resolved))
         if json_out:
             out.json(report.to_dict())
         else:
