@@ -105,6 +105,8 @@ def test_emulator_install_runs_the_module(tmp_path: Path) -> None:
         sys.executable,
         "-m",
         "storycore.comfyui.emulator",
+        "--base-directory",
+        str(tmp_path),
         "--port",
         "5",
     ]

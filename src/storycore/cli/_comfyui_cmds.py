@@ -30,7 +30,11 @@ INSTALL_OPTION = typer.Option(
 PROJECT_OPTION = typer.Option(
     None, "--project", "-p", help="A project folder whose storycore.toml applies."
 )
-OUTPUT_DIR_OPTION = typer.Option(None, "--output-dir", help="Where emulated images are written.")
+OUTPUT_DIR_OPTION = typer.Option(
+    None,
+    "--output-dir",
+    help="Where emulated images are written (default: a temporary folder removed on exit).",
+)
 MOCK_OPTION = typer.Option(
     False, "--mock", help="Run StoryCore's ComfyUI emulator instead of a real ComfyUI."
 )
@@ -274,24 +278,37 @@ def register(app: typer.Typer) -> None:
         ),
         json_out: bool = JSON_OPTION,
     ) -> None:
-        """Run StoryCore's ComfyUI emulator in the foreground (Ctrl-C stops it)."""
-        from storycore.comfyui.emulator import EmulatorOptions, run_emulator
+        """Run StoryCore's ComfyUI emulator in the foreground (Ctrl-C stops it). Images go to
+        --output-dir, else to a temporary folder removed on exit, as do its uploads."""
+        from storycore.comfyui.emulator import (
+            EmulatorOptions,
+            describe_folders,
+            emulator_folders,
+            run_emulator,
+        )
 
         out = Output(json_out)
         began = time.monotonic()
         url = f"http://{host}:{port}"
-        if json_out:
-            out.json({"ok": True, "event": "serving", "url": url, "output_dir": output_dir})
-        else:
-            out.info(f"Emulating ComfyUI at {url}; press Ctrl-C to stop.")
-        with contextlib.suppress(KeyboardInterrupt):
-            run_emulator(
-                EmulatorOptions(
-                    output_dir=output_dir, step_seconds=step_seconds, mark_placeholders=True
-                ),
-                host,
-                port,
-            )
+        asked = EmulatorOptions(
+            output_dir=output_dir, step_seconds=step_seconds, mark_placeholders=True
+        )
+        with emulator_folders(asked) as (options, scratch):
+            where = describe_folders(options, scratch, keep_flag="--output-dir")
+            if json_out:
+                out.json(
+                    {
+                        "ok": True,
+                        "event": "serving",
+                        "url": url,
+                        "output_dir": str(Path(options.output_dir or ".").absolute()),
+                        "temporary_dir": str(scratch) if scratch is not None else None,
+                    }
+                )
+            else:
+                out.info(f"Emulating ComfyUI at {url}; press Ctrl-C to stop. {where}.")
+            with contextlib.suppress(KeyboardInterrupt):
+                run_emulator(options, host, port)
         elapsed = time.monotonic() - began
         if json_out:
             out.json({"ok": True, "event": "stopped", "url": url, "seconds": round(elapsed, 1)})

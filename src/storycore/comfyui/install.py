@@ -158,10 +158,13 @@ def find_install(
 
 
 def emulator_install(python: Path | None = None, *, cwd: Path | None = None) -> ComfyUIInstall:
-    """Run StoryCore's emulator (``python -m storycore.comfyui.emulator``) like a ComfyUI."""
+    """Run StoryCore's emulator (``python -m storycore.comfyui.emulator``) like a ComfyUI whose
+    base directory is ``cwd``: its ``input/`` and ``temp/`` (and ``output/`` unless the flags
+    name one) stay there, as a managed server's should, instead of in a temporary folder."""
     exe = python or Path(sys.executable)
     folder = cwd or Path.cwd()
-    return ComfyUIInstall("emulator", folder, exe, ("-m", EMULATOR_MODULE), folder)
+    entry = ("-m", EMULATOR_MODULE, "--base-directory", str(folder))
+    return ComfyUIInstall("emulator", folder, exe, entry, folder)
 
 
 async def detect_desktop(

@@ -53,7 +53,13 @@ Deliberate differences from a real ComfyUI
 
 from __future__ import annotations
 
-from ._emulator import Emulator, EmulatorOptions, run_emulator
+from ._emulator import (
+    Emulator,
+    EmulatorOptions,
+    describe_folders,
+    emulator_folders,
+    run_emulator,
+)
 from ._faults import FaultController
 from ._nodedefs import DEFAULT_MODELS, NODE_PACK_MODULES
 
@@ -63,5 +69,7 @@ __all__ = [
     "Emulator",
     "EmulatorOptions",
     "FaultController",
+    "describe_folders",
+    "emulator_folders",
     "run_emulator",
 ]

@@ -2,6 +2,13 @@
 
 A fake ComfyUI install's ``main.py`` can ``exec`` this module with the arguments it got.
 Flags ComfyUI knows but the emulator does not need are accepted and ignored.
+
+Folders: those given (``--output-directory``, ``--input-directory``, ``--temp-directory``) are
+used; the others go in ``--base-directory`` when given, as in ComfyUI. Without one, a run by
+hand (``python -m storycore.comfyui.emulator``) puts them in a temporary folder removed on exit,
+so nothing is left in the current folder; started through a ComfyUI install's ``main.py`` (a
+script, not ``-m``) it keeps ComfyUI's layout: ``output/``, ``input/`` and ``temp/`` in the
+current folder.
 """
 
 from __future__ import annotations
@@ -15,9 +22,11 @@ from pathlib import Path
 
 from storycore.errors import StoryCoreError
 
-from ._emulator import EmulatorOptions, _serve
+from ._emulator import EmulatorOptions, _serve, describe_folders, emulator_folders
 
-__all__ = ["main", "parse_args"]
+__all__ = ["main", "parse_args", "started_by_hand"]
+
+_PACKAGE = "storycore.comfyui.emulator"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,16 +66,47 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: Sequence[str]) -> tuple[EmulatorOptions, str, int, int | None]:
+def started_by_hand(orig_argv: Sequence[str] | None = None) -> bool:
+    """True when the interpreter was started as ``python [options] -m storycore.comfyui.emulator``
+    (rather than on a ComfyUI install's ``main.py`` that runs this module)."""
+    argv = list(sys.orig_argv if orig_argv is None else orig_argv)[1:]
+    takes_value = {"-W", "-X", "--check-hash-based-pycs"}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-m":
+            return i + 1 < len(argv) and argv[i + 1].startswith(_PACKAGE)
+        if arg.startswith("-m"):
+            return arg[2:].startswith(_PACKAGE)
+        if arg == "-c" or arg == "-" or not arg.startswith("-"):
+            return False  # code or a script (a ComfyUI main.py)
+        i += 2 if arg in takes_value else 1
+    return False
+
+
+def parse_args(
+    argv: Sequence[str], *, scratch_default: bool = False
+) -> tuple[EmulatorOptions, str, int, int | None]:
+    """Options, host, port and ``--crash-after-prompts`` from ComfyUI-style flags.
+
+    A folder not given defaults, like ComfyUI's, to ``output/``, ``input/`` or ``temp/`` in the
+    base directory (``--base-directory``, else the current folder); with ``scratch_default`` and
+    no ``--base-directory`` it is left ``None`` (for :func:`emulator_folders` to fill in).
+    """
     args = _parser().parse_known_args(list(argv))[0]
     host = str(args.listen).split(",")[0] or "127.0.0.1"
     packs = tuple(p.strip() for p in str(args.node_packs).split(",") if p.strip())
-    # Like ComfyUI, the folders default to output/, input/ and temp/ in the base directory.
-    base = args.base_directory or Path.cwd()
+    base: Path | None = args.base_directory
+    if base is None and not scratch_default:
+        base = Path.cwd()
+
+    def folder(given: Path | None, name: str) -> Path | None:
+        return given or (base / name if base is not None else None)
+
     options = EmulatorOptions(
-        output_dir=args.output_directory or base / "output",
-        input_dir=args.input_directory or base / "input",
-        temp_dir=args.temp_directory or base / "temp",
+        output_dir=folder(args.output_directory, "output"),
+        input_dir=folder(args.input_directory, "input"),
+        temp_dir=folder(args.temp_directory, "temp"),
         step_seconds=args.step_seconds,
         node_seconds=args.node_seconds,
         startup_delay=args.startup_delay,
@@ -79,10 +119,12 @@ def parse_args(argv: Sequence[str]) -> tuple[EmulatorOptions, str, int, int | No
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    options, host, port, crash_after = parse_args(args)
+    options, host, port, crash_after = parse_args(args, scratch_default=started_by_hand())
     stream = sys.stdout if "--log-stdout" in args else sys.stderr
     try:
-        asyncio.run(_serve(options, host, port, crash_after, stream))
+        with emulator_folders(options) as (ready, scratch):
+            banner = [describe_folders(ready, scratch)]
+            asyncio.run(_serve(ready, host, port, crash_after, stream, banner=banner))
     except KeyboardInterrupt:
         return 130
     except StoryCoreError as err:

@@ -1,17 +1,19 @@
-"""The public face: :class:`EmulatorOptions`, :class:`Emulator` (in-process) and
-:func:`run_emulator` (foreground process)."""
+"""The public face: :class:`EmulatorOptions`, :class:`Emulator` (in-process),
+:func:`run_emulator` (foreground process) and :func:`emulator_folders` (the folders of an
+emulator run by hand: a temporary folder, removed on exit, for those not given)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +29,13 @@ from ._nodedefs import DEFAULT_MODELS, NodeDefs
 from ._server import ServerContext, build_app, list_input_files
 from ._ws import SocketHub
 
-__all__ = ["Emulator", "EmulatorOptions", "run_emulator"]
+__all__ = [
+    "Emulator",
+    "EmulatorOptions",
+    "describe_folders",
+    "emulator_folders",
+    "run_emulator",
+]
 
 _log = logging.getLogger("storycore.comfyui.emulator")
 
@@ -210,9 +218,58 @@ class Emulator:
             self._owned_tmp = None
 
 
-def run_emulator(options: EmulatorOptions, host: str = "127.0.0.1", port: int = 8188) -> None:
-    """Serve in the foreground until SIGINT/SIGTERM (blocking)."""
-    asyncio.run(_serve(options, host, port, crash_after=None))
+@contextlib.contextmanager
+def emulator_folders(options: EmulatorOptions) -> Iterator[tuple[EmulatorOptions, Path | None]]:
+    """``options`` with every folder set, and the temporary folder made for it (or ``None``).
+
+    The folders ``options`` names are kept; the others (``output``, ``input``, ``temp``) go in a
+    new temporary folder that is removed, with everything in it, when the block ends (a normal
+    stop, Ctrl-C, SIGTERM or an error), so an emulator run by hand leaves nothing in the current
+    folder.
+    """
+    if options.output_dir and options.input_dir and options.temp_dir:
+        yield options, None
+        return
+    with tempfile.TemporaryDirectory(
+        prefix="storycore-emulator-", ignore_cleanup_errors=True
+    ) as name:
+        scratch = Path(name)
+        yield (
+            dataclasses.replace(
+                options,
+                output_dir=options.output_dir or scratch / "output",
+                input_dir=options.input_dir or scratch / "input",
+                temp_dir=options.temp_dir or scratch / "temp",
+            ),
+            scratch,
+        )
+
+
+def describe_folders(
+    options: EmulatorOptions, scratch: Path | None, keep_flag: str = "--output-directory"
+) -> str:
+    """Where the images go, in one line for the person who started the emulator."""
+    output = Path(options.output_dir or "output").absolute()
+    if scratch is None:
+        return f"Images go to {output}"
+    if scratch in output.parents:
+        return (
+            f"Images go to {output}, in a temporary folder removed on exit "
+            f"({keep_flag} DIR keeps them)"
+        )
+    return f"Images go to {output}; uploads and temporary files to {scratch} (removed on exit)"
+
+
+def run_emulator(
+    options: EmulatorOptions,
+    host: str = "127.0.0.1",
+    port: int = 8188,
+    *,
+    banner: Sequence[str] = (),
+) -> None:
+    """Serve in the foreground until SIGINT/SIGTERM (blocking); ``banner`` lines are logged
+    once it listens."""
+    asyncio.run(_serve(options, host, port, crash_after=None, banner=banner))
 
 
 async def _serve(
@@ -221,6 +278,7 @@ async def _serve(
     port: int,
     crash_after: int | None,
     log_stream: TextIO | None = None,
+    banner: Sequence[str] = (),
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -240,6 +298,8 @@ async def _serve(
         _log.info("Starting server\n")
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
         _log.info("To see the GUI go to: http://%s:%d", shown, emulator.port)
+        for line in banner:
+            _log.info("%s", line)
         handler.flush()
         await stop.wait()
     finally:
