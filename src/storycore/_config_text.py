@@ -42,6 +42,12 @@ _PATTERN_WORDS = {
     NAME_PATTERN: "should hold only letters, digits and `_ . -`",
     URL_PATTERN: "should be an http:// or https:// URL without spaces",
 }
+# pydantic's words that name Python types, in the words of a settings file
+_TYPE_WORDS = {
+    "path_type": 'should be a path, in quotes (e.g. "templates/sdxl.toml")',
+    "tuple_type": 'should be a list (e.g. ["--a", "--b"])',
+    "list_type": 'should be a list (e.g. ["--a", "--b"])',
+}
 # What a person may see of a [[backends]] entry; anything else there may be a credential.
 _SHOWN_BACKEND_KEYS = frozenset({"url", "name", "username", "managed", "cuda_device", "weight"})
 _SECRET_BACKEND_KEYS = ("token", "password")
@@ -300,7 +306,7 @@ def _bad_value(
     kind = problem["type"]
     if kind in ("model_type", "model_attributes_type", "dict_type") and len(loc) == 1:
         section = _model_at(model, loc)
-        example = next(iter(section.model_fields), "key") if section is not None else "key"
+        example = next(iter(section.model_fields), "key") if section is not None else "<name>"
         if _variable(origin) is not None:
             return (
                 f"`{dotted}` is a section, not one value: set one of its settings, e.g. "
@@ -309,9 +315,16 @@ def _bad_value(
         return (
             f"`{dotted}` is a section: write it as a table, [{dotted}] with {example} = ... below"
         )
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        what = (
+            "a [[backends]] entry (a table with url = ...)" if loc[0] == "backends" else "a table"
+        )
+        return f"`{dotted}` should be {what}"
     if kind == "missing":
         return f"{_table_name(loc[:-1])} needs `{loc[-1]}`"
-    if kind == "string_pattern_mismatch":
+    if kind in _TYPE_WORDS:
+        words = _TYPE_WORDS[kind]
+    elif kind == "string_pattern_mismatch":
         pattern = problem.get("ctx", {}).get("pattern", "")
         words = _PATTERN_WORDS.get(pattern, f"should match the pattern {pattern}")
     else:
@@ -324,7 +337,8 @@ def _bad_value(
 
 
 def _words(message: str) -> str:
-    for prefix, plain in (("Input should be", "should be"), ("Value error, ", "")):
+    for prefix, plain in (("Input should be", "should be"), ("Value error, ", "is not valid: ")):
         if message.startswith(prefix):
-            message = plain + message[len(prefix) :]
+            rest = message[len(prefix) :].lstrip()
+            message = f"{plain} {rest[:1].lower()}{rest[1:]}".replace(":  ", ": ")
     return message[:1].lower() + message[1:]

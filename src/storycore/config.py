@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import sys
 import tomllib
@@ -125,6 +126,12 @@ class ComfyUISettings(_Model):
     reserve_vram_gb: float | None = Field(default=None, ge=0, le=1024)
     memory_limit_gb: float | None = Field(default=None, gt=0, le=4096)
 
+    @field_validator("extra_args", mode="before")
+    @classmethod
+    def _split_args(cls, value: Any) -> Any:
+        """``extra_args = "--fast --preview-method auto"`` is split as a shell would."""
+        return shlex.split(value) if isinstance(value, str) else value
+
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
@@ -209,6 +216,16 @@ class Settings(_Model):
     @classmethod
     def _lower_level(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("backends", mode="before")
+    @classmethod
+    def _urls_are_backends(cls, value: Any) -> Any:
+        """``backends = ["http://a:8188"]`` (or one URL, or one table) is a list of backends."""
+        if isinstance(value, str | Mapping):
+            value = [value]
+        if isinstance(value, list | tuple):
+            return [{"url": item} if isinstance(item, str) else item for item in value]
+        return value
 
 
 @dataclass(frozen=True)
@@ -330,6 +347,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         ) from None
 
 
+_TUPLE = re.compile(r"\('[^']*',?(?: '[^']*',?)*\)")
+_TUPLE_PART = re.compile(r"'([^']*)'")
 _TOML_PROBLEMS = {
     "Cannot overwrite a value": "this key was already set above",
     "Invalid value": 'this value is not valid (text needs quotes, e.g. sampler = "euler")',
@@ -339,7 +358,11 @@ _TOML_PROBLEMS = {
 
 def _toml_problem(message: str) -> str:
     """``"Invalid value (at line 3, column 9)"`` -> ``"line 3, column 9: this value is ..."``."""
-    what, _, where = message.partition(" (at ")
+    what, _, where = message.rpartition(" (at ")
+    if not what:
+        what, where = message, ""
+    # tomllib names tables as Python tuples: "Cannot declare ('render',) twice"
+    what = _TUPLE.sub(lambda m: "[" + ".".join(_TUPLE_PART.findall(m.group(0))) + "]", what)
     what = _TOML_PROBLEMS.get(what, what[:1].lower() + what[1:])
     if where.endswith(")"):
         return f"{where[:-1]}: {what}"
@@ -400,7 +423,14 @@ def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, tuple[Any, str]], list
         if dotted == "backends":
             value = _parse_backends(raw, variable)
         elif dotted in _LIST_FIELDS and not raw.strip().startswith("["):
-            value = shlex.split(raw)
+            try:
+                value = shlex.split(raw)
+            except ValueError as exc:  # "No closing quotation"
+                raise ConfigError(
+                    f"cannot be split into arguments ({str(exc).lower()})",
+                    where=f"environment {variable}",
+                    hint='Close the quote, or give a JSON list, e.g. ["--preview-method", "auto"]',
+                ) from None
         elif raw.strip().startswith(("{", "[")):
             try:
                 value = json.loads(raw)

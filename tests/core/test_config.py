@@ -381,3 +381,53 @@ def test_toml_value_writes_what_people_write() -> None:
     assert toml_value({"a": "b", "c d": None}) == '{ a = "b" }'
     assert toml_value(Path("C:/x") if os.name != "nt" else Path("C:\\x")).startswith('"C:')
     assert toml_value(math.inf) == "inf" and toml_value("a\tb\x7f") == '"a\\tb\\u007f"'
+
+
+def test_what_people_naturally_write_is_accepted(tmp_path: Path) -> None:
+    user = _write(
+        tmp_path / "c.toml",
+        'backends = ["http://a:8188", { url = "http://b:8188", weight = 2 }]\n'
+        '[comfyui]\nextra_args = "--fast --preview-method auto"\n',
+    )
+    s = resolve_settings(user_config=user, env={}).settings
+    assert [(b.url, b.weight) for b in s.backends] == [("http://a:8188", 1), ("http://b:8188", 2)]
+    assert s.comfyui.extra_args == ("--fast", "--preview-method", "auto")
+    one = _write(tmp_path / "one.toml", 'backends = "http://c:8188"\n')
+    assert resolve_settings(user_config=one, env={}).settings.backends[0].url == "http://c:8188"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "backends = [1]\n",
+            "`backends.0` should be a [[backends]] entry (a table with url = ...)",
+        ),
+        ("[templates]\nx = 1\n", '`templates.x` should be a path, in quotes (e.g. "templates/'),
+        ("[comfyui]\nextra_args = 5\n", "`comfyui.extra_args` should be a list"),
+        (
+            "[comfyui]\nextra_args = '--a \"b'\n",
+            "`comfyui.extra_args` is not valid: no closing quotation",
+        ),
+    ],
+)
+def test_type_mistakes_are_said_without_python_type_names(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    err = _error(user_config=_write(tmp_path / "c.toml", text))
+    assert expected in err.message
+    for python in ("BackendSettings", "pathlib", "<class", "tuple", "dictionary"):
+        assert python not in err.message
+
+
+def test_an_unbalanced_quote_in_extra_args_from_env_is_a_config_error() -> None:
+    err = _error(env={"STORYCORE_COMFYUI__EXTRA_ARGS": '--a "b'}, **NO_USER_CONFIG)
+    assert err.where == "environment STORYCORE_COMFYUI__EXTRA_ARGS"
+    assert "no closing quotation" in err.message and "JSON list" in (err.hint or "")
+
+
+def test_a_table_declared_twice_is_named_as_a_table(tmp_path: Path) -> None:
+    twice = _write(tmp_path / "c.toml", "[render]\nsteps = 1\n[render]\ncfg = 2\n")
+    err = _error(user_config=twice)
+    assert "line 3, column" in err.message and "cannot declare [render] twice" in err.message
+    assert "('render',)" not in err.message
