@@ -30,9 +30,17 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from storycore._config_text import (
     ENV_PREFIX,
@@ -78,6 +86,10 @@ def user_config_path() -> Path:
     return platformdirs.user_config_path("storycore") / "config.toml"
 
 
+# "~/ComfyUI" in a file or a quoted variable means the home folder, as it would in a shell.
+UserPath = Annotated[Path, AfterValidator(lambda path: path.expanduser())]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
@@ -104,8 +116,8 @@ class BackendSettings(_Model):
 class ComfyUISettings(_Model):
     """The local ComfyUI server: where it is installed and how it is run and watched."""
 
-    install_path: Path = Field(default_factory=default_install_path)
-    python_executable: Path | None = None
+    install_path: UserPath = Field(default_factory=default_install_path)
+    python_executable: UserPath | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8188, ge=1, le=65535)
     extra_args: tuple[str, ...] = ()
@@ -208,9 +220,9 @@ class Settings(_Model):
     ipadapter: IPAdapterSettings = Field(default_factory=IPAdapterSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     backends: tuple[BackendSettings, ...] = ()
-    templates: dict[str, Path] = Field(default_factory=dict)
+    templates: dict[str, UserPath] = Field(default_factory=dict)
     assets: RetentionPolicy = Field(default_factory=RetentionPolicy)
-    state_dir: Path | None = None
+    state_dir: UserPath | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod

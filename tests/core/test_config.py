@@ -431,3 +431,18 @@ def test_a_table_declared_twice_is_named_as_a_table(tmp_path: Path) -> None:
     err = _error(user_config=twice)
     assert "line 3, column" in err.message and "cannot declare [render] twice" in err.message
     assert "('render',)" not in err.message
+
+
+def test_a_tilde_in_a_path_means_the_home_folder(tmp_path: Path) -> None:
+    user = _write(
+        tmp_path / "c.toml",
+        "state_dir = '~/state'\n[comfyui]\ninstall_path = '~/ComfyUI'\n"
+        "[templates]\nx = '~/t.toml'\n",
+    )
+    s = resolve_settings(
+        user_config=user, env={"STORYCORE_COMFYUI__PYTHON_EXECUTABLE": "~/py/bin/python"}
+    ).settings
+    home = Path.home()
+    assert s.comfyui.install_path == home / "ComfyUI" and s.state_dir == home / "state"
+    assert s.comfyui.python_executable == home / "py" / "bin" / "python"
+    assert s.templates == {"x": home / "t.toml"}
