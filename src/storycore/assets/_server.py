@@ -98,16 +98,34 @@ def same_server(a: str, b: str) -> bool:
     return _norm(a) == _norm(b)
 
 
-def comfyui_dir_candidates(install_path: Path) -> list[Path]:
-    """Where ComfyUI's own folder may be: ``<install>/ComfyUI`` (portable), then ``<install>``."""
-    root = install_path.expanduser()
-    return [root / "ComfyUI", root]
+def comfyui_dir_candidates(install_path: Path, *, search: bool | None = None) -> list[Path]:
+    """Where ComfyUI's own folder may be: ``<install>/ComfyUI`` (portable), then ``<install>``.
+
+    With ``search`` (by default when ``install_path`` is the built-in default), then the same
+    for every place :func:`storycore.comfyui.install.find_install` searches, in its order, and
+    last ComfyUI Desktop's base folder (which holds its ``output/`` and ``input/``).
+    """
+    from storycore.comfyui._install_search import desktop_base_folder, search_places
+    from storycore.config import default_install_path
+
+    if search is None:
+        search = install_path == default_install_path()
+    roots = [install_path.expanduser()]
+    if search:
+        roots += [place.path for place in search_places()]
+    candidates = [folder for root in roots for folder in (root / "ComfyUI", root)]
+    desktop = desktop_base_folder() if search else None
+    if desktop is not None:
+        candidates.append(desktop)
+    return list(dict.fromkeys(candidates))
 
 
-def find_comfyui_dir(install_path: Path) -> tuple[Path | None, list[str]]:
+def find_comfyui_dir(
+    install_path: Path, *, search: bool | None = None
+) -> tuple[Path | None, list[str]]:
     """The first candidate with ``main.py``, ``output/`` or ``input/``, and every path looked at."""
     looked: list[str] = []
-    for candidate in comfyui_dir_candidates(install_path):
+    for candidate in comfyui_dir_candidates(install_path, search=search):
         looked.append(str(candidate))
         if candidate.is_dir() and any(
             (candidate / name).exists() for name in ("main.py", "output", "input")

@@ -31,7 +31,8 @@ COMFYUI_DIR_OPTION = typer.Option(
     None,
     "--comfyui-dir",
     help="The ComfyUI folder holding output/ and input/ (default: comfyui.install_path's "
-    "ComfyUI/ subfolder, else comfyui.install_path itself).",
+    "ComfyUI/ subfolder, else comfyui.install_path itself; when that is the default, also the "
+    "places `comfyui start` searches, then ComfyUI Desktop's base folder).",
 )
 
 

@@ -8,9 +8,14 @@ Layouts, tried in this order for the configured install path:
 3. a git checkout with a virtual environment in ``venv/`` or ``.venv/`` (``bin/python`` on POSIX,
    ``Scripts\\python.exe`` on Windows).
 
+When ``comfyui.install_path`` is its default and nothing runnable is there, the places people
+really have ComfyUI are searched in a fixed order (comfy-cli's workspaces, ``~/ComfyUI``, the
+Windows portable build unzipped in Downloads, Desktop, Documents or home; see
+:mod:`storycore.comfyui._install_search`); a path the user configured is the only one used.
+
 When nothing fits, :class:`InstallNotFound` lists every path that was looked at. ComfyUI Desktop
 (an Electron app serving on port 8000) cannot be started by us: :func:`detect_desktop` only finds
-it, so it can be used but is never managed.
+it, so it can be used but is never managed; its base folder is named in the message when found.
 """
 
 from __future__ import annotations
@@ -18,10 +23,17 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from storycore.comfyui._install_search import (
+    SearchPlace,
+    System,
+    current_system,
+    desktop_base_folder,
+    search_places,
+)
 from storycore.comfyui.health import SystemStats, probe_system_stats
 from storycore.errors import InstallNotFound
 
@@ -30,9 +42,12 @@ __all__ = [
     "EMULATOR_MODULE",
     "ComfyUIInstall",
     "InstallKind",
+    "SearchPlace",
+    "desktop_base_folder",
     "detect_desktop",
     "emulator_install",
     "find_install",
+    "search_places",
     "server_url",
 ]
 
@@ -54,6 +69,9 @@ class ComfyUIInstall:
     entry: tuple[str, ...]
     cwd: Path
     python_args: tuple[str, ...] = ()
+    found_by: str = ""
+    """Where the search found it (``comfy-cli's default workspace``...); empty when it is the
+    configured path."""
 
     def command(self, flags: Sequence[str] = ()) -> list[str]:
         """The full command line for these server flags."""
@@ -66,7 +84,8 @@ class ComfyUIInstall:
             "python": "configured python with main.py",
             "emulator": "StoryCore's ComfyUI emulator",
         }
-        return f"{names[self.kind]} at {self.root}"
+        found = f" ({self.found_by})" if self.found_by else ""
+        return f"{names[self.kind]} at {self.root}{found}"
 
 
 def _venv_pythons(venv: Path) -> list[Path]:
@@ -88,9 +107,76 @@ def _find_main(root: Path, looked: list[str]) -> Path | None:
 
 
 def find_install(
-    install_path: Path | None, python_executable: Path | None = None
+    install_path: Path | None,
+    python_executable: Path | None = None,
+    *,
+    search: bool | None = None,
+    system: System | None = None,
 ) -> ComfyUIInstall:
-    """Detect how to run the ComfyUI at ``install_path``; raise :class:`InstallNotFound`."""
+    """Detect how to run the ComfyUI at ``install_path``; raise :class:`InstallNotFound`.
+
+    With ``search`` (by default: when ``install_path`` is the built-in default, which a user who
+    set it would not have written) and nothing runnable there, the places of
+    :func:`~storycore.comfyui._install_search.search_places` are tried in order and the error
+    lists every one. ``system`` is the OS seam for tests (``"windows"``, ``"macos"``,
+    ``"linux"``; default: this machine).
+    """
+    if search is None:
+        from storycore.config import default_install_path
+
+        search = install_path is not None and install_path == default_install_path()
+    if not search:
+        return _find_at(install_path, python_executable)
+    assert install_path is not None
+    _check_python(python_executable)
+    failures: list[tuple[SearchPlace, str]] = []
+    places = [SearchPlace(install_path, "comfyui.install_path, the default")]
+    places += search_places(system)
+    for place in places:
+        if not place.path.expanduser().is_dir():
+            failures.append((place, "no such folder"))
+            continue
+        try:
+            found = _find_at(place.path, python_executable)
+        except InstallNotFound:
+            failures.append((place, "no runnable ComfyUI in it"))
+            continue
+        if place.path != install_path:
+            found = replace(found, found_by=place.source)
+        return found
+    raise _not_found_anywhere(failures, system or current_system())
+
+
+def _check_python(python_executable: Path | None) -> None:
+    if python_executable is not None and not python_executable.expanduser().is_file():
+        raise InstallNotFound(
+            "the configured python executable does not exist",
+            where=str(python_executable.expanduser()),
+            hint="Set comfyui.python_executable to the python that has ComfyUI's "
+            "requirements installed, or leave it empty to detect it",
+        )
+
+
+def _not_found_anywhere(failures: list[tuple[SearchPlace, str]], system: System) -> InstallNotFound:
+    looked = "; ".join(f"{place.path} ({place.source}): {why}" for place, why in failures)
+    desktop = desktop_base_folder(system)
+    hint = (
+        "Set comfyui.install_path to your ComfyUI folder (the portable build's folder, or a "
+        "checkout with venv/ or .venv/), or start ComfyUI yourself"
+    )
+    if desktop is not None:
+        hint = (
+            f"ComfyUI Desktop is installed (base folder {desktop}) but only the app can start "
+            "its server: open the ComfyUI app (StoryCore finds it on port 8000). Or s" + hint[1:]
+        )
+    return InstallNotFound(
+        f"no runnable ComfyUI was found; looked in, in order: {looked}",
+        where="comfyui.install_path",
+        hint=hint,
+    )
+
+
+def _find_at(install_path: Path | None, python_executable: Path | None) -> ComfyUIInstall:
     if install_path is None:
         raise InstallNotFound(
             "no ComfyUI install path is configured, so there is nothing to start",
@@ -112,13 +198,7 @@ def find_install(
     if python_executable is not None:
         python = python_executable.expanduser()
         main = _find_main(root, looked)
-        if not python.is_file():
-            raise InstallNotFound(
-                "the configured python executable does not exist",
-                where=str(python),
-                hint="Set comfyui.python_executable to the python that has ComfyUI's "
-                "requirements installed, or leave it empty to detect it",
-            )
+        _check_python(python)
         if main is not None:
             return ComfyUIInstall("python", root, python, (str(main),), main.parent)
 
