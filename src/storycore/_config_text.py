@@ -179,28 +179,42 @@ def _tables(model: type[BaseModel]) -> list[str]:
     return names
 
 
+def _sections(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """The top-level tables that environment variables reach key by key (not ``backends``)."""
+    found = {}
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found[name] = annotation
+    return found
+
+
+def _variable_meant(parts: list[str], model: type[BaseModel]) -> list[str] | None:
+    head, sections = parts[0], _sections(model)
+    if len(parts) == 1:
+        for name, section in sections.items():
+            # STORYCORE_COMFYUI_PORT: one underscore where two were meant
+            if head.startswith(name + "_"):
+                key = closest(head[len(name) + 1 :], section.model_fields)
+                if key is not None:
+                    return [name, key]
+        # STORYCORE_PORT: a key that only one section has
+        owners = [name for name, section in sections.items() if head in section.model_fields]
+        if len(owners) == 1:
+            return [owners[0], head]
+    found = difflib.get_close_matches(head, list(model.model_fields), n=1, cutoff=0.75)
+    if not found:
+        return None
+    guess = [found[0], *parts[1:]]
+    if found[0] in sections and len(parts) == 2:
+        guess[1] = closest(parts[1], sections[found[0]].model_fields) or parts[1]
+    return guess
+
+
 def unknown_variable(variable: str, dotted: str, model: type[BaseModel]) -> str:
     """The warning for a ``STORYCORE_*`` variable that names no setting, with the variable it
     was probably meant to be."""
-    parts = dotted.split(".")
-    guess: list[str] | None = None
-    head = parts[0]
-    for table in _tables(model):
-        # STORYCORE_COMFYUI_PORT: one underscore where two were meant
-        if head.startswith(table + "_") and len(parts) == 1:
-            sub = _model_at(model, (table,))
-            key = head[len(table) + 1 :]
-            match = closest(key, sub.model_fields) if sub is not None else None
-            if match is not None:
-                guess = [table, match]
-                break
-    if guess is None:
-        match = closest(head, model.model_fields)
-        if match is not None:
-            guess = [match, *parts[1:]]
-            sub = _model_at(model, (match,))
-            if sub is not None and len(parts) == 2:
-                guess[1] = closest(parts[1], sub.model_fields) or parts[1]
+    guess = _variable_meant(dotted.split("."), model)
     text = f"environment variable {variable} is not a StoryCore setting and is ignored"
     if guess is not None:
         return f"{text}; did you mean {env_name(guess)}?"

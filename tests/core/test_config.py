@@ -162,11 +162,14 @@ def test_two_files_with_the_same_typo_are_both_named(tmp_path: Path) -> None:
     ("variable", "suggestion"),
     [
         ("STORYCORE_FOO", None),
-        ("STORYCORE_REFERENCE_DIR", None),
+        ("STORYCORE_OUTPUT_DIR", None),
         ("STORYCORE_RENDR__STEPS", "STORYCORE_RENDER__STEPS"),
         ("STORYCORE_RENDR__STPES", "STORYCORE_RENDER__STEPS"),
         ("STORYCORE_COMFYUI_PORT", "STORYCORE_COMFYUI__PORT"),
         ("STORYCORE_LOGLEVEL", "STORYCORE_LOG_LEVEL"),
+        ("STORYCORE_PORT", "STORYCORE_COMFYUI__PORT"),
+        ("STORYCORE_STEPS", "STORYCORE_RENDER__STEPS"),
+        ("STORYCORE_BACKEND", "STORYCORE_BACKENDS"),
     ],
 )
 def test_a_variable_naming_no_section_is_a_warning(variable: str, suggestion: str | None) -> None:

@@ -152,10 +152,10 @@ def test_a_missing_config_file_exits_2_naming_it(tmp_path: Path, command: list[s
 
 
 def test_an_unknown_variable_warns_and_the_command_still_runs() -> None:
-    env = {"STORYCORE_REFERENCE_DIR": "/old/place", "STORYCORE_RENDR__STEPS": "4"}
+    env = {"STORYCORE_OUTPUT_DIR": "/old/place", "STORYCORE_RENDR__STEPS": "4"}
     result = run("validate", "-p", str(EXAMPLE), env=env)
     assert result.returncode == 0, result.stderr
-    assert "warning: environment variable STORYCORE_REFERENCE_DIR is not a StoryCore" in (
+    assert "warning: environment variable STORYCORE_OUTPUT_DIR is not a StoryCore" in (
         result.stderr
     )
     assert "did you mean STORYCORE_RENDER__STEPS?" in result.stderr
