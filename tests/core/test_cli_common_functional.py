@@ -72,14 +72,6 @@ def test_every_command_has_verbose_and_quiet_and_readable_metavars() -> None:
             assert python_type not in help_text, f"{path}: {python_type} in its help"
 
 
-def test_commands_that_read_settings_take_config() -> None:
-    without = {"version", "init", "board", "metrics", "comfyui emulate"}
-    for path, cmd in _commands():
-        if path in without or (path.startswith("assets ") and path != "assets clean"):
-            continue
-        assert "--config" in _options(cmd), f"{path} reads settings but has no --config"
-
-
 def test_shell_completion_completes_commands_and_options() -> None:
     env = {"_STORYCORE_COMPLETE": "complete_bash", "COMP_CWORD": "1", "COMP_WORDS": "storycore gen"}
     commands = run(env=env)
