@@ -13,131 +13,47 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from storycore._fsutil import atomic_write_json
+from storycore._project_models import (
+    SAFE_ID,
+    ProjectFileModel,
+    Shot,
+    Storyboard,
+    project_schema,
+    storyboard_schema,
+)
+from storycore._storyboard_check import StoryboardWarning, json_path, storyboard_warnings
+from storycore._validation_text import describe_errors
 from storycore.errors import ProjectError
 
 __all__ = [
     "PROJECT_FILE",
+    "SAFE_ID",
     "STORYBOARD_FILE",
     "Project",
+    "ProjectFileModel",
     "Shot",
+    "Storyboard",
+    "StoryboardWarning",
     "init_project",
     "load_project",
     "name_seed",
     "now_iso",
     "parse_version",
+    "project_schema",
     "save_project",
+    "storyboard_schema",
+    "storyboard_warnings",
     "validate_project_data",
 ]
 
 PROJECT_FILE = "project.json"
 STORYBOARD_FILE = "storyboard.json"
 SCHEMA_VERSION = "1.0"
-SAFE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-
-
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class Technical(_Open):
-    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    aspect_ratio: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?:\d+(\.\d+)?$")
-    resolution: str | None = Field(default=None, pattern=r"^\d{2,5}x\d{2,5}$")
-    cfg_scale: float | None = Field(default=None, ge=0, le=100)
-    steps: int | None = Field(default=None, ge=1, le=1000)
-    negative_prompt: str | None = None
-    sampler: str | None = None
-    scheduler: str | None = None
-    checkpoint: str | None = None
-    denoise: float | None = Field(default=None, gt=0, le=1)
-
-
-class PromptModules(_Open):
-    subject: str = ""
-    camera: str = ""
-    lighting: str = ""
-    color: str = ""
-    style: str = ""
-    technical: Technical = Field(default_factory=Technical)
-
-
-class ControlRef(_Open):
-    kind: str = Field(pattern=r"^(pose|depth|lineart|canny)$")
-    path: str = Field(min_length=1)
-    strength: float | None = Field(default=None, ge=0, le=2)
-    start_percent: float | None = Field(default=None, ge=0, le=1)
-    end_percent: float | None = Field(default=None, ge=0, le=1)
-    preprocess: bool = False
-
-
-class LoraRef(_Open):
-    name: str = Field(min_length=1)
-    strength_model: float = Field(default=1.0, ge=-10, le=10)
-    strength_clip: float = Field(default=1.0, ge=-10, le=10)
-
-
-class References(_Open):
-    characters: list[str] = Field(default_factory=list)
-    controls: list[ControlRef] = Field(default_factory=list)
-    init_image: str | None = None
-    loras: list[LoraRef] = Field(default_factory=list)
-
-
-class Shot(_Open):
-    """One storyboard shot."""
-
-    shot_id: str = Field(pattern=SAFE_ID)
-    scene_id: str | None = None
-    shot_number: int = Field(default=0, ge=0)
-    version: str | int = "v1"
-    title: str = ""
-    description: str = ""
-    duration_seconds: float | None = Field(default=None, ge=0)
-    prompt_modules: PromptModules = Field(default_factory=PromptModules)
-    references: References = Field(default_factory=References)
-    template: str | None = None
-
-
-class Storyboard(_Open):
-    storyboard_id: str | None = None
-    project_id: str | None = None
-    shots: list[Shot]
-
-
-class ProjectConfig(_Open):
-    global_seed: int = Field(ge=0, le=2**63 - 1)
-    target_aspect_ratio: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?:\d+(\.\d+)?$")
-    target_resolution: str | None = Field(default=None, pattern=r"^\d{2,5}x\d{2,5}$")
-
-
-def _json_object(value: Any) -> Any:
-    if not isinstance(value, dict):
-        raise ValueError("should be an object ({...})")
-    return value
-
-
-# Checked to be a JSON object but not copied: the index and the manifest of a long board hold
-# thousands of entries, and pydantic would rebuild each dict on every validation.
-_JsonObject = Annotated[Any, AfterValidator(_json_object)]
-
-
-class ProjectFileModel(_Open):
-    schema_version: str
-    project_id: str = Field(min_length=1)
-    created_at: str | None = None
-    updated_at: str | None = None
-    config: ProjectConfig
-    coherence_anchors: dict[str, Any] = Field(default_factory=dict)
-    shots_index: _JsonObject = Field(default_factory=dict)
-    asset_manifest: _JsonObject = Field(default_factory=dict)
-    status: dict[str, Any] = Field(default_factory=dict)
-    capabilities: dict[str, Any] | None = None
-    generation_status: dict[str, Any] | None = None
 
 
 @dataclass
@@ -229,28 +145,20 @@ def _read_json(path: Path) -> Any:
         ) from None
 
 
-def _json_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _validation_error(path: Path, exc: ValidationError, data: Any) -> ProjectError:
+def _validation_error(
+    path: Path, exc: ValidationError, data: Any, model: type[BaseModel]
+) -> ProjectError:
     parts = []
-    for problem in exc.errors()[:10]:
-        loc = _json_path(problem["loc"])
+    described = describe_errors(model, exc.errors())
+    for loc, text in described[:10]:
         shot_hint = ""
-        if problem["loc"][:1] == ("shots",) and len(problem["loc"]) > 1:
-            index = problem["loc"][1]
+        if loc[:1] == ("shots",) and len(loc) > 2 and loc[2] != "shot_id":
             try:
-                shot_hint = f" (shot '{data['shots'][index]['shot_id']}')"
+                shot_hint = f" (shot '{data['shots'][loc[1]]['shot_id']}')"
             except (KeyError, IndexError, TypeError):
                 shot_hint = ""
-        given = problem.get("input")
-        value = "" if isinstance(given, dict | list) else f", got {given!r}"
-        parts.append(f"{loc}{shot_hint}: {problem['msg'].lower()}{value}")
-    more = len(exc.errors()) - 10
+        parts.append(f"{json_path(loc)}{shot_hint}: {text}")
+    more = len(described) - 10
     if more > 0:
         parts.append(f"and {more} more")
     return ProjectError(
@@ -281,11 +189,11 @@ def load_project(path: Path) -> Project:
     try:
         ProjectFileModel.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(project_path, exc, data) from None
+        raise _validation_error(project_path, exc, data, ProjectFileModel) from None
     try:
         parsed = Storyboard.model_validate(board)
     except ValidationError as exc:
-        raise _validation_error(storyboard_path, exc, board) from None
+        raise _validation_error(storyboard_path, exc, board, Storyboard) from None
     seen: dict[str, int] = {}
     for index, shot in enumerate(parsed.shots):
         if shot.shot_id in seen:
@@ -320,7 +228,7 @@ def validate_project_data(root: Path, data: dict[str, Any]) -> None:
     try:
         ProjectFileModel.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(root / PROJECT_FILE, exc, data) from None
+        raise _validation_error(root / PROJECT_FILE, exc, data, ProjectFileModel) from None
 
 
 def _placeholder_shot(number: int, title: str, subject: str, camera: str) -> dict[str, Any]:
@@ -351,7 +259,10 @@ def _placeholder_shot(number: int, title: str, subject: str, camera: str) -> dic
 
 
 def init_project(name: str, base: Path) -> Path:
-    """Create a new project folder ``base/name`` with three placeholder shots."""
+    """Create a new project folder ``base/name`` with three placeholder shots.
+
+    Files already in the folder are left alone; a folder that already holds ``project.json`` or
+    ``storyboard.json`` is refused and nothing is written."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,100}", name) or name.endswith("."):
         raise ProjectError(
             f"'{name}' is not a usable project name",
@@ -359,9 +270,14 @@ def init_project(name: str, base: Path) -> Path:
             hint="Use letters, digits, spaces, '_', '-' or '.', starting with a letter or digit",
         )
     root = base / name
-    if (root / PROJECT_FILE).exists():
+    existing = [f for f in (PROJECT_FILE, STORYBOARD_FILE) if (root / f).exists()]
+    if existing:
+        # Never overwrite: a storyboard.json alone may be someone's work waiting for its project.
+        held = "a project" if PROJECT_FILE in existing else f"a {STORYBOARD_FILE}"
         raise ProjectError(
-            "already holds a project", where=str(root), hint="Choose another name or --path"
+            f"already holds {held} ({' and '.join(existing)}); nothing was written",
+            where=str(root),
+            hint="Choose another name or --path, or check that project with `storycore validate`",
         )
     slug = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
     stamp = now_iso()

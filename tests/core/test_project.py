@@ -12,7 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from storycore.errors import ProjectError
-from storycore.project import init_project, load_project, name_seed, save_project
+from storycore.project import (
+    init_project,
+    load_project,
+    name_seed,
+    save_project,
+    storyboard_warnings,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lighthouse"
 
@@ -50,6 +56,33 @@ def test_init_then_validate(tmp_path: Path) -> None:
         init_project("My Film", tmp_path)
 
 
+@pytest.mark.parametrize("present", [["storyboard.json"], ["project.json"], ["both"]])
+def test_init_never_overwrites_a_project_file(tmp_path: Path, present: list[str]) -> None:
+    root = tmp_path / "Film"
+    root.mkdir()
+    names = ["project.json", "storyboard.json"] if present == ["both"] else present
+    for name in names:
+        (root / name).write_text('{"mine": true}')
+    before = _snapshot(root)
+    with pytest.raises(ProjectError) as info:
+        init_project("Film", tmp_path)
+    assert all(name in str(info.value) for name in names)
+    assert "nothing was written" in str(info.value)
+    assert _snapshot(root) == before
+    assert sorted(p.name for p in root.iterdir()) == sorted(names)
+
+
+def test_init_leaves_other_files_in_the_folder_alone(tmp_path: Path) -> None:
+    root = tmp_path / "Film"
+    (root / "assets" / "images").mkdir(parents=True)
+    (root / "assets" / "images" / "sketch.png").write_bytes(b"mine")
+    (root / "README.txt").write_text("my notes")
+    init_project("Film", tmp_path)
+    assert (root / "assets" / "images" / "sketch.png").read_bytes() == b"mine"
+    assert (root / "README.txt").read_text() == "my notes"
+    assert load_project(root).project_id == "storycore_Film"
+
+
 @pytest.mark.parametrize("name", ["", "../up", "a/b", ".hidden", "end."])
 def test_init_refuses_bad_names(tmp_path: Path, name: str) -> None:
     with pytest.raises(ProjectError):
@@ -71,6 +104,35 @@ def test_save_keeps_unknown_fields_and_bumps_updated_at(example: Path) -> None:
     assert not [p for p in example.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_unknown_keys_are_warned_about_and_still_written_back(example: Path) -> None:
+    _mutate(
+        example,
+        "storyboard.json",
+        lambda d: d["shots"][2]["prompt_modules"]["technical"].update(stpes=30),
+    )
+    _mutate(example, "project.json", lambda d: d["config"].update(globl_seed=1))
+    project = load_project(example)
+    warnings = storyboard_warnings(project)
+    assert [(w.file, w.path, w.suggestion, w.shot_id) for w in warnings] == [
+        (str(example / "project.json"), "config.globl_seed", "global_seed", None),
+        (
+            str(example / "storyboard.json"),
+            "shots[2].prompt_modules.technical.stpes",
+            "steps",
+            "shot_03",
+        ),
+    ]
+    save_project(project, storyboard=True)
+    board = json.loads((example / "storyboard.json").read_text())
+    data = json.loads((example / "project.json").read_text())
+    assert board["shots"][2]["prompt_modules"]["technical"]["stpes"] == 30
+    assert data["config"]["globl_seed"] == 1
+
+
+def test_the_example_project_has_no_warnings(example: Path) -> None:
+    assert storyboard_warnings(load_project(example)) == []
+
+
 def _mutate(root: Path, name: str, fn: Any) -> None:
     path = root / name
     data = json.loads(path.read_text())
@@ -82,19 +144,36 @@ CASES = [
     (
         "storyboard.json",
         lambda d: d["shots"][2]["prompt_modules"]["technical"].update(steps=0),
-        "shots[2].prompt_modules.technical.steps",
+        "shots[2].prompt_modules.technical.steps (shot 'shot_03'): should be a whole number "
+        "from 1 to 1000, got 0",
         "shot_03",
     ),
-    ("storyboard.json", lambda d: d["shots"][0].update(shot_id="../evil"), "shots[0].shot_id", ""),
+    (
+        "storyboard.json",
+        lambda d: d["shots"][0].update(shot_id="../evil"),
+        "shots[0].shot_id: should be letters, digits, `_ . -`, at most 128 characters",
+        "",
+    ),
     ("storyboard.json", lambda d: d["shots"][1].update(shot_id="shot_01"), "used twice", ""),
     ("storyboard.json", lambda d: d.pop("shots"), "shots", ""),
     (
         "storyboard.json",
         lambda d: d["shots"][0]["prompt_modules"]["technical"].update(resolution="big"),
-        "technical.resolution",
+        "technical.resolution (shot 'shot_01'): should be a size WIDTHxHEIGHT",
         "shot_01",
     ),
-    ("project.json", lambda d: d["config"].pop("global_seed"), "config.global_seed", ""),
+    (
+        "project.json",
+        lambda d: d["config"].pop("global_seed"),
+        "config.global_seed: is required",
+        "",
+    ),
+    (
+        "project.json",
+        lambda d: d["coherence_anchors"].update(lighting_direction=3),
+        "coherence_anchors.lighting_direction: should be text (or null), got 3",
+        "",
+    ),
     ("project.json", lambda d: d.update(project_id=""), "project_id", ""),
     ("project.json", lambda d: d.update(project_id="other"), "does not match", ""),
 ]
@@ -110,6 +189,7 @@ def test_invalid_fields_are_named_and_nothing_is_written(
         load_project(example)
     text = str(info.value)
     assert expect in text
+    assert "should match pattern" not in text
     assert shot in text
     assert "storyboard.json" in text or "project.json" in text
     assert _snapshot(example) == before
