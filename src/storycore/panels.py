@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast
 
 if TYPE_CHECKING:
-    from storycore.config import Settings
+    from storycore.config import ResolvedSettings, Settings
     from storycore.project import Project, Shot
 
 __all__ = [
@@ -24,9 +24,12 @@ __all__ = [
     "ControlKind",
     "LoraSpec",
     "Panel",
+    "SourceKind",
+    "ValueSource",
     "compose_prompt",
     "derive_shot_seed",
     "panel_from_shot",
+    "panel_sources",
     "panels_from_project",
     "render_size",
     "round_to_multiple",
@@ -189,9 +192,11 @@ def panel_from_shot(project: Project, shot: Shot, settings: Settings) -> Panel:
     render = settings.render
     tech = shot.prompt_modules.technical
     config = project.data.get("config", {})
+    # The shot's own size (its resolution, else its aspect ratio) wins over the project's.
+    own_size = bool(tech.resolution or tech.aspect_ratio)
     (width, height), target = render_size(
-        tech.resolution or config.get("target_resolution"),
-        tech.aspect_ratio or config.get("target_aspect_ratio"),
+        tech.resolution if own_size else config.get("target_resolution"),
+        tech.aspect_ratio if own_size else config.get("target_aspect_ratio"),
         render.render_long_side,
         render.size_multiple,
     )
@@ -230,7 +235,7 @@ def panel_from_shot(project: Project, shot: Shot, settings: Settings) -> Panel:
         references=tuple(_resolve(project.root, ref) for ref in refs.characters),
         controls=tuple(
             ControlImage(
-                kind=cast(ControlKind, c.kind),
+                kind=c.kind,
                 path=_resolve(project.root, c.path),
                 strength=c.strength,
                 start_percent=c.start_percent,
@@ -259,3 +264,110 @@ def panels_from_project(
     else:
         shots = project.shots
     return [panel_from_shot(project, shot, settings) for shot in shots]
+
+
+SourceKind = Literal["shot", "project default", "built-in default"]
+
+
+@dataclass(frozen=True)
+class ValueSource:
+    """One of a panel's values and where it came from: the shot itself, a project default (a
+    setting from ``storycore.toml``, the user config or the environment) or StoryCore's own
+    default. ``detail`` names the field or the setting and its file."""
+
+    value: object
+    source: SourceKind
+    detail: str
+
+
+def _from_setting(resolved: ResolvedSettings, dotted: str, value: object) -> ValueSource:
+    origin = resolved.source_of(dotted)
+    if origin == "default":
+        return ValueSource(value, "built-in default", dotted)
+    return ValueSource(value, "project default", f"{dotted} from {origin}")
+
+
+def _shot_or_setting(
+    given: bool, field_name: str, dotted: str, value: object, resolved: ResolvedSettings
+) -> ValueSource:
+    if given:
+        return ValueSource(value, "shot", f"prompt_modules.technical.{field_name}")
+    return _from_setting(resolved, dotted, value)
+
+
+def panel_sources(
+    project: Project, shot: Shot, panel: Panel, resolved: ResolvedSettings
+) -> dict[str, ValueSource]:
+    """Where each of ``panel``'s render values came from (for ``storycore validate``).
+
+    Kept apart from :func:`panel_from_shot`, which is on the render's hot path; it follows the
+    same rules: a value the shot gives wins, then the ``[render]`` setting, then the built-in
+    default."""
+    tech = shot.prompt_modules.technical
+    config = project.data.get("config", {})
+    long_side = resolved.source_of("render.render_long_side")
+    at = f"render.render_long_side = {resolved.settings.render.render_long_side}"
+    at += "" if long_side == "default" else f" from {long_side}"
+    size_value = f"{panel.width}x{panel.height}"
+    if tech.resolution or tech.aspect_ratio:
+        field_name = "resolution" if tech.resolution else "aspect_ratio"
+        size = ValueSource(size_value, "shot", f"prompt_modules.technical.{field_name}, {at}")
+    elif config.get("target_resolution") or config.get("target_aspect_ratio"):
+        field_name = (
+            "target_resolution" if config.get("target_resolution") else "target_aspect_ratio"
+        )
+        size = ValueSource(size_value, "project default", f"project.json config.{field_name}, {at}")
+    else:
+        size = ValueSource(size_value, "built-in default", f"square, {at}")
+    policy = resolved.source_of("render.seed_policy")
+    policy_text = f"render.seed_policy = {resolved.settings.render.seed_policy}"
+    if panel.seed_source == "shot":
+        seed = ValueSource(panel.seed, "shot", "prompt_modules.technical.seed")
+    else:
+        what = (
+            "config.global_seed"
+            if panel.seed_source == "global"
+            else ("derived from config.global_seed and the shot id")
+        )
+        if policy == "default":
+            seed = ValueSource(panel.seed, "built-in default", f"{what} ({policy_text})")
+        else:
+            seed = ValueSource(
+                panel.seed, "project default", f"{what} ({policy_text} from {policy})"
+            )
+    if tech.denoise is not None:
+        denoise = ValueSource(panel.denoise, "shot", "prompt_modules.technical.denoise")
+    elif panel.init_image is not None:
+        denoise = _from_setting(resolved, "render.img2img_denoise", panel.denoise)
+    else:
+        denoise = ValueSource(panel.denoise, "built-in default", "text to image")
+    if shot.template:
+        template = ValueSource(panel.template, "shot", "template")
+    else:
+        template = _from_setting(resolved, "render.template", panel.template)
+    return {
+        "size": size,
+        "seed": seed,
+        "steps": _shot_or_setting(bool(tech.steps), "steps", "render.steps", panel.steps, resolved),
+        "cfg": _shot_or_setting(
+            tech.cfg_scale is not None, "cfg_scale", "render.cfg", panel.cfg, resolved
+        ),
+        "sampler": _shot_or_setting(
+            bool(tech.sampler), "sampler", "render.sampler", panel.sampler, resolved
+        ),
+        "scheduler": _shot_or_setting(
+            bool(tech.scheduler), "scheduler", "render.scheduler", panel.scheduler, resolved
+        ),
+        "checkpoint": _shot_or_setting(
+            bool(tech.checkpoint), "checkpoint", "render.checkpoint", panel.checkpoint, resolved
+        ),
+        "negative_prompt": _shot_or_setting(
+            tech.negative_prompt is not None,
+            "negative_prompt",
+            "render.negative_prompt",
+            panel.negative,
+            resolved,
+        ),
+        "denoise": denoise,
+        "template": template,
+    }
