@@ -1,5 +1,8 @@
 """The storyboard's thumbnail cache: JPEG thumbnails keyed by image content, in one SQLite file.
 
+It also keeps, per image content, what the render was made with (:class:`RenderDetails`, read
+from the image's text chunks), so a refresh of a long board reads neither pixels nor chunks.
+
 One database instead of one file per thumbnail: on the file systems we measured, creating a file
 costs more CPU than decoding and shrinking a small render, and a 2000-panel board would leave
 2000 files behind. SQLite gives atomic inserts, safe concurrent readers and writers (threads and
@@ -13,13 +16,25 @@ miss, and a damaged file is replaced. ``storycore assets clean`` may delete it a
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import sqlite3
 import threading
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["ThumbCache"]
+from PIL import Image, ImageOps
+
+from storycore._render_details import DETAILS_FORMAT, RenderDetails, read_png_texts, render_details
+
+if TYPE_CHECKING:
+    from storycore.board import BoardPanel
+
+__all__ = ["HTML_THUMB_W", "ThumbCache", "Thumbnails", "jpeg_bytes"]
 
 _FILE = "thumbs.sqlite"
+HTML_THUMB_W = 480
 
 
 class ThumbCache:
@@ -45,6 +60,9 @@ class ThumbCache:
                     conn.execute("PRAGMA synchronous=OFF")
                     conn.execute(
                         "CREATE TABLE IF NOT EXISTS thumbs (key TEXT PRIMARY KEY, jpeg BLOB)"
+                    )
+                    conn.execute(
+                        "CREATE TABLE IF NOT EXISTS details (key TEXT PRIMARY KEY, json TEXT)"
                     )
                 except sqlite3.Error:
                     conn.close()
@@ -83,7 +101,30 @@ class ThumbCache:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("INSERT OR REPLACE INTO thumbs (key, jpeg) VALUES (?, ?)", (key, jpeg))
 
+    def get_details(self, key: str) -> str | None:
+        """The details text kept for ``key`` (None on a miss or any error)."""
+        with self._lock:
+            conn = self._connect()
+            if conn is None:
+                return None
+            try:
+                row = conn.execute("SELECT json FROM details WHERE key = ?", (key,)).fetchone()
+            except sqlite3.Error:
+                return None
+        return str(row[0]) if row is not None and row[0] is not None else None
+
+    def put_details(self, key: str, text: str) -> None:
+        with self._lock:
+            conn = self._connect()
+            if conn is None:
+                return
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(
+                    "INSERT OR REPLACE INTO details (key, json) VALUES (?, ?)", (key, text)
+                )
+
     def __len__(self) -> int:
+        """How many thumbnails the cache holds."""
         with self._lock:
             conn = self._connect()
             if conn is None:
@@ -105,3 +146,110 @@ class ThumbCache:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def jpeg_bytes(image: Image.Image) -> bytes:
+    """``image`` as a thumbnail JPEG."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=82)
+    return buffer.getvalue()
+
+
+def _open_image(source: Path | bytes | None) -> Image.Image | None:
+    """The image (a file, or its bytes) shrunk to at most the HTML thumbnail width, RGB; None if
+    unusable."""
+    if source is None:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
+                opened.draft("RGB", (HTML_THUMB_W * 2, HTML_THUMB_W * 2))
+                image = opened.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError):
+        return None
+    # reducing_gap: a cheap box reduction first, LANCZOS for the last factor of two or less
+    image.thumbnail((HTML_THUMB_W, HTML_THUMB_W * 4), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    return image
+
+
+class Thumbnails:
+    """Per image content: one JPEG thumbnail (at most :data:`HTML_THUMB_W` wide; the page
+    embeds it, the sheet scales its tiles from it) and the render's details, both kept in the
+    project's :class:`ThumbCache` (or made each time without one)."""
+
+    def __init__(self, cache: ThumbCache | None) -> None:
+        self.cache = cache
+        self.missing: set[str] = set()  # shots whose image is missing or unreadable
+        self._keys: dict[str, str | None] = {}
+
+    def key(self, panel: BoardPanel) -> str | None:
+        """The cache key of the panel's image content (None without a readable file)."""
+        if panel.shot_id in self._keys:
+            return self._keys[panel.shot_id]
+        key = None
+        if panel.image is not None and panel.record is not None:
+            try:
+                stat = panel.image.stat()
+            except OSError:
+                pass
+            else:
+                raw = f"{panel.record.sha256}:{stat.st_size}:{stat.st_mtime_ns}:{HTML_THUMB_W}"
+                key = hashlib.sha256(raw.encode()).hexdigest()[:40]
+        self._keys[panel.shot_id] = key
+        return key
+
+    def jpeg(self, panel: BoardPanel, content: bytes | None = None) -> bytes | None:
+        """The panel's JPEG thumbnail: from the cache, else made (and cached) now, from
+        ``content`` when the caller has the image's bytes at hand."""
+        key = self.key(panel)
+        if key is not None and self.cache is not None and content is None:
+            cached = self.cache.get(key)
+            if cached is not None:
+                return cached
+        image = _open_image(content if content is not None else panel.image)
+        if image is None:
+            self.missing.add(panel.shot_id)
+            return None
+        data = jpeg_bytes(image)
+        if key is not None and self.cache is not None:
+            self.cache.put(key, data)
+        return data
+
+    def tile(self, panel: BoardPanel, box: tuple[int, int]) -> Image.Image | None:
+        """The panel's thumbnail fitted into the sheet's tile ``box``."""
+        data = self.jpeg(panel)
+        if data is None:
+            return None
+        try:
+            with Image.open(io.BytesIO(data)) as opened:
+                opened.draft("RGB", box)
+                image = opened.convert("RGB")
+        except (OSError, ValueError):
+            return None
+        return ImageOps.contain(image, box, Image.Resampling.BILINEAR)
+
+    def details(self, panel: BoardPanel, content: bytes | None = None) -> RenderDetails | None:
+        """What the panel's render was made with: from the cache, else read from the image's
+        text chunks (``content``, or the file) and cached. None for a panel not rendered."""
+        record = panel.record
+        if record is None:
+            return None
+        key = self.key(panel)
+        key = f"d{DETAILS_FORMAT}:{key}" if key is not None else None
+        if key is not None and self.cache is not None and content is None:
+            cached = self.cache.get_details(key)
+            found = RenderDetails.from_json(cached) if cached is not None else None
+            if found is not None:
+                return found
+        source = content if content is not None else panel.image
+        details = render_details(
+            read_png_texts(source) if source is not None else {},
+            seed=record.seed,
+            size=(record.width, record.height),
+            checkpoint=record.checkpoint,
+            models=record.models,
+        )
+        if key is not None and self.cache is not None:
+            self.cache.put_details(key, details.to_json())
+        return details

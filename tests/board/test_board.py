@@ -114,12 +114,19 @@ def test_html_is_self_contained_and_lists_every_panel(tmp_path: Path) -> None:
     page = files.html.read_text(encoding="utf-8")
     parser = _Collector()
     parser.feed(page)
-    assert parser.urls and all(url.startswith("data:image/") for url in parser.urls)
+    # images are embedded; the only other URLs are relative links to renders in the project
+    images = [url for url in parser.urls if url.startswith("data:image/")]
+    links = [url for url in parser.urls if not url.startswith("data:image/")]
+    assert links and all(url.startswith("../assets/images/generated/") for url in links)
+    assert all((files.html.parent / url).resolve().is_file() for url in links)
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
     assert "script" not in parser.tags and "link" not in parser.tags
-    assert "default-src 'none'" in page
+    assert (
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
+        "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'\">" in page
+    )
     assert "7 panels · 1 rendered · 1 placeholder<" in page
-    assert sum(url.startswith("data:image/jpeg;base64,") for url in parser.urls) == 2
+    assert sum(url.startswith("data:image/jpeg;base64,") for url in images) == 2
     text = " ".join(parser.text)
     for shot in project.shots:
         assert shot.title in text, shot.title
@@ -127,7 +134,7 @@ def test_html_is_self_contained_and_lists_every_panel(tmp_path: Path) -> None:
         assert shot.prompt_modules.lighting in text
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &quot;Lamp&quot;" in page
     assert "<script>" not in page
-    assert text.count("PLACEHOLDER") == 1
+    assert text.count("PLACEHOLDER") == 2  # the badge, and the status line
     assert "12.2 s" in text or "12.3 s" in text
     assert ">42<" in page and ">7<" in page
 
@@ -160,9 +167,11 @@ def test_long_boards_get_more_sheets_and_thumbnails_are_cached(
     # two rendered panels, each thumbnail made once (the page embeds it, the sheet scales it)
     with board.thumb_cache(project.root) as cache:
         assert len(cache) == 2
+    import storycore._thumbcache as thumbcache
+
     made: list[str] = []
-    original = board._jpeg
-    monkeypatch.setattr(board, "_jpeg", lambda image: made.append("x") or original(image))
+    original = thumbcache.jpeg_bytes
+    monkeypatch.setattr(thumbcache, "jpeg_bytes", lambda image: made.append("x") or original(image))
     monkeypatch.setattr(board, "SHEET_PAGE", 96)
     again = write_board(project)
     assert [p.name for p in again.pages] == ["board.jpg"]

@@ -1,4 +1,5 @@
-"""``storycore board``: write the storyboard sheet (contact-sheet PNG and HTML page)."""
+"""``storycore board``: write the storyboard sheet (contact-sheet JPEG and the HTML review
+page). A board that cannot be written is a ProjectError (exit 3) naming the path."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
     @command(app, "board", reads_settings=False)
     def board(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
-        """Write storyboard/board.jpg (contact sheet) and a self-contained board.html."""
+        """Write storyboard/board.jpg (contact sheet) and board.html (the review page)."""
         from storycore.board import write_board
         from storycore.project import load_project
 
