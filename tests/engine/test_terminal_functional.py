@@ -225,3 +225,16 @@ def test_a_job_in_backoff_is_not_picked() -> None:
     backend: Any = _Backend()
     assert pick_next(pending, backend, [backend]) is ready
     assert pick_next(pending, backend, [backend]) is None and list(pending) == [waiting]
+
+
+async def test_storyboard_typos_are_warned_about_before_rendering(tmp_path: Path) -> None:
+    root = make_project(tmp_path, 1)
+    board = json.loads((root / "storyboard.json").read_text())
+    board["shots"][0]["prompt_modules"]["technical"]["stpes"] = 12
+    (root / "storyboard.json").write_text(json.dumps(board))
+    code, out, err = await _cli("generate-images", "-p", str(root), "--dry-run")
+    assert code == 0, err
+    assert "shots[0].prompt_modules.technical.stpes" in err and "did you mean `steps`?" in err
+    code, out, _ = await _cli("generate-images", "-p", str(root), "--dry-run", "--json")
+    notices = [json.loads(line) for line in out.splitlines()]
+    assert any(n["event"] == "notice" and "technical.stpes" in n["text"] for n in notices), notices

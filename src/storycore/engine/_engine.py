@@ -66,7 +66,7 @@ from storycore.errors import (
 from storycore.journal import Journal
 from storycore.monitoring import MonitoringSession, PerformanceMonitor
 from storycore.panels import Panel, panels_from_project
-from storycore.project import Project, load_project
+from storycore.project import Project, load_project, storyboard_warnings
 from storycore.workflows import GraphOptions
 
 __all__ = ["ImageEngine", "RenderRequest"]
@@ -137,6 +137,8 @@ class ImageEngine:
     async def render(self, request: RenderRequest) -> RenderSummary:
         started = time.monotonic()
         project = await asyncio.to_thread(load_project, request.project)
+        for warning in storyboard_warnings(project):  # typos such as technical.stpes
+            self.emit(Notice("warning", warning.text()))
         panels = panels_from_project(project, self.settings, list(request.shots) or None)
         project.drop_shots()  # the panels hold what the run needs
         options = graph_options(self.settings)
