@@ -66,6 +66,7 @@ async def test_reference_images_are_uploaded_once_and_bound(tmp_path: Path) -> N
     with_refs = [r for r in recs if r.shot_id in ("shot_01", "shot_02")]
     assert all("ink-style.safetensors" in r.models for r in with_refs)
     assert all("control_v11p_sd15_canny.pth" in r.models for r in with_refs)
+    assert all("ip-adapter_sd15.safetensors" in r.models for r in with_refs)
 
 
 async def test_editing_a_reference_image_invalidates_the_cache(tmp_path: Path) -> None:

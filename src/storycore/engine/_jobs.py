@@ -70,6 +70,18 @@ LOADER_CLASSES = frozenset(
     }
 )
 SAMPLER_CLASSES = frozenset({"KSampler", "KSamplerAdvanced", "SamplerCustom"})
+# Loader inputs that name a model file: what a record's ``models`` lists.
+MODEL_INPUTS = frozenset(
+    {
+        "ckpt_name",
+        "unet_name",
+        "lora_name",
+        "vae_name",
+        "control_net_name",
+        "clip_name",
+        "ipadapter_file",
+    }
+)
 
 
 @dataclass
@@ -326,8 +338,7 @@ async def collect_output(
             str(v)
             for node in job.built.graph.values()
             for k, v in dict(node.get("inputs", {})).items()
-            if k in ("ckpt_name", "lora_name", "vae_name", "control_net_name", "clip_name")
-            and isinstance(v, str)
+            if k in MODEL_INPUTS and isinstance(v, str)
         }
     )
 
