@@ -8,6 +8,7 @@ The layout of rendered images is the one :mod:`storycore.manifest` documents. Pu
   ``input/`` folders, and lists what was left on servers it cannot clean.
 """
 
+from storycore._text import plural
 from storycore.assets._clean import (
     CacheUnit,
     CleanPlan,
@@ -37,7 +38,6 @@ from storycore.assets._inventory import (
     unknown_files,
     verify_assets,
 )
-from storycore.assets._plural import plural
 from storycore.assets._policy import RetentionPolicy, build_policy, load_retention_policy
 from storycore.assets._server import (
     NO_DELETE_API,

@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from storycore._fsutil import safe_join
+from storycore._text import plural
 from storycore.assets._inventory import (
     AssetEntry,
     StoredFile,
@@ -39,7 +40,6 @@ from storycore.assets._inventory import (
     temporary_files,
     unknown_files,
 )
-from storycore.assets._plural import plural
 from storycore.assets._policy import RetentionPolicy
 from storycore.manifest import GENERATED_DIR, MANIFEST_KEY
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from storycore.assets._plural import plural
+from storycore._text import plural
 from storycore.errors import ConfigError
 
 __all__ = ["ASSETS_TABLE", "RetentionPolicy", "build_policy", "load_retention_policy"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from storycore._text import plural
 from storycore.cli._common import Output, command
 
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable output.")
@@ -43,8 +44,8 @@ def register(app: typer.Typer) -> None:
             return
         out.data(
             escape(
-                f"Storyboard: {files.panels} panels, {files.rendered} rendered, "
-                f"{files.placeholders} placeholders"
+                f"Storyboard: {plural(files.panels, 'panel')}, {files.rendered} rendered, "
+                f"{plural(files.placeholders, 'placeholder')}"
                 + (f", {files.missing} with a missing file" if files.missing else "")
             )
         )

@@ -12,16 +12,11 @@ from typing import Any
 
 from rich.markup import escape
 
+from storycore._text import plural
 from storycore.cli._common import Output
 from storycore.errors import EXIT_PLACEHOLDERS
 
-__all__ = ["JsonView", "RichView", "exit_code_for", "plural", "print_summary"]
-
-
-def plural(count: int, singular: str, plural_form: str | None = None) -> str:
-    """``1 panel``, ``2 panels``, ``1,160 panels``."""
-    word = singular if count == 1 else (plural_form or singular + "s")
-    return f"{count:,} {word}"
+__all__ = ["JsonView", "RichView", "exit_code_for", "print_plan", "print_summary"]
 
 
 def exit_code_for(summary: Any, *, asked_for_mock: bool) -> int:

@@ -1,4 +1,4 @@
-"""``plural(2, "file")`` -> ``"2 files"``: counts in words, for every assets message."""
+"""Words for people, shared by every layer: ``plural(2, "file")`` -> ``"2 files"``."""
 
 from __future__ import annotations
 
