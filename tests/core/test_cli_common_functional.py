@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import typer
 
-from storycore.cli.app import build_app
+from tests.core._cli import leaf_commands
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lighthouse"
 
@@ -25,23 +25,6 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         timeout=60,
         env={**os.environ, **(env or {})},
     )
-
-
-def _commands() -> list[tuple[str, Any]]:
-    """Every leaf command of the app as (``"group name"``, click command)."""
-    root = typer.main.get_command(build_app())
-    found: list[tuple[str, Any]] = []
-
-    def walk(group: Any, prefix: str) -> None:
-        for name, cmd in group.commands.items():
-            path = f"{prefix} {name}".strip()
-            if hasattr(cmd, "commands"):
-                walk(cmd, path)
-            else:
-                found.append((path, cmd))
-
-    walk(root, "")
-    return found
 
 
 def _options(cmd: Any) -> set[str]:
@@ -61,7 +44,7 @@ def test_version_and_short_help() -> None:
 
 
 def test_every_command_has_verbose_and_quiet_and_readable_metavars() -> None:
-    commands = _commands()
+    commands = leaf_commands()
     assert len(commands) >= 20
     for path, cmd in commands:
         opts = _options(cmd)

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 
-from storycore.cli.app import build_app
+from tests.core._cli import leaf_commands
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lighthouse"
 LONG_PROMPT = "blurry, " * 40 + "the very end"
@@ -205,24 +204,8 @@ def _calls(func: Callable[..., Any], seen: set[str]) -> set[str]:
     return names
 
 
-def _leaf_commands() -> list[tuple[str, Any]]:
-    root = typer.main.get_command(build_app())
-    found: list[tuple[str, Any]] = []
-
-    def walk(group: Any, prefix: str) -> None:
-        for name, cmd in group.commands.items():
-            path = f"{prefix} {name}".strip()
-            if hasattr(cmd, "commands"):
-                walk(cmd, path)
-            else:
-                found.append((path, cmd))
-
-    walk(root, "")
-    return found
-
-
 def test_every_command_that_reads_settings_takes_config_and_no_other_does() -> None:
-    commands = _leaf_commands()
+    commands = leaf_commands()
     assert len(commands) >= 20
     readers = []
     for path, cmd in commands:
