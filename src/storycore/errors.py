@@ -12,6 +12,7 @@ aiohttp; the loaders for files), never scattered through the code.
     ├── ConfigError                     exit 2   a setting is invalid (names the field, the source)
     ├── ProjectError                    exit 3   project.json / storyboard.json invalid
     ├── ComfyUIError                    exit 4   talking to a ComfyUI server
+    │   ├── NoServerReachable                                no URL tried answered as ComfyUI
     │   ├── ServerUnreachable           (also OSError)       nothing answers at the URL
     │   ├── ServerTimeout               (also TimeoutError)  a call or a wait ran past its bound
     │   ├── ServerResponseError                              unexpected status or malformed body
@@ -52,6 +53,7 @@ __all__ = [
     "ExecutionFailed",
     "InstallNotFound",
     "ManagerError",
+    "NoServerReachable",
     "OutputNotFetched",
     "PortInUse",
     "PreflightFailed",
@@ -132,6 +134,36 @@ class ComfyUIError(StoryCoreError):
 
     exit_code = 4
     kind = "comfyui"
+
+
+class NoServerReachable(ComfyUIError):
+    """No ComfyUI answered at any URL a command tried (``generate-images``, ``preflight``,
+    ``doctor``); ``tried`` holds ``(url, why)`` for each, and the message lists them one per
+    line, without a library's exception text or a server's HTML."""
+
+    kind = "network"
+
+    def __init__(
+        self,
+        tried: Sequence[tuple[str, str]],
+        *,
+        hint: str | None = None,
+    ) -> None:
+        self.tried = tuple(tried)
+        lines = "".join(f"\n  {url}: {why.rstrip('.')}" for url, why in self.tried)
+        super().__init__(
+            f"no ComfyUI server is reachable; tried:{lines}",
+            hint=hint
+            or "start ComfyUI (`storycore comfyui start`), check the URL, or pass --mock / "
+            "--fallback mock to render placeholder frames on purpose",
+        )
+
+    def paragraph(self) -> str:
+        """The list of URLs, one per line, then what to do."""
+        return f"{self.message}\n{self.hint}." if self.hint else self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "tried": [{"url": u, "why": w} for u, w in self.tried]}
 
 
 class ServerUnreachable(ComfyUIError, OSError):

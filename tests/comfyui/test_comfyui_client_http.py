@@ -596,6 +596,47 @@ def test_translate_errors_aiohttp_classes() -> None:
         raise asyncio.CancelledError
 
 
+async def test_errors_are_told_in_words_without_the_body_or_the_library(serve: Serve) -> None:
+    app = web.Application()
+
+    async def missing(request: web.Request) -> web.Response:
+        return web.Response(status=404, text="<html>Not Found</html>", content_type="text/html")
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<html>a router's login page</html>", content_type="text/html")
+
+    app.router.add_get("/system_stats", missing)
+    app.router.add_get("/object_info", page)
+    url = await serve(app)
+    async with ComfyUIClient(url, FAST) as client:
+        with pytest.raises(ServerResponseError) as info:
+            await client.system_stats()
+        assert info.value.message == (
+            "HTTP 404 from /system_stats: this is not a ComfyUI server "
+            "(check the URL and its path prefix)"
+        )
+        assert info.value.body is not None and "<html>" in info.value.body  # kept, not shown
+        with pytest.raises(ServerResponseError) as info:
+            await client.object_info()
+        assert "an HTML page" in info.value.message and "not a ComfyUI server" in info.value.message
+        assert "<html" not in info.value.paragraph()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    async with ComfyUIClient(closed, FAST) as client:
+        with pytest.raises(ServerUnreachable) as refused:
+            await client.system_stats()
+    assert refused.value.message == "nothing answers (connection refused)"
+    async with ComfyUIClient("http://no-such-host.invalid:8188", FAST) as client:
+        with pytest.raises(ServerUnreachable) as unknown:
+            await client.system_stats()
+    assert unknown.value.message == (
+        "the host name no-such-host.invalid is not known (DNS lookup failed)"
+    )
+    for err in (refused.value, unknown.value):
+        assert "Errno" not in err.paragraph() and "ClientConnector" not in err.paragraph()
+
+
 @pytest.fixture(scope="module")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     import shutil

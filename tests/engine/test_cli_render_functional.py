@@ -88,7 +88,7 @@ async def test_fallback_fail_and_bad_flags_give_clear_errors(tmp_path: Path) -> 
     )
     async with asyncio.timeout(60):
         _, err = await proc.communicate()
-    assert proc.returncode == 8
+    assert proc.returncode == 4
     text = err.decode()
     assert "no ComfyUI server is reachable" in text and "http://127.0.0.1:9" in text
     assert "Traceback" not in text

@@ -19,7 +19,7 @@ from storycore.engine import (
     PanelFailed,
     RenderRequest,
 )
-from storycore.errors import RenderError
+from storycore.errors import NoServerReachable, RenderError
 from storycore.journal import Journal
 from storycore.manifest import records
 from storycore.project import load_project
@@ -167,11 +167,13 @@ async def test_one_bad_panel_does_not_stop_the_others(tmp_path: Path) -> None:
 async def test_mock_fallback_then_real_run_replaces_placeholders(tmp_path: Path) -> None:
     root = make_project(tmp_path, 3)
     dead = "http://127.0.0.1:9"
-    summary = await ImageEngine(fast_settings()).render(RenderRequest(root, backends=(dead,)))
+    summary = await ImageEngine(fast_settings()).render(
+        RenderRequest(root, backends=(dead,), fallback="mock")
+    )
     assert summary.mock and summary.counts["placeholder"] == 3 and summary.exit_code == 9
     assert all(r.placeholder for r in records(load_project(root)))
 
-    with pytest.raises(RenderError, match="no ComfyUI server is reachable"):
+    with pytest.raises(NoServerReachable, match="no ComfyUI server is reachable"):
         await ImageEngine(fast_settings()).render(
             RenderRequest(root, backends=(dead,), fallback="fail")
         )

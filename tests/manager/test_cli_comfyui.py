@@ -69,8 +69,9 @@ def test_mock_start_status_logs_stop(port: int) -> None:
     assert _answers(port)  # still serving after the CLI exited
 
     human = cli("status", "--port", p)
-    assert human.returncode == 0
+    assert human.returncode == 0  # LSB: running
     assert "running" in human.stdout and str(body["pid"]) in human.stdout
+    assert "StoryCore's emulator (placeholders) is running" in human.stdout
     assert body["log_path"] in human.stdout
     status = as_json(cli("status", "--port", p, "--json"))
     assert status["state"] == "running" and status["pid"] == body["pid"]
@@ -91,7 +92,10 @@ def test_mock_start_status_logs_stop(port: int) -> None:
     assert stopped.returncode == 0, stopped.stderr
     assert "stopped ComfyUI" in stopped.stderr and "Log:" in stopped.stderr
     assert not _answers(port)
-    assert as_json(cli("status", "--port", p, "--json"))["state"] == "stopped"
+    after = cli("status", "--port", p, "--json")
+    assert after.returncode == 3  # LSB: not running
+    assert as_json(after)["state"] == "stopped" and as_json(after)["exit_code"] == 3
+    assert cli("status", "--port", p).returncode == 3
     again = as_json(cli("stop", "--port", p, "--json"))
     assert again["action"] == "not-running"
 
@@ -150,7 +154,7 @@ def test_foreground_streams_and_ctrl_c_stops(port: int) -> None:
             time.sleep(0.1)
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()

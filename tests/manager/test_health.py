@@ -148,7 +148,8 @@ async def test_probe_error_status_and_bad_body() -> None:
 
     async with serve(_app(fail)) as port:
         result = await probe_system_stats(f"http://127.0.0.1:{port}", timeout=2)
-        assert (result.ok, result.status, result.error) == (False, 500, "HTTP 500")
+        assert (result.ok, result.status) == (False, 500)
+        assert result.error == "HTTP 500 from /system_stats: the server failed (see its log)"
         assert classify_probe(result, slow_threshold=1) is ProbeOutcome.ERROR
     async with serve(_app(junk)) as port:
         result = await probe_system_stats(f"http://127.0.0.1:{port}", timeout=2)
@@ -169,6 +170,7 @@ async def test_probe_timeout_and_refused() -> None:
         assert result.elapsed < 2
     result = await probe_system_stats(f"http://127.0.0.1:{free_port()}", timeout=1)
     assert classify_probe(result, slow_threshold=1) is ProbeOutcome.DOWN
+    assert result.error == "nothing answers (connection refused)"
 
 
 async def test_slow_answers_are_degraded() -> None:

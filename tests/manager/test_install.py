@@ -201,8 +201,26 @@ async def test_no_install_and_no_desktop_raises(tmp_path: Path) -> None:
         await manager.start()
 
 
-async def test_a_broken_install_folder_is_reported_even_with_desktop(tmp_path: Path) -> None:
-    opts = ManagerOptions(port=free_port(), state_dir=tmp_path / "s", install_path=tmp_path)
+@posix_only
+async def test_start_adopts_desktop_rather_than_starting_another(tmp_path: Path) -> None:
+    root, _ = make_install(tmp_path / "ComfyUI", "venv")
+    opts = ManagerOptions(port=free_port(), state_dir=tmp_path / "s", install_path=root)
+    async with serve(recorded_stats_app()) as desktop_port:
+        manager = ComfyUIManager(opts)
+        manager.desktop_port = desktop_port
+        result = await manager.start()
+        assert result.action == "desktop" and not result.managed
+        assert f"nothing answers at {opts.url}" in result.message
+        assert manager._popen is None and not manager.pidfile_path.exists()  # nothing spawned
+
+
+async def test_a_broken_install_folder_is_reported_when_desktop_is_not_looked_for(
+    tmp_path: Path,
+) -> None:
+    # The CLI turns detect_desktop off when the user chose the port, host or install.
+    opts = ManagerOptions(
+        port=free_port(), state_dir=tmp_path / "s", install_path=tmp_path, detect_desktop=False
+    )
     async with serve(recorded_stats_app()) as desktop_port:
         manager = ComfyUIManager(opts)
         manager.desktop_port = desktop_port
@@ -241,13 +259,19 @@ def test_options_from_the_real_settings(tmp_path: Path) -> None:
     assert default.state_folder.parts[-3:] == ("storycore", "comfyui", "127.0.0.1_8188")
 
 
-async def test_status_mentions_a_running_desktop(tmp_path: Path) -> None:
+async def test_status_reports_a_running_desktop_as_running(tmp_path: Path) -> None:
     opts = ManagerOptions(port=free_port(), state_dir=tmp_path / "s")
     manager = ComfyUIManager(opts)
     manager.desktop_port = free_port()
-    assert (await manager.status(timeout=0.5)).notes == ()
+    stopped = await manager.status(timeout=0.5)
+    assert (stopped.state, stopped.exit_code, stopped.kind) == ("stopped", 3, None)
+    assert "nor ComfyUI Desktop" in stopped.message
     async with serve(recorded_stats_app()) as desktop_port:
         manager.desktop_port = desktop_port
         status = await manager.status(timeout=1)
-    assert status.state == "stopped"
-    assert any("ComfyUI Desktop 0.3.64 answers" in note for note in status.notes)
+        unlooked = await ComfyUIManager(replace(opts, detect_desktop=False)).status(timeout=1)
+    assert (status.state, status.exit_code, status.kind) == ("running", 0, "desktop")
+    assert status.url == f"http://127.0.0.1:{desktop_port}" and not status.managed
+    assert "ComfyUI Desktop 0.3.64 is running" in status.message
+    assert "not started by StoryCore" in status.message
+    assert (unlooked.state, unlooked.exit_code) == ("stopped", 3)

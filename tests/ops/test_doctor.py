@@ -129,15 +129,21 @@ def test_doctor_cli_with_nothing_running(tmp_path: Path, monkeypatch: pytest.Mon
         url,
         env_extra={"STORYCORE_COMFYUI__INSTALL_PATH": str(tmp_path / "nowhere")},
     )
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 4, done.stderr  # no ComfyUI reachable, as in generate-images
     data = json.loads(done.stdout)
     assert data["ok"] is False and data["server"]["reachable"] is False
+    assert data["server"]["tried"] == [{"url": url, "why": "nothing answers (connection refused)"}]
     codes = {p["code"] for p in data["problems"]}
     assert "no_comfyui" in codes
     assert ("no_gpu" in codes) == (data["gpus"] == [])  # no nvidia-smi on PATH here
     assert ("--cpu" in data["launch_flags"]) == (data["gpus"] == [])
-    human = _cli("doctor", "--url", url)
-    assert human.returncode == 1 and "not reachable" in human.stdout and "fix:" in human.stdout
+    human = _cli("doctor", "--backend", url)  # --url stays as a hidden alias
+    assert human.returncode == 4 and "fix:" in human.stdout
+    assert "no ComfyUI server is reachable:" in human.stdout
+    assert f"{url}: nothing answers (connection refused)" in human.stdout
+    assert "Traceback" not in human.stdout + human.stderr
+    shown = _cli("doctor", "--help")
+    assert "--backend" in shown.stdout and "--url" not in shown.stdout
 
 
 async def test_doctor_names_what_holds_the_port(tmp_path: Path) -> None:

@@ -96,3 +96,7 @@ def test_preflight_unreachable_server(project: Path, capsys: pytest.CaptureFixtu
     body = json.loads(capsys.readouterr().out)
     assert code == 4
     assert body["ok"] is False and body["kind"] in ("network", "comfyui")
+    assert body["error"] == "NoServerReachable"
+    assert body["tried"] == [
+        {"url": "http://127.0.0.1:9", "why": "nothing answers (connection refused)"}
+    ]

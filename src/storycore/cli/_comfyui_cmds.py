@@ -48,10 +48,18 @@ def _options(
     install_path: Path | None,
 ) -> ManagerOptions:
     """Map the resolved settings (and this command's overrides) onto the manager's options."""
-    from storycore.comfyui.manager import options_from_settings
+    from storycore.comfyui.manager import desktop_port_allowed, options_from_settings
 
-    settings = cli_settings(project).settings
-    return options_from_settings(settings, host=host, port=port, install_path=install_path)
+    resolved = cli_settings(project)
+    # ComfyUI Desktop's port is tried only when the user chose no port, host or install.
+    desktop = host is None and port is None and install_path is None
+    return options_from_settings(
+        resolved.settings,
+        host=host,
+        port=port,
+        install_path=install_path,
+        detect_desktop=desktop and desktop_port_allowed(resolved),
+    )
 
 
 def _manager(options: ManagerOptions, mock: bool) -> ComfyUIManager:
@@ -63,6 +71,7 @@ def _manager(options: ManagerOptions, mock: bool) -> ComfyUIManager:
     output = options.state_folder / "mock-output"
     mock_options = dataclasses.replace(
         options,
+        detect_desktop=False,  # asked for the emulator: never adopt ComfyUI Desktop instead
         extra_args=(
             *options.extra_args,
             "--output-directory",
@@ -203,15 +212,17 @@ def register(app: typer.Typer) -> None:
         project: Path | None = PROJECT_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
-        """Say whether ComfyUI runs: pid, uptime, URL, version, devices, VRAM, queue, log."""
+        """Say whether ComfyUI runs: pid, uptime, URL, version, devices, VRAM, queue, log.
+        Exits 0 when it runs, 3 when it does not, 4 when a process runs that does not answer
+        (as an LSB init script's status does)."""
         from storycore.comfyui.manager import ComfyUIManager
 
         out = Output(json_out)
         opts = _options(project=project, host=host, port=port, install_path=None)
         info = asyncio.run(ComfyUIManager(opts).status())
         if json_out:
-            out.json({"ok": True, **_data(info)})
-            return
+            out.json({"ok": info.exit_code == 0, **_data(info), "exit_code": info.exit_code})
+            raise typer.Exit(info.exit_code)
         out.data(f"{info.state.value}: {info.message}.")
         rows: list[tuple[str, str]] = [("URL", info.url)]
         if info.pid is not None:
@@ -236,6 +247,7 @@ def register(app: typer.Typer) -> None:
             out.data(f"  {name:<8} {value}")
         for note in info.notes:
             out.warn(note)
+        raise typer.Exit(info.exit_code)
 
     @command(group, "logs")
     def logs(

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable output.")
 PROJECT_OPTION = typer.Option(None, "--project", "-p", help="The project folder to check.")
-URL_OPTION = typer.Option(None, "--url", help="The ComfyUI server to probe (default: settings).")
+BACKEND_OPTION = typer.Option(
+    None, "--backend", help="The ComfyUI server to check (default: as generate-images finds it)."
+)
+URL_OPTION = typer.Option(None, "--url", hidden=True, help="Same as --backend (older name).")
 LAST_OPTION = typer.Option(5, "--last", min=1, max=100, help="How many recent runs to show.")
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 GIB = 1024**3
@@ -30,22 +33,31 @@ def register(app: typer.Typer) -> None:
     @command(app, "doctor")
     def doctor(
         project: Path | None = PROJECT_OPTION,
+        backend: str | None = BACKEND_OPTION,
         url: str | None = URL_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
-        """Check platform, GPUs, ComfyUI install and server, models and the project; exit 1 when
-        something must be fixed before rendering."""
+        """Check platform, GPUs, ComfyUI install and server, models and the project; exit 4 when
+        no ComfyUI answers, 1 when something else must be fixed before rendering."""
         from storycore.doctor import build_report
+        from storycore.errors import ConfigError, NoServerReachable
+
+        if backend and url and backend != url:
+            raise ConfigError("--backend and --url name different servers", where="--url")
 
         out = Output(json_out)
         # --config FILE: resolved here, so a missing file exits 2 as in every other command;
         # without it build_report resolves the settings and reports a mistake as a problem
         resolved = cli_settings(project) if cli_state().config is not None else None
-        report = asyncio.run(build_report(project_dir=project, url=url, resolved=resolved))
+        report = asyncio.run(
+            build_report(project_dir=project, url=backend or url, resolved=resolved)
+        )
         if json_out:
             out.json(report.to_dict())
         else:
             _render_report(out, report)
+        if not report.server.reachable:
+            raise typer.Exit(NoServerReachable.exit_code)
         if not report.ok:
             raise typer.Exit(1)
 
@@ -87,13 +99,21 @@ def _render_report(out: Output, report: DoctorReport) -> None:
     server = report.server
     if server.reachable:
         devices = ", ".join(str(d.get("name")) for d in server.devices) or "no devices"
+        if server.emulator:
+            what = "StoryCore's emulator (placeholders)"
+        else:
+            what = f"{'ComfyUI Desktop' if server.desktop else 'ComfyUI'} {server.version}"
         c.print(
-            f"[bold]Server[/]    {escape(server.url)}: ComfyUI {server.version}, "
+            f"[bold]Server[/]    {escape(server.url)}: {escape(what)}, "
             f"{server.node_classes} node classes, {escape(devices)} "
             f"({server.elapsed_ms or 0:.0f} ms)"
         )
+        for tried in server.tried:
+            c.print(f"            {escape(tried['url'])}: {escape(tried['why'])}")
     else:
-        c.print(f"[bold]Server[/]    {escape(server.url)}: not reachable")
+        c.print("[bold]Server[/]    no ComfyUI server is reachable:")
+        for tried in server.tried:
+            c.print(f"            {escape(tried['url'])}: {escape(tried['why'])}")
     if report.inventory is not None:
         counts = ", ".join(
             f"{folder} {len(files)}" for folder, files in report.inventory.files.items() if files

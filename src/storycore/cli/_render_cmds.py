@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Render every panel of the storyboard through ComfyUI (resumable)."""
-        from storycore.engine import ImageEngine, RenderRequest
+        from storycore.engine import ImageEngine, RenderRequest, desktop_port_for
         from storycore.errors import ConfigError
 
         if fallback not in (None, "mock", "fail"):
@@ -53,12 +53,16 @@ def register(app: typer.Typer) -> None:
             project if project.is_dir() else None, cli={"render.fallback": fallback}
         )
         selected = tuple(s.strip() for item in shots or [] for s in item.split(",") if s.strip())
+        # A fallback the user wrote anywhere (flag, file, environment) counts as asked for;
+        # the built-in default applies only when no server is named (see engine._connect).
+        asked = resolved.source_of("render.fallback") != "default"
         request = RenderRequest(
             project=project,
             shots=selected,
             backends=tuple(backend or ()),
             mock=mock,
-            fallback=fallback,  # type: ignore[arg-type]
+            fallback=resolved.settings.render.fallback if asked else None,
+            desktop_port=desktop_port_for(resolved, backend or ()),
             force=force,
             dry_run=dry_run,
         )

@@ -32,13 +32,12 @@ class ServerFacts:
     system_stats: dict[str, Any]
 
 
-async def read_server_facts(url: str, settings: Any, limit: float) -> ServerFacts:
+async def read_server_facts(spec: Any, settings: Any, limit: float) -> ServerFacts:
     """``/system_stats``, ``/object_info`` and the model folders of one server, within ``limit``."""
     from storycore.comfyui import ComfyUIClient
-    from storycore.engine import backend_specs, client_timeouts, read_node_and_model_lists
+    from storycore.engine import client_timeouts, read_node_and_model_lists
     from storycore.errors import ServerTimeout
 
-    (spec,) = backend_specs(settings, [url])
     try:
         async with asyncio.timeout(limit):
             async with ComfyUIClient(spec.address(), client_timeouts(settings)) as client:
@@ -47,10 +46,39 @@ async def read_server_facts(url: str, settings: Any, limit: float) -> ServerFact
     except TimeoutError:
         raise ServerTimeout(
             f"the server did not give its node and model lists within {limit:g} s",
-            where=url,
+            where=spec.url,
             hint="check that ComfyUI is running and answering, or raise --timeout",
         ) from None
-    return ServerFacts(url, object_info, models, stats)
+    return ServerFacts(spec.url, object_info, models, stats)
+
+
+async def first_server_facts(
+    resolved: Any, backend: str | None, limit: float, out: Output
+) -> ServerFacts:
+    """The facts of the first server that answers: ``--backend``, else the configured backends
+    in order, else ``comfyui.host:port`` and then ComfyUI Desktop's port (when the user chose no
+    port). Raises :class:`~storycore.errors.NoServerReachable` (exit 4) naming each one tried."""
+    from storycore.engine import backend_specs, desktop_port_for, desktop_spec, unreachable_error
+    from storycore.errors import ComfyUIError
+
+    settings = resolved.settings
+    urls = [backend] if backend else []
+    specs = backend_specs(settings, urls)
+    desktop = desktop_spec(settings, desktop_port_for(resolved, urls))
+    failed: list[tuple[Any, ComfyUIError]] = []
+    for spec in [*specs, *([desktop] if desktop is not None else [])]:
+        try:
+            facts = await read_server_facts(spec, settings, limit)
+        except ComfyUIError as err:
+            failed.append((spec, err))
+            continue
+        if spec.desktop:
+            out.info(
+                f"Nothing answers at {specs[0].url}; using ComfyUI Desktop at {spec.url} "
+                "(set comfyui.port to choose a server yourself)."
+            )
+        return facts
+    raise unreachable_error(failed, named=bool(urls or settings.backends), renders=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -73,12 +101,12 @@ def register(app: typer.Typer) -> None:
         from storycore.workflows import preflight_panels
 
         out = Output(json_out)
-        settings = cli_settings(project if project.is_dir() else None).settings
+        resolved = cli_settings(project if project.is_dir() else None)
+        settings = resolved.settings
         loaded = load_project(project)
         selected = [s.strip() for item in shots or [] for s in item.split(",") if s.strip()]
         panels = panels_from_project(loaded, settings, selected or None)
-        url = backend or (settings.backends[0].url if settings.backends else settings.comfyui.url)
-        facts = asyncio.run(read_server_facts(url, settings, timeout))
+        facts = asyncio.run(first_server_facts(resolved, backend, timeout, out))
         templates = load_templates(settings, loaded, facts.object_info)
         report = preflight_panels(
             panels,

@@ -30,7 +30,12 @@ from storycore.comfyui._transport import ClientTimeouts, ServerAddress, translat
 from storycore.comfyui.client import CancelOutcome, ClientState, ComfyUIClient
 from storycore.comfyui.health import HealthMonitor, HealthState, backoff_schedule
 from storycore.comfyui.install import ComfyUIInstall, detect_desktop, find_install
-from storycore.comfyui.manager import ComfyUIManager, ManagerOptions, options_from_settings
+from storycore.comfyui.manager import (
+    ComfyUIManager,
+    ManagerOptions,
+    desktop_port_allowed,
+    options_from_settings,
+)
 from storycore.comfyui.supervisor import RestartEvent, Supervisor
 from storycore.comfyui.tracker import PromptTracker
 
@@ -68,6 +73,7 @@ __all__ = [
     "UploadedImage",
     "backoff_schedule",
     "describe_node_errors",
+    "desktop_port_allowed",
     "detect_desktop",
     "find_install",
     "options_from_settings",

@@ -90,6 +90,8 @@ class SystemStats:
     embedded_python: bool | None
     argv: tuple[str, ...]
     devices: tuple[DeviceInfo, ...]
+    emulator: bool = False
+    """StoryCore's emulator marking its frames as placeholders (``system.storycore_emulator``)."""
 
     @property
     def vram_total(self) -> int:
@@ -114,7 +116,8 @@ def parse_system_stats(body: Any, *, where: str | None = None) -> SystemStats:
     """Read a ``/system_stats`` body; raise :class:`ServerResponseError` if it is not one."""
     if not isinstance(body, Mapping) or not isinstance(body.get("system"), Mapping):
         raise ServerResponseError(
-            "the answer to /system_stats has no 'system' object, so this is not a ComfyUI",
+            "/system_stats answered without a 'system' object: this is not a ComfyUI server "
+            "(check the URL and its path prefix)",
             where=where,
             hint="Check that the URL points at a ComfyUI server",
         )
@@ -151,6 +154,7 @@ def parse_system_stats(body: Any, *, where: str | None = None) -> SystemStats:
         embedded_python=embedded if isinstance(embedded, bool) else None,
         argv=tuple(str(a) for a in argv) if isinstance(argv, list) else (),
         devices=tuple(devices),
+        emulator=system.get("storycore_emulator") is True,
     )
 
 

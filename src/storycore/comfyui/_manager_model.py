@@ -21,6 +21,7 @@ from storycore.errors import ConfigError
 
 __all__ = [
     "ManagerOptions",
+    "ServerKind",
     "ServerState",
     "ServerStatus",
     "StartAction",
@@ -29,6 +30,7 @@ __all__ = [
     "StopResult",
     "VramMode",
     "default_state_dir",
+    "desktop_port_allowed",
     "options_from_settings",
     "server_env",
     "server_flags",
@@ -132,6 +134,7 @@ def options_from_settings(
     port: int | None = None,
     install_path: Path | None = None,
     cuda_device: int | None = None,
+    detect_desktop: bool = True,
 ) -> ManagerOptions:
     """Map the application settings (``comfyui.*``, ``state_dir``) onto :class:`ManagerOptions`.
 
@@ -164,7 +167,19 @@ def options_from_settings(
         vram_mode=comfy.vram_mode,
         reserve_vram_gb=comfy.reserve_vram_gb,
         state_dir=state,
+        detect_desktop=detect_desktop,
     )
+
+
+class SourcesLike(Protocol):
+    def source_of(self, dotted: str) -> str: ...
+
+
+def desktop_port_allowed(sources: SourcesLike) -> bool:
+    """May ComfyUI Desktop's port be tried when nothing answers on ``comfyui.port``? Only when
+    the user chose neither the port nor an install (they are the built-in defaults)."""
+    chosen = ("comfyui.port", "comfyui.host", "comfyui.install_path", "comfyui.python_executable")
+    return all(sources.source_of(name) == "default" for name in chosen)
 
 
 def server_flags(options: ManagerOptions) -> list[str]:
@@ -241,12 +256,19 @@ class ServerState(StrEnum):
     UNHEALTHY = "unhealthy"
 
 
+ServerKind = Literal["comfyui", "desktop", "emulator"]
+
+
 @dataclass(frozen=True)
 class ServerStatus:
+    """What ``comfyui status`` found. ``kind`` says what answers (None when nothing does):
+    a ComfyUI, ComfyUI Desktop on its own port, or StoryCore's emulator (placeholders)."""
+
     state: ServerState
     url: str
     managed: bool
     message: str
+    kind: ServerKind | None = None
     pid: int | None = None
     uptime_s: float | None = None
     comfyui_version: str | None = None
@@ -257,3 +279,9 @@ class ServerStatus:
     log_path: Path | None = None
     pidfile: Path | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def exit_code(self) -> int:
+        """The LSB ``status`` exit code: 0 running, 3 stopped, 4 unknown (a process runs but
+        ``/system_stats`` does not answer: starting, or unhealthy)."""
+        return {ServerState.RUNNING: 0, ServerState.STOPPED: 3}.get(self.state, 4)

@@ -17,8 +17,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import errno
 import json
 import math
+import socket
+import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -41,7 +44,10 @@ __all__ = [
     "HttpResponse",
     "ServerAddress",
     "Transport",
+    "connect_failure",
+    "status_meaning",
     "translate_errors",
+    "translate_exception",
 ]
 
 _MAX_REDIRECTS = 5
@@ -216,68 +222,148 @@ class ClientTimeouts:
 
 
 @contextlib.contextmanager
-def translate_errors(where: str, *, action: str = "talking to ComfyUI") -> Iterator[None]:
-    """Turn aiohttp, OS and JSON errors raised inside the block into StoryCore errors."""
+def translate_errors(
+    where: str, *, action: str = "talking to ComfyUI", timeouts: ClientTimeouts | None = None
+) -> Iterator[None]:
+    """Turn aiohttp, OS and JSON errors raised inside the block into StoryCore errors (see
+    :func:`translate_exception`)."""
     try:
         yield
     except StoryCoreError:
         raise
-    except aiohttp.WSServerHandshakeError as exc:
-        raise ServerResponseError(
-            f"the WebSocket handshake failed with HTTP {exc.status} while {action}",
+    except Exception as exc:
+        translated = translate_exception(exc, where, action=action, timeouts=timeouts)
+        if translated is None:
+            raise
+        raise translated from None
+
+
+def translate_exception(
+    exc: BaseException,
+    where: str,
+    *,
+    action: str = "talking to ComfyUI",
+    timeouts: ClientTimeouts | None = None,
+) -> StoryCoreError | None:
+    """The StoryCore error for an aiohttp, OS or JSON error (``None`` for anything else): the
+    one place where they are put in words. Messages say what happened for people ("nothing
+    answers (connection refused)"), never a library's exception text; ``where`` is the URL."""
+    if isinstance(exc, StoryCoreError):
+        return exc
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        return ServerResponseError(
+            f"HTTP {exc.status} to the WebSocket handshake: {status_meaning(exc.status, '/ws')}",
             where=where,
             hint=_status_hint(exc.status),
             status=exc.status,
-        ) from None
-    except aiohttp.ClientResponseError as exc:
-        raise ServerResponseError(
-            f"the server answered HTTP {exc.status} ({exc.message}) while {action}",
+        )
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return ServerResponseError(
+            f"HTTP {exc.status} to {action}: {status_meaning(exc.status, action)}",
             where=where,
             hint=_status_hint(exc.status),
             status=exc.status,
-        ) from None
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise ServerTimeout(
-            f"no answer in time while {action} ({type(exc).__name__})",
-            where=where,
-            hint="check that the server is running and not overloaded, or raise the timeouts",
-        ) from None
-    except aiohttp.ClientPayloadError as exc:
-        raise ServerResponseError(
-            f"the response body was cut off or malformed while {action} ({exc})",
-            where=where,
-            hint="retry; if it persists, check the server log",
-        ) from None
-    except aiohttp.ClientSSLError as exc:
-        raise ServerUnreachable(
-            f"the TLS handshake failed while {action} ({exc})",
+        )
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        return ServerUnreachable(
+            _tls_failure(exc),
             where=where,
             hint="check the server certificate; for a self-signed one set verify_tls=False",
-        ) from None
-    except aiohttp.ServerDisconnectedError:
-        raise ServerUnreachable(
-            f"the server closed the connection while {action}",
+        )
+    if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is one too
+        return ServerTimeout(
+            _timeout_words(exc, action, timeouts),
+            where=where,
+            hint="check that the server is running and not overloaded, or raise the timeouts",
+        )
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return ServerResponseError(
+            f"the answer to {action} was cut off or malformed",
+            where=where,
+            hint="retry; if it persists, check the server log",
+        )
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return ServerUnreachable(
+            f"the server closed the connection during {action}",
             where=where,
             hint="check that ComfyUI is still running",
-        ) from None
-    except (aiohttp.ClientConnectionError, OSError) as exc:
-        raise ServerUnreachable(
-            f"cannot connect while {action} ({type(exc).__name__}: {exc})",
+        )
+    if isinstance(exc, aiohttp.ClientConnectionError | OSError):
+        return ServerUnreachable(
+            connect_failure(exc),
             where=where,
-            hint="check that ComfyUI runs at this address and the port is right",
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ServerResponseError(
-            f"the server sent a body that is not valid JSON while {action} ({exc})",
+            hint="check that ComfyUI runs at this address and that the port is right",
+        )
+    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
+        return ServerResponseError(
+            f"the answer to {action} is not valid JSON: this is not a ComfyUI server",
             where=where,
             hint="check that the URL points at ComfyUI and not at another web server",
-        ) from None
-    except aiohttp.ClientError as exc:
-        raise ComfyUIError(
-            f"HTTP client error while {action} ({type(exc).__name__}: {exc})",
+        )
+    if isinstance(exc, aiohttp.ClientError):
+        return ComfyUIError(
+            f"the HTTP request failed during {action}",
             where=where,
-            hint="check the URL and the server",
-        ) from None
+            hint="check the URL and the server; --verbose logs the details",
+        )
+    return None
+
+
+_UNREACHABLE_ERRNOS = frozenset(
+    {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+)
+
+
+def connect_failure(exc: BaseException) -> str:
+    """Why a connection failed, in words: ``nothing answers (connection refused)``."""
+    cause = getattr(exc, "os_error", None) or exc
+    if isinstance(exc, aiohttp.ClientConnectorDNSError) or isinstance(cause, socket.gaierror):
+        host = getattr(exc, "host", None)
+        named = f" {host}" if isinstance(host, str) and host else ""
+        return f"the host name{named} is not known (DNS lookup failed)"
+    number = getattr(cause, "errno", None)
+    if number == errno.ECONNREFUSED or isinstance(cause, ConnectionRefusedError):
+        return "nothing answers (connection refused)"
+    if number in _UNREACHABLE_ERRNOS:
+        return "the host cannot be reached (no route to it: check the address and the network)"
+    if number == errno.ETIMEDOUT:
+        return "the connection timed out (a firewall, or a wrong address)"
+    if isinstance(cause, ConnectionResetError):
+        return "the server reset the connection"
+    reason = getattr(cause, "strerror", None)
+    return f"cannot connect ({reason})" if isinstance(reason, str) and reason else "cannot connect"
+
+
+def _timeout_words(exc: BaseException, action: str, timeouts: ClientTimeouts | None) -> str:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        within = f" within {timeouts.connect:g} s" if timeouts else ""
+        return f"no connection{within} (connect timeout: a firewall, or a wrong address)"
+    within = f" within {timeouts.read:g} s" if timeouts else " in time"
+    return f"no answer to {action}{within} (read timeout)"
+
+
+def _tls_failure(exc: BaseException) -> str:
+    cert_error = getattr(exc, "certificate_error", None)
+    verify = getattr(cert_error, "verify_message", None)
+    if isinstance(verify, str) and verify:
+        return f"the TLS certificate is not trusted ({verify})"
+    return "the TLS handshake failed (is this an https:// server?)"
+
+
+_CORE_ROUTES = ("/system_stats", "/object_info", "/prompt", "/queue", "/history", "/ws")
+
+
+def status_meaning(status: int, route: str) -> str:
+    """What an HTTP status means when ComfyUI's ``route`` answers with it, in words."""
+    if status == 404:
+        if any(part in route for part in _CORE_ROUTES):
+            return "this is not a ComfyUI server (check the URL and its path prefix)"
+        return "not found on the server"
+    if status in (401, 403):
+        return "refused (check the token, basic auth or headers, or the proxy in front of it)"
+    if status >= 500:
+        return "the server failed (see its log)"
+    return "not an answer ComfyUI gives"
 
 
 def _status_hint(status: int) -> str:
@@ -406,7 +492,7 @@ class Transport:
     ) -> HttpResponse:
         """Send a request and read the whole body; errors translated."""
         where = str(self.address.http_url(route))
-        with translate_errors(where, action=f"{method} {route}"):
+        with translate_errors(where, action=f"{method} {route}", timeouts=self.timeouts):
             async with self.stream(
                 method, route, params=params, json_body=json_body, data=data
             ) as response:
@@ -421,7 +507,9 @@ class Transport:
     async def ws_connect(self, client_id: str) -> aiohttp.ClientWebSocketResponse:
         """Open the WebSocket for ``client_id`` with the credentials; no Origin header."""
         url = self.address.ws_url(client_id)
-        with translate_errors(str(url.with_query(None)), action="opening the WebSocket"):
+        with translate_errors(
+            str(url.with_query(None)), action="opening the WebSocket", timeouts=self.timeouts
+        ):
             return await self.session.ws_connect(
                 url,
                 headers=self.address.auth_headers(),

@@ -34,7 +34,13 @@ from storycore.comfyui._models import (
     parse_node_errors,
     parse_queue,
 )
-from storycore.comfyui._transport import ClientTimeouts, HttpResponse, ServerAddress, Transport
+from storycore.comfyui._transport import (
+    ClientTimeouts,
+    HttpResponse,
+    ServerAddress,
+    Transport,
+    status_meaning,
+)
 from storycore.errors import (
     AssetError,
     ComfyUIError,
@@ -151,8 +157,9 @@ class ComfyUIClient:
 
     def _check_status(self, response: HttpResponse, route: str) -> None:
         if response.status != 200:
+            # The body (an HTML error page, a proxy's text) is kept for diagnostics, never shown.
             raise ServerResponseError(
-                f"unexpected HTTP {response.status} from {route}: {response.text()[:300]!r}",
+                f"HTTP {response.status} from {route}: {status_meaning(response.status, route)}",
                 where=self._where(route),
                 hint=_hint_for(response.status),
                 status=response.status,
@@ -164,7 +171,8 @@ class ComfyUIClient:
             return response.json()
         except (ValueError, UnicodeDecodeError):
             raise ServerResponseError(
-                f"{route} answered with a body that is not JSON: {response.text()[:200]!r}",
+                f"{route} answered with something that is not JSON "
+                f"({_content_kind(response.content_type)}): this is not a ComfyUI server",
                 where=self._where(route),
                 hint="check that the URL (and its path prefix) points at ComfyUI",
                 status=response.status,
@@ -173,13 +181,27 @@ class ComfyUIClient:
 
     # ------------------------------------------------------------------ read calls
     async def system_stats(self) -> dict[str, Any]:
-        body = await self._json("GET", "/system_stats")
-        if not isinstance(body, dict) or "system" not in body:
-            raise ServerResponseError(
-                "/system_stats did not answer like ComfyUI (no 'system' key)",
-                where=self._where("/system_stats"),
-                hint="check that the URL points at ComfyUI",
-            )
+        """``GET /system_stats``: the probe that says whether a ComfyUI answers at all."""
+        _log.debug("probing %s", self._where("/system_stats"))
+        started = time.perf_counter()
+        try:
+            body = await self._json("GET", "/system_stats")
+            if not isinstance(body, dict) or not isinstance(body.get("system"), dict):
+                raise ServerResponseError(
+                    "/system_stats answered JSON without a 'system' object: this is not a "
+                    "ComfyUI server (check the URL and its path prefix)",
+                    where=self._where("/system_stats"),
+                    hint="check that the URL points at ComfyUI",
+                )
+        except ComfyUIError as err:
+            _log.debug("probe of %s failed: %s", self.address.url, err.message)
+            raise
+        _log.debug(
+            "probe of %s: ComfyUI %s answered in %.0f ms",
+            self.address.url,
+            body["system"].get("comfyui_version", "?"),
+            (time.perf_counter() - started) * 1000.0,
+        )
         return body
 
     async def object_info(
@@ -492,6 +514,13 @@ def _image_ext(data: bytes) -> str:
 
 def _image_mime(data: bytes) -> str:
     return {".jpg": "image/jpeg", ".webp": "image/webp"}.get(_image_ext(data), "image/png")
+
+
+def _content_kind(content_type: str) -> str:
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "text/html":
+        return "an HTML page"
+    return kind if kind and kind.isprintable() and len(kind) < 60 else "an unknown body"
 
 
 def _hint_for(status: int) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from storycore.comfyui._health_core import (
     classify_probe,
     parse_system_stats,
 )
+from storycore.comfyui._transport import status_meaning, translate_exception
 from storycore.errors import ServerResponseError, ServerTimeout
 
 __all__ = [
@@ -53,6 +55,8 @@ __all__ = [
     "parse_system_stats",
     "probe_system_stats",
 ]
+
+_log = logging.getLogger("storycore.comfyui.health")
 
 DEFAULT_PROBE_TIMEOUT = 5.0
 """Seconds one ``/system_stats`` probe may take before it counts as a failure."""
@@ -102,18 +106,25 @@ async def probe_system_stats(
     try:
         status, body = await _get_json(session, url, timeout)
     except TimeoutError:
-        return ProbeResult(url, at, time.perf_counter() - start, error=f"no answer in {timeout} s")
+        error = f"no answer within {timeout:g} s"
+        _log.debug("probe of %s failed: %s", url, error)
+        return ProbeResult(url, at, time.perf_counter() - start, error=error)
     except (aiohttp.ClientError, OSError) as exc:
-        return ProbeResult(
-            url, at, time.perf_counter() - start, error=str(exc) or type(exc).__name__
-        )
+        translated = translate_exception(exc, url, action="GET /system_stats")
+        error = translated.message if translated is not None else "cannot connect"
+        _log.debug("probe of %s failed: %s", url, error)
+        return ProbeResult(url, at, time.perf_counter() - start, error=error)
     elapsed = time.perf_counter() - start
     if status != 200:
-        return ProbeResult(url, at, elapsed, status=status, error=f"HTTP {status}")
+        error = f"HTTP {status} from /system_stats: {status_meaning(status, '/system_stats')}"
+        _log.debug("probe of %s failed: %s", url, error)
+        return ProbeResult(url, at, elapsed, status=status, error=error)
     try:
         stats = parse_system_stats(body, where=url)
     except ServerResponseError as exc:
+        _log.debug("probe of %s failed: %s", url, exc.message)
         return ProbeResult(url, at, elapsed, status=status, error=exc.message)
+    _log.debug("probe of %s: ComfyUI %s in %.0f ms", url, stats.comfyui_version, elapsed * 1e3)
     return ProbeResult(url, at, elapsed, status=status, stats=stats)
 
 

@@ -20,12 +20,14 @@ import psutil
 from storycore.comfyui._logfile import follow_lines
 from storycore.comfyui._manager_model import (
     ManagerOptions,
+    ServerKind,
     ServerState,
     ServerStatus,
     StartResult,
     StopResult,
     VramMode,
     default_state_dir,
+    desktop_port_allowed,
     options_from_settings,
     server_env,
     server_flags,
@@ -56,7 +58,6 @@ from storycore.comfyui.process import (
     write_pidfile,
 )
 from storycore.errors import (
-    InstallNotFound,
     PortInUse,
     StartupFailed,
     StopFailed,
@@ -71,6 +72,7 @@ __all__ = [
     "StopResult",
     "VramMode",
     "default_state_dir",
+    "desktop_port_allowed",
     "options_from_settings",
     "server_env",
     "server_flags",
@@ -197,32 +199,28 @@ class ComfyUIManager:
                 hint="Stop that program or choose another comfyui.port",
             )
 
-        try:
-            install = self.resolve_install()
-        except InstallNotFound:
-            desktop = await self._find_desktop()
-            if desktop is None:
-                raise
+        desktop = await self._find_desktop()
+        if desktop is not None:
             desktop_url = server_url("127.0.0.1", self.desktop_port)
             return StartResult(
                 "desktop",
                 desktop_url,
                 managed=False,
-                message=f"no ComfyUI install was found, but ComfyUI Desktop answers at "
-                f"{desktop_url}; using it (StoryCore does not manage ComfyUI Desktop)",
+                message=f"nothing answers at {self.url}, but ComfyUI Desktop "
+                f"{desktop.comfyui_version or ''} answers at {desktop_url}; using it (StoryCore "
+                "does not manage ComfyUI Desktop; set comfyui.port to start your own instead)",
                 comfyui_version=desktop.comfyui_version,
                 elapsed=time.monotonic() - began,
                 notes=tuple(notes),
             )
+        install = await asyncio.to_thread(self.resolve_install)
         return await self._spawn_and_wait(install, began, notes)
 
     async def _find_desktop(self) -> SystemStats | None:
+        """ComfyUI Desktop's ``/system_stats`` on its own port, when the port was left at its
+        default (``detect_desktop``) and is not Desktop's already."""
         opts = self.options
-        if not opts.detect_desktop or opts.python_executable is not None:
-            return None
-        if opts.install_path is not None and opts.install_path.expanduser().is_dir():
-            return None  # a folder is there but holds no runnable ComfyUI: say so instead
-        if opts.port == self.desktop_port:
+        if not opts.detect_desktop or opts.port == self.desktop_port:
             return None
         return await detect_desktop(port=self.desktop_port, timeout=2.0)
 
@@ -432,11 +430,21 @@ class ComfyUIManager:
             else:
                 notes.append(f"stale pidfile: {identity.reason}")
         probe = await probe_system_stats(self.url, timeout=timeout)
-        stats = probe.stats
-        queue = await fetch_queue_remaining(self.url, timeout=timeout) if stats else None
+        stats, url = probe.stats, self.url
+        kind: ServerKind = "comfyui"
+        if stats is None and not managed:
+            desktop = await self._find_desktop()
+            if desktop is not None:  # what `comfyui start` and generate-images would use
+                stats, url, kind = desktop, server_url("127.0.0.1", self.desktop_port), "desktop"
+                notes.append(f"nothing answers at {self.url}, so ComfyUI Desktop's port is used")
+        if stats is not None and (
+            stats.emulator or (managed and record is not None and record.kind == "emulator")
+        ):
+            kind = "emulator"
+        queue = await fetch_queue_remaining(url, timeout=timeout) if stats else None
         if stats is not None:
             state = ServerState.RUNNING
-            message = f"ComfyUI {stats.comfyui_version or ''} is running at {self.url}" + (
+            message = f"{_describe(kind, stats)} is running at {url}" + (
                 f" (pid {pid}, managed by StoryCore)" if managed else " (not started by StoryCore)"
             )
         elif managed and uptime is not None and uptime < self.options.startup_timeout:
@@ -447,18 +455,16 @@ class ComfyUIManager:
             message = f"ComfyUI (pid {pid}) runs but does not answer /system_stats ({probe.error})"
         else:
             state = ServerState.STOPPED
-            message = f"no ComfyUI answers at {self.url}"
-            if self.options.detect_desktop and self.options.port != self.desktop_port:
-                desktop = await detect_desktop(port=self.desktop_port, timeout=min(timeout, 1.0))
-                if desktop is not None:
-                    notes.append(
-                        f"ComfyUI Desktop {desktop.comfyui_version or ''} answers at "
-                        f"{server_url('127.0.0.1', self.desktop_port)} (not managed by StoryCore)"
-                    )
+            message = f"no ComfyUI answers at {self.url}" + (
+                f" (nor ComfyUI Desktop at {server_url('127.0.0.1', self.desktop_port)})"
+                if self.options.detect_desktop and self.options.port != self.desktop_port
+                else ""
+            )
         return ServerStatus(
             state=state,
-            url=self.url,
+            url=url,
             managed=managed,
+            kind=kind if stats is not None else None,
             message=message,
             pid=pid,
             uptime_s=round(uptime, 1) if uptime is not None else None,
@@ -486,3 +492,11 @@ class ComfyUIManager:
             max_seconds=max_seconds,
             keep_going=self.is_alive if until_stopped else None,
         )
+
+
+def _describe(kind: ServerKind, stats: SystemStats) -> str:
+    """What runs, for people: ``StoryCore's emulator (placeholders)``, ``ComfyUI 0.3.64``."""
+    if kind == "emulator":
+        return "StoryCore's emulator (placeholders)"
+    label = "ComfyUI Desktop" if kind == "desktop" else "ComfyUI"
+    return f"{label} {stats.comfyui_version or ''}".rstrip()

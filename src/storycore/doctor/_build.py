@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import psutil
@@ -37,6 +37,9 @@ from storycore.platform import (
     scan_models_async,
 )
 
+if TYPE_CHECKING:
+    from storycore.engine import BackendSpec
+
 __all__ = ["build_report"]
 
 GIB = 1024**3
@@ -55,7 +58,7 @@ async def build_report(
     """Check everything ``storycore doctor`` reports. Every wait is bounded by ``probe_timeout``
     (the server probe) or the tools' own timeouts."""
     problems: list[Problem] = []
-    settings, rows = await _settings(project_dir, resolved, problems)
+    settings, rows, resolved = await _settings(project_dir, resolved, problems)
     cs = settings.comfyui
     os_info = await asyncio.to_thread(detect_os)
     gpus = await detect_gpus_async(os_info, tool_timeout=probe_timeout)
@@ -74,7 +77,7 @@ async def build_report(
             inventory = await scan_models_async(models_dir, extra_paths_yaml=extra_yaml)
         except ConfigError as exc:
             problems.append(Problem("error", "extra_model_paths", exc.paragraph(), exc.hint or ""))
-    server = await _probe(url or cs.url, probe_timeout)
+    server = await _find_server(settings, resolved, url, probe_timeout)
     project: ProjectCheck | None = None
     if project_dir is not None:
         project = await _project(project_dir, settings, server, inventory, launch.device)
@@ -106,7 +109,7 @@ async def build_report(
 
 async def _settings(
     project_dir: Path | None, resolved: ResolvedSettings | None, problems: list[Problem]
-) -> tuple[Settings, list[tuple[str, Any, str]]]:
+) -> tuple[Settings, list[tuple[str, Any, str]], ResolvedSettings | None]:
     if resolved is None:
         try:
             resolved = await asyncio.to_thread(resolve_settings, project_dir=project_dir)
@@ -114,8 +117,8 @@ async def _settings(
             problems.append(
                 Problem("error", "settings", exc.paragraph(), exc.hint or "fix the setting")
             )
-            return Settings(), []
-    return resolved.settings, resolved.explain()
+            return Settings(), [], None
+    return resolved.settings, resolved.explain(), resolved
 
 
 async def _install(settings: Settings) -> tuple[InstallCheck, Path | None, Path | None]:
@@ -137,15 +140,44 @@ async def _install(settings: Settings) -> tuple[InstallCheck, Path | None, Path 
     return check, models_dir, extra if has_extra else None
 
 
-async def _probe(url: str, probe_timeout: float) -> ServerCheck:
+async def _find_server(
+    settings: Settings, resolved: ResolvedSettings | None, url: str | None, probe_timeout: float
+) -> ServerCheck:
+    """The first server that answers, as ``generate-images`` would find it: ``url`` (``--backend``),
+    else the configured backends, else ``comfyui.host:port`` and then ComfyUI Desktop's port
+    (when the user chose no port). When none answers: the first, with every URL tried and why."""
+    from storycore.engine import backend_specs, desktop_port_for, desktop_spec
+
+    urls = [url] if url else []
+    specs = backend_specs(settings, urls)
+    desktop = desktop_spec(settings, desktop_port_for(resolved, urls)) if resolved else None
+    if desktop is not None:
+        specs.append(desktop)
+    tried: list[dict[str, str]] = []
+    first: ServerCheck | None = None
+    for spec in specs:
+        check = await _probe(spec, probe_timeout)
+        check.tried = tried
+        if check.reachable:
+            check.desktop = spec.desktop
+            return check
+        tried.append({"url": spec.label, "why": check.error or "no answer"})
+        first = first or check
+    assert first is not None  # backend_specs always gives one
+    return first
+
+
+async def _probe(spec: BackendSpec, probe_timeout: float) -> ServerCheck:
     from storycore.comfyui import ClientTimeouts, ComfyUIClient
 
+    url = spec.url
     check = ServerCheck(url=url, reachable=False)
     started = time.perf_counter()
+    timeouts = ClientTimeouts(connect=probe_timeout, read=probe_timeout)
     try:
         async with (
             asyncio.timeout(probe_timeout * 4),
-            ComfyUIClient(url, ClientTimeouts(connect=probe_timeout, read=probe_timeout)) as client,
+            ComfyUIClient(spec.address(), timeouts) as client,
         ):
             stats = await client.system_stats()
             check.elapsed_ms = (time.perf_counter() - started) * 1000.0
@@ -156,6 +188,7 @@ async def _probe(url: str, probe_timeout: float) -> ServerCheck:
             check.python = _str(system.get("python_version"))
             check.pytorch = _str(system.get("pytorch_version"))
             check.argv = [str(a) for a in system.get("argv") or []]
+            check.emulator = system.get("storycore_emulator") is True
             check.devices = [d for d in stats.get("devices") or [] if isinstance(d, dict)]
             info = await client.object_info()
             check.node_classes = len(info or {})
@@ -164,7 +197,10 @@ async def _probe(url: str, probe_timeout: float) -> ServerCheck:
                 if folder in LOADER_FOLDERS:
                     check.models[folder] = await client.models(folder)
     except (ComfyUIError, TimeoutError) as exc:
-        check.error = exc.paragraph() if isinstance(exc, StoryCoreError) else "timed out"
+        if isinstance(exc, ComfyUIError):
+            check.error = exc.message
+        else:
+            check.error = f"no complete answer within {probe_timeout * 4:g} s"
         host = urlsplit(url).hostname or ""
         if not check.reachable and host in ("127.0.0.1", "localhost", "::1"):
             port = urlsplit(url).port or 80
@@ -292,7 +328,7 @@ def _platform_problems(
                 "no_gpu",
                 "no GPU was found: a local ComfyUI runs on the CPU (--cpu), minutes per panel",
                 "install the GPU driver (nvidia-smi must work), or render on a remote server "
-                "with --url",
+                "with --backend URL",
             )
         )
     for gpu in gpus:
@@ -333,6 +369,25 @@ def _server_problems(server: ServerCheck, install: InstallCheck) -> list[Problem
                     "if rendering misbehaves, compare with ComfyUI " + TESTED_VERSION,
                 )
             )
+        if server.desktop:
+            problems.append(
+                Problem(
+                    "info",
+                    "desktop",
+                    f"nothing answers at {server.tried[0]['url']}; ComfyUI Desktop answers at "
+                    f"{server.url} and is used (generate-images and preflight use it too)",
+                    "set comfyui.port to choose the server yourself",
+                )
+            )
+        if server.emulator:
+            problems.append(
+                Problem(
+                    "warning",
+                    "emulator",
+                    f"{server.url} is StoryCore's emulator: it renders placeholder frames",
+                    "start a real ComfyUI to render the board",
+                )
+            )
         return problems
     port = urlsplit(server.url).port
     if server.port_holder is not None:
@@ -342,7 +397,7 @@ def _server_problems(server: ServerCheck, install: InstallCheck) -> list[Problem
                 "error",
                 "port_in_use",
                 f"port {port} is held by pid {pid} (`{name}`), which does not answer like ComfyUI",
-                "stop that program, or choose another port (comfyui.port or --url)",
+                "stop that program, or choose another port (comfyui.port or --backend URL)",
             )
         )
     elif install.found:
@@ -350,7 +405,7 @@ def _server_problems(server: ServerCheck, install: InstallCheck) -> list[Problem
             Problem(
                 "warning",
                 "server_down",
-                f"ComfyUI is not running at {server.url}",
+                f"ComfyUI is not running at {', '.join(t['url'] for t in server.tried)}",
                 "`storycore comfyui start` starts the installed one",
             )
         )
@@ -359,9 +414,10 @@ def _server_problems(server: ServerCheck, install: InstallCheck) -> list[Problem
             Problem(
                 "error",
                 "no_comfyui",
-                f"no ComfyUI answers at {server.url} and none is installed at {install.path}",
-                "start ComfyUI and pass --url, or set comfyui.install_path to its folder; "
-                "`--fallback mock` renders placeholder frames",
+                f"no ComfyUI answers at {', '.join(t['url'] for t in server.tried)} and none "
+                f"is installed at {install.path}",
+                "start ComfyUI and pass --backend URL, or set comfyui.install_path to its "
+                "folder; `generate-images --fallback mock` renders placeholder frames",
             )
         )
     return problems

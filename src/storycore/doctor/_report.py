@@ -52,6 +52,10 @@ class ServerCheck:
     error: str | None = None
     port_holder: tuple[int, str] | None = None
     classes: list[str] = field(default_factory=list, repr=False)  # not in to_dict: 500 names
+    # every URL tried before this one answered (or all of them, when none did): url, why
+    tried: list[dict[str, str]] = field(default_factory=list)
+    desktop: bool = False  # ComfyUI Desktop's port, used because comfyui.port did not answer
+    emulator: bool = False  # StoryCore's emulator (placeholder frames)
 
 
 @dataclass

@@ -5,7 +5,10 @@ from storycore.engine._backends import (
     BackendSpec,
     backend_specs,
     client_timeouts,
+    desktop_port_for,
+    desktop_spec,
     read_node_and_model_lists,
+    unreachable_error,
 )
 from storycore.engine._engine import ImageEngine, RenderRequest
 from storycore.engine._events import (
@@ -43,8 +46,11 @@ __all__ = [
     "RunStarted",
     "backend_specs",
     "client_timeouts",
+    "desktop_port_for",
+    "desktop_spec",
     "event_to_dict",
     "graph_options",
     "load_templates",
     "read_node_and_model_lists",
+    "unreachable_error",
 ]

@@ -1,8 +1,14 @@
-"""The pool of ComfyUI servers a render uses: connecting, probing, the mock fallback.
+"""The pool of ComfyUI servers a render uses: which to try, connecting, probing, the mock.
 
 A :class:`Backend` is one server with its client, its prompt tracker, what it offers
 (``/object_info``, model lists, version) and its load. The in-process emulator is a backend
 like any other, marked ``mock`` so its frames are recorded as placeholders.
+
+Which servers a command tries (``generate-images``, ``preflight``, ``doctor`` alike): the
+``--backend`` URLs, else the configured ``backends``, else ``comfyui.host:port``; and, only when
+the user chose none of those (nor the port), ComfyUI Desktop's own port
+(:data:`~storycore.comfyui.install.DESKTOP_PORT`, 8000) on the same host when the first does not
+answer (:func:`desktop_port_for`). When none answers, :func:`unreachable_error` says why for each.
 """
 
 from __future__ import annotations
@@ -16,9 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from storycore.comfyui import ClientTimeouts, ComfyUIClient, PromptTracker, ServerAddress
-from storycore.config import BackendSettings, Settings
-from storycore.errors import ComfyUIError, RenderError
+from storycore.comfyui import (
+    ClientTimeouts,
+    ComfyUIClient,
+    PromptTracker,
+    ServerAddress,
+    desktop_port_allowed,
+)
+from storycore.comfyui.install import DESKTOP_PORT
+from storycore.config import BackendSettings, ResolvedSettings, Settings
+from storycore.errors import ComfyUIError, NoServerReachable, ServerTimeout
 
 __all__ = [
     "MODEL_FOLDERS",
@@ -26,7 +39,10 @@ __all__ = [
     "BackendSpec",
     "backend_specs",
     "connect_backend",
+    "desktop_port_for",
+    "desktop_spec",
     "read_node_and_model_lists",
+    "unreachable_error",
 ]
 
 _log = logging.getLogger("storycore.engine")
@@ -43,6 +59,13 @@ class BackendSpec:
     basic_auth: tuple[str, str] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     weight: int = 1
+    desktop: bool = False
+    """This is ComfyUI Desktop's port, tried because nothing answered on ``comfyui.port``."""
+
+    @property
+    def label(self) -> str:
+        """The URL, and why it was tried when that is not obvious."""
+        return f"{self.url} (ComfyUI Desktop's port)" if self.desktop else self.url
 
     def address(self) -> ServerAddress:
         return ServerAddress(
@@ -82,6 +105,24 @@ def backend_specs(settings: Settings, urls: Sequence[str] = ()) -> list[BackendS
     for spec in specs:
         unique.setdefault(spec.url, spec)
     return list(unique.values())
+
+
+def desktop_port_for(resolved: ResolvedSettings, urls: Sequence[str] = ()) -> int | None:
+    """ComfyUI Desktop's port when a command may try it after ``comfyui.port`` (pure): only when
+    no URL was given (``urls``, the configured ``backends``) and the user chose neither the port,
+    the host nor an install (:func:`storycore.comfyui.desktop_port_allowed`); else ``None``."""
+    settings = resolved.settings
+    if urls or settings.backends or not desktop_port_allowed(resolved):
+        return None
+    return None if settings.comfyui.port == DESKTOP_PORT else DESKTOP_PORT
+
+
+def desktop_spec(settings: Settings, desktop_port: int | None) -> BackendSpec | None:
+    """The spec of ComfyUI Desktop's port on ``comfyui.host`` (``None`` when not to be tried)."""
+    if desktop_port is None:
+        return None
+    local = settings.comfyui.model_copy(update={"port": desktop_port})
+    return BackendSpec(local.url, desktop=True)
 
 
 def client_timeouts(settings: Settings) -> ClientTimeouts:
@@ -201,20 +242,38 @@ async def connect_backend(
 
     Raises a :class:`ComfyUIError` (unreachable, timeout, bad answer) when it cannot be used.
     """
+    _log.debug("connecting to %s", spec.label)
+    started = time.perf_counter()
     client = ComfyUIClient(spec.address(), client_timeouts(settings))
     await client.open()
     tracker: PromptTracker | None = None
     try:
-        async with asyncio.timeout(probe_timeout):
-            stats = await client.system_stats()
+        try:
+            async with asyncio.timeout(probe_timeout):
+                stats = await client.system_stats()
+        except TimeoutError:
+            raise ServerTimeout(
+                f"no answer to GET /system_stats within {probe_timeout:g} s",
+                where=spec.url,
+                hint="check that the server is running and not overloaded",
+            ) from None
         object_info, models = await read_node_and_model_lists(client)
         tracker = PromptTracker(client, report_positions=False)
         await tracker.start()
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, ComfyUIError):
+            _log.debug("cannot use %s: %s", spec.label, exc.message)
         if tracker is not None:
             await tracker.close()
         await client.close()
         raise
+    _log.debug(
+        "connected to %s: ComfyUI %s, %d node classes (%.0f ms)",
+        spec.label,
+        stats.get("system", {}).get("comfyui_version", "?"),
+        len(object_info),
+        (time.perf_counter() - started) * 1000.0,
+    )
     return Backend(
         spec=spec,
         client=client,
@@ -243,10 +302,8 @@ async def connect_all(
             backends.append(result)
         elif isinstance(result, ComfyUIError):
             failed.append((spec, result))
-        elif isinstance(result, TimeoutError):
-            failed.append(
-                (spec, ComfyUIError("did not answer /system_stats in time", where=spec.url))
-            )
+        elif isinstance(result, TimeoutError):  # the node or model lists took too long
+            failed.append((spec, ServerTimeout("no answer in time", where=spec.url)))
         elif isinstance(result, BaseException):
             raise result
     return backends, failed
@@ -309,13 +366,21 @@ def required_models(
 
 
 def describe_unreachable(failed: Sequence[tuple[BackendSpec, ComfyUIError]]) -> str:
-    return "; ".join(f"{spec.url}: {err.message}" for spec, err in failed)
+    """``url: why; url: why`` on one line (for a warning)."""
+    return "; ".join(f"{spec.label}: {err.message.rstrip('.')}" for spec, err in failed)
 
 
-def no_backend_error(failed: Sequence[tuple[BackendSpec, ComfyUIError]]) -> RenderError:
-    return RenderError(
-        "no ComfyUI server is reachable (" + describe_unreachable(failed) + ")",
-        where=", ".join(spec.url for spec, _ in failed) or "backends",
-        hint="start ComfyUI (`storycore comfyui start`), pass --backend URL, or use "
-        "--fallback mock to render placeholder frames",
-    )
+def unreachable_error(
+    failed: Sequence[tuple[BackendSpec, ComfyUIError]], *, named: bool, renders: bool = True
+) -> NoServerReachable:
+    """ "No ComfyUI reachable" (exit 4): one line for each URL tried and why. ``named``: the URLs
+    came from ``--backend`` or the configured ``backends``; ``renders``: the command could
+    render placeholders instead (``generate-images``), so the hint says how to ask for that."""
+    tried = [(spec.label, err.message) for spec, err in failed]
+    if named:
+        hint = "check that each server runs and that its URL (and path prefix) is right"
+    else:
+        hint = "start ComfyUI (`storycore comfyui start`), or name a server with --backend URL"
+    if renders:
+        hint += "; --fallback mock (or --mock) renders placeholder frames instead"
+    return NoServerReachable(tried, hint=hint)

@@ -1,5 +1,13 @@
-"""Finding the servers for a run: the configured URLs, else the local ComfyUI install (started
-and supervised), else the built-in emulator rendering clearly marked placeholders."""
+"""Finding the servers for a run: the named URLs, else the local ComfyUI (ComfyUI Desktop's
+port, or the install, started and supervised), else the built-in emulator rendering clearly
+marked placeholders.
+
+A server the user named (``--backend``, the configured ``backends``) is never silently replaced:
+when none of them answers the run stops with :class:`~storycore.errors.NoServerReachable`
+(exit 4) unless the user asked for placeholders (``--mock``, ``--fallback mock``, or
+``render.fallback = "mock"`` written in a settings file, which the CLI passes as ``fallback``).
+The built-in default ``render.fallback = "mock"`` applies only when nothing was named.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +26,10 @@ from storycore.engine._backends import (
     backend_specs,
     connect_all,
     connect_backend,
-    no_backend_error,
+    describe_unreachable,
+    desktop_spec,
     required_models,
+    unreachable_error,
 )
 from storycore.engine._events import BackendChanged, EventSink, Notice
 from storycore.engine._prepare import preview_graphs
@@ -29,7 +39,18 @@ from storycore.panels import Panel
 from storycore.project import Project
 from storycore.workflows import GraphOptions
 
-__all__ = ["connect_pool"]
+__all__ = ["connect_pool", "fallback_allowed"]
+
+
+def fallback_allowed(
+    fallback: Literal["mock", "fail"] | None, *, named: bool, settings: Settings
+) -> bool:
+    """May the run render placeholders when no server answers? ``fallback`` is what the user
+    asked for (``None``: nothing); without it, only when no server was ``named``, by
+    ``render.fallback``."""
+    if fallback is not None:
+        return fallback == "mock"
+    return not named and settings.render.fallback == "mock"
 
 
 async def connect_pool(
@@ -45,14 +66,33 @@ async def connect_pool(
     monitor: PerformanceMonitor | None,
     changed: asyncio.Event,
     stack: contextlib.AsyncExitStack,
+    desktop_port: int | None = None,
 ) -> list[Backend]:
-    """The backends of this run; anything started is stopped or detached by ``stack``."""
+    """The backends of this run; anything started is stopped or detached by ``stack``.
+
+    ``desktop_port``: also try ComfyUI Desktop's port when ``comfyui.port`` does not answer
+    (only passed when the user chose no port; see :func:`~._backends.desktop_port_for`).
+    """
     if not mock:
+        named = bool(urls or settings.backends)
         specs = backend_specs(settings, urls)
         backends, failed = await connect_all(specs, settings, settings.comfyui.health_check_timeout)
         for spec, err in failed:
             emit(BackendChanged(spec.url, "down", err.message))
-        if not backends and not urls and not settings.backends:
+        desktop = None if named or backends else desktop_spec(settings, desktop_port)
+        if desktop is not None:
+            found, missed = await connect_all([desktop], settings, 2.0)
+            failed += missed
+            if found:
+                backends = found
+                emit(
+                    Notice(
+                        "info",
+                        f"nothing answers at {specs[0].url}; using ComfyUI Desktop at "
+                        f"{desktop.url} (set comfyui.port to choose a server yourself)",
+                    )
+                )
+        if not backends and not named:
             managed = await _start_managed(settings, emit, monitor, changed, stack)
             if managed is not None:
                 backends = [managed]
@@ -60,13 +100,13 @@ async def connect_pool(
             for backend in backends:
                 emit(BackendChanged(backend.url, "mock" if backend.mock else "healthy"))
             return backends
-        if (fallback or settings.render.fallback) == "fail":
-            raise no_backend_error(failed)
+        if not fallback_allowed(fallback, named=named, settings=settings):
+            raise unreachable_error(failed, named=named)
         emit(
             Notice(
                 "warning",
                 "NO COMFYUI SERVER IS REACHABLE ("
-                + ", ".join(s.url for s, _ in failed)
+                + describe_unreachable(failed)
                 + "): rendering clearly marked PLACEHOLDER frames with the built-in "
                 "emulator. Start ComfyUI and run again to replace them.",
             )
@@ -93,7 +133,8 @@ async def _start_managed(
     from storycore.comfyui import ComfyUIManager, RestartEvent, Supervisor
     from storycore.comfyui import options_from_settings as manager_options
 
-    manager = ComfyUIManager(manager_options(settings))
+    # ComfyUI Desktop's port was tried (or not to be tried) by connect_pool already.
+    manager = ComfyUIManager(manager_options(settings, detect_desktop=False))
     try:
         found = manager.resolve_install()
     except InstallNotFound as err:

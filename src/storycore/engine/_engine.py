@@ -76,13 +76,19 @@ _log = logging.getLogger("storycore.engine")
 
 @dataclass(frozen=True)
 class RenderRequest:
-    """What to render and how (the ``generate-images`` flags)."""
+    """What to render and how (the ``generate-images`` flags).
+
+    ``fallback``: what the user asked for when no server answers (``None``: nothing, and then
+    placeholders only when no server was named). ``desktop_port``: ComfyUI Desktop's port, tried
+    when ``comfyui.port`` does not answer (``storycore.engine.desktop_port_for``; ``None``: not).
+    """
 
     project: Path
     shots: tuple[str, ...] = ()
     backends: tuple[str, ...] = ()
     mock: bool = False
     fallback: Literal["mock", "fail"] | None = None
+    desktop_port: int | None = None
     force: bool = False
     dry_run: bool = False
 
@@ -183,6 +189,7 @@ class ImageEngine:
                     monitor=run.monitor,
                     changed=run.changed,
                     stack=stack,
+                    desktop_port=request.desktop_port,
                 )
                 for backend in run.backends:
                     stack.push_async_callback(backend.close)
