@@ -3,7 +3,7 @@
 Every error a user can meet is a :class:`StoryCoreError`. Each carries a one-paragraph message
 that says what went wrong, where (file, field, node or URL) and what to do, and an exit code the
 CLI returns. Errors from the libraries below (aiohttp, OS calls, JSON, pydantic) are translated
-into this tree in one place per library (``storycore.comfyui._transport.translate_errors`` for
+into this tree in one place per library (``storycore.comfyui._translate.translate_errors`` for
 aiohttp; the loaders for files), never scattered through the code.
 
 ::

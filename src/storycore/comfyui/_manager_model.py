@@ -30,6 +30,7 @@ __all__ = [
     "StopResult",
     "VramMode",
     "default_state_dir",
+    "describe_server",
     "desktop_port_allowed",
     "options_from_settings",
     "server_env",
@@ -285,3 +286,11 @@ class ServerStatus:
         """The LSB ``status`` exit code: 0 running, 3 stopped, 4 unknown (a process runs but
         ``/system_stats`` does not answer: starting, or unhealthy)."""
         return {ServerState.RUNNING: 0, ServerState.STOPPED: 3}.get(self.state, 4)
+
+
+def describe_server(kind: ServerKind, version: str | None) -> str:
+    """What runs, for people: ``StoryCore's emulator (placeholders)``, ``ComfyUI 0.3.64``."""
+    if kind == "emulator":
+        return "StoryCore's emulator (placeholders)"
+    label = "ComfyUI Desktop" if kind == "desktop" else "ComfyUI"
+    return f"{label} {version or ''}".rstrip()

@@ -34,13 +34,8 @@ from storycore.comfyui._models import (
     parse_node_errors,
     parse_queue,
 )
-from storycore.comfyui._transport import (
-    ClientTimeouts,
-    HttpResponse,
-    ServerAddress,
-    Transport,
-    status_meaning,
-)
+from storycore.comfyui._translate import not_json_error, status_error
+from storycore.comfyui._transport import ClientTimeouts, HttpResponse, ServerAddress, Transport
 from storycore.errors import (
     AssetError,
     ComfyUIError,
@@ -157,32 +152,18 @@ class ComfyUIClient:
 
     def _check_status(self, response: HttpResponse, route: str) -> None:
         if response.status != 200:
-            # The body (an HTML error page, a proxy's text) is kept for diagnostics, never shown.
-            raise ServerResponseError(
-                f"HTTP {response.status} from {route}: {status_meaning(response.status, route)}",
-                where=self._where(route),
-                hint=_hint_for(response.status),
-                status=response.status,
-                body=response.text()[:2000],
-            )
+            raise status_error(response.status, response.text(), route, self._where(route))
 
     def _decode(self, response: HttpResponse, route: str) -> Any:
         try:
             return response.json()
         except (ValueError, UnicodeDecodeError):
-            raise ServerResponseError(
-                f"{route} answered with something that is not JSON "
-                f"({_content_kind(response.content_type)}): this is not a ComfyUI server",
-                where=self._where(route),
-                hint="check that the URL (and its path prefix) points at ComfyUI",
-                status=response.status,
-                body=response.text()[:2000],
-            ) from None
+            where = self._where(route)
+            raise not_json_error(response.content_type, response.text(), route, where) from None
 
     # ------------------------------------------------------------------ read calls
     async def system_stats(self) -> dict[str, Any]:
         """``GET /system_stats``: the probe that says whether a ComfyUI answers at all."""
-        _log.debug("probing %s", self._where("/system_stats"))
         started = time.perf_counter()
         try:
             body = await self._json("GET", "/system_stats")
@@ -191,17 +172,12 @@ class ComfyUIClient:
                     "/system_stats answered JSON without a 'system' object: this is not a "
                     "ComfyUI server (check the URL and its path prefix)",
                     where=self._where("/system_stats"),
-                    hint="check that the URL points at ComfyUI",
                 )
         except ComfyUIError as err:
             _log.debug("probe of %s failed: %s", self.address.url, err.message)
             raise
-        _log.debug(
-            "probe of %s: ComfyUI %s answered in %.0f ms",
-            self.address.url,
-            body["system"].get("comfyui_version", "?"),
-            (time.perf_counter() - started) * 1000.0,
-        )
+        ms = (time.perf_counter() - started) * 1000.0
+        _log.debug("probe of %s: ComfyUI answered in %.0f ms", self.address.url, ms)
         return body
 
     async def object_info(
@@ -514,20 +490,3 @@ def _image_ext(data: bytes) -> str:
 
 def _image_mime(data: bytes) -> str:
     return {".jpg": "image/jpeg", ".webp": "image/webp"}.get(_image_ext(data), "image/png")
-
-
-def _content_kind(content_type: str) -> str:
-    kind = content_type.split(";")[0].strip().lower()
-    if kind == "text/html":
-        return "an HTML page"
-    return kind if kind and kind.isprintable() and len(kind) < 60 else "an unknown body"
-
-
-def _hint_for(status: int) -> str:
-    if status in (401, 403):
-        return "the server or a proxy refused the request; check the token, basic auth or headers"
-    if status == 404:
-        return "check the URL's path prefix and that this is a ComfyUI server"
-    if status >= 500:
-        return "the server failed; see its log"
-    return "check the request"

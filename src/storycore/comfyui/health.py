@@ -35,7 +35,7 @@ from storycore.comfyui._health_core import (
     classify_probe,
     parse_system_stats,
 )
-from storycore.comfyui._transport import status_meaning, translate_exception
+from storycore.comfyui._translate import status_meaning, translate_exception
 from storycore.errors import ServerResponseError, ServerTimeout
 
 __all__ = [

@@ -27,6 +27,7 @@ from storycore.comfyui._manager_model import (
     StopResult,
     VramMode,
     default_state_dir,
+    describe_server,
     desktop_port_allowed,
     options_from_settings,
     server_env,
@@ -444,7 +445,7 @@ class ComfyUIManager:
         queue = await fetch_queue_remaining(url, timeout=timeout) if stats else None
         if stats is not None:
             state = ServerState.RUNNING
-            message = f"{_describe(kind, stats)} is running at {url}" + (
+            message = f"{describe_server(kind, stats.comfyui_version)} is running at {url}" + (
                 f" (pid {pid}, managed by StoryCore)" if managed else " (not started by StoryCore)"
             )
         elif managed and uptime is not None and uptime < self.options.startup_timeout:
@@ -492,11 +493,3 @@ class ComfyUIManager:
             max_seconds=max_seconds,
             keep_going=self.is_alive if until_stopped else None,
         )
-
-
-def _describe(kind: ServerKind, stats: SystemStats) -> str:
-    """What runs, for people: ``StoryCore's emulator (placeholders)``, ``ComfyUI 0.3.64``."""
-    if kind == "emulator":
-        return "StoryCore's emulator (placeholders)"
-    label = "ComfyUI Desktop" if kind == "desktop" else "ComfyUI"
-    return f"{label} {stats.comfyui_version or ''}".rstrip()
