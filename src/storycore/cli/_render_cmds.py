@@ -20,7 +20,10 @@ SHOTS_OPTION = typer.Option(
 BACKEND_OPTION = typer.Option(None, "--backend", help="ComfyUI server URL (repeat for several).")
 MOCK_OPTION = typer.Option(False, "--mock", help="Render placeholders with the emulator.")
 FALLBACK_OPTION = typer.Option(
-    None, "--fallback", help="When no server answers: 'mock' (default) or 'fail'."
+    None,
+    "--fallback",
+    help="When no server answers: 'mock' renders placeholders, 'fail' exits 4 (default: "
+    "placeholders only when no server was named).",
 )
 FORCE_OPTION = typer.Option(False, "--force", help="Render again even if unchanged.")
 DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Plan only; submit nothing.")

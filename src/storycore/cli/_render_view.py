@@ -103,8 +103,8 @@ class RichView:
             text = escape(event.text)
             self._say(f"[{style}]{text}[/]" if style else text, notice=event.level == "info")
         elif isinstance(event, e.BackendChanged):
-            detail = f" ({escape(event.detail)})" if event.detail else ""
-            self._say(f"backend {escape(event.url)}: {event.state}{detail}")
+            detail = f": {escape(event.detail)}" if event.detail else ""
+            self._say(f"backend {escape(event.url)} {event.state}{detail}")
         elif isinstance(event, e.PanelSubmitted):
             self._panel_task(event.shot_id)
         elif isinstance(event, e.PanelProgress):
