@@ -28,6 +28,11 @@ def exit_code_for(summary: Any, *, asked_for_mock: bool) -> int:
     return code
 
 
+def _short(seconds: float) -> str:
+    """``3.1``, or ``0.04`` where one decimal would say 0.0."""
+    return f"{seconds:.1f}" if seconds >= 1 else f"{seconds:.2f}"
+
+
 def _seconds(value: float | None) -> str:
     return f"{value:.1f} s" if value is not None else ""
 
@@ -209,7 +214,7 @@ def print_summary(out: Output, summary: Any, code: int, *, asked_for_mock: bool)
     if finished and summary.seconds_per_panel:
         out.data(
             f"{plural(finished, 'panel')} in {summary.render_seconds:.1f} s, "
-            f"{summary.seconds_per_panel:.1f} s per panel, "
+            f"{_short(summary.seconds_per_panel)} s per panel, "
             f"{summary.panels_per_hour:,.0f} per hour"
         )
     out.info(f"images: {escape(str(summary.project / 'assets' / 'images' / 'generated'))}")
