@@ -20,6 +20,9 @@ from storycore.panels import panels_from_project
 from storycore.project import load_project
 from storycore.workflows import preflight_panels
 
+# The product's call: peak memory of a 2000-panel board at most 1.3x a 100-panel one (the
+# manifest stays in project.json, Data Contract v1, so it grows with the board).
+MEMORY_TARGET = 1.30
 MODEL_FOLDERS = ("checkpoints", "loras", "vae", "controlnet", "clip_vision", "ipadapter")
 
 
@@ -112,8 +115,8 @@ async def run(work: Path, *, quick: bool) -> list[Row]:
             "memory",
             f"peak RSS {large} / {small} panels",
             growth,
-            "<= 1.10",
-            growth <= 1.10,
+            f"<= {MEMORY_TARGET:.2f}",
+            growth <= MEMORY_TARGET,
             {
                 f"peak_rss_{small}_mib": mem_small["peak_rss_kib"] / 1024,
                 f"peak_rss_{large}_mib": mem_large["peak_rss_kib"] / 1024,
@@ -125,8 +128,8 @@ async def run(work: Path, *, quick: bool) -> list[Row]:
             "memory",
             "  same, peak before the storyboard sheet refresh",
             before_board,
-            "<= 1.10",
-            before_board <= 1.10,
+            f"<= {MEMORY_TARGET:.2f}",
+            before_board <= MEMORY_TARGET,
             {
                 f"peak_rss_{n}_mib_before_sheet": m["cpu_breakdown"][
                     "peak_rss_kib_before_write_board"
