@@ -136,7 +136,7 @@ async def _start_managed(
     # ComfyUI Desktop's port was tried (or not to be tried) by connect_pool already.
     manager = ComfyUIManager(manager_options(settings, detect_desktop=False))
     try:
-        found = manager.resolve_install()
+        found = await asyncio.to_thread(manager.resolve_install)
     except InstallNotFound as err:
         emit(Notice("info", f"no local ComfyUI to start: {err.paragraph()}"))
         return None
