@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from storycore.engine import ImageEngine, Notice, RenderRequest, desktop_port_fo
 from storycore.errors import NoServerReachable
 from storycore.manifest import records
 from storycore.project import load_project
-from tests.engine.conftest import Recorder, fast_settings, make_project
+from tests.engine.conftest import Recorder, fast_settings, make_project, run_cli
 
 FAST_ENV = {
     "STORYCORE_RENDER__STEPS": "3",
@@ -92,19 +90,7 @@ async def silent_server() -> AsyncIterator[str]:
 
 
 async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "storycore",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **FAST_ENV, **(env or {})},
-    )
-    async with asyncio.timeout(90):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_cli(*args, env={**FAST_ENV, **(env or {})})
 
 
 def no_library_words(text: str) -> None:

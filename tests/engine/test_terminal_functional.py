@@ -4,12 +4,9 @@ debug lines, and retry backoff."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import json
-import os
-import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -30,7 +27,7 @@ from storycore.engine import (
     RenderRequest,
 )
 from storycore.engine._jobs import PanelJob, pick_next
-from tests.engine.conftest import Recorder, fast_settings, make_project
+from tests.engine.conftest import Recorder, fast_settings, make_project, run_cli
 
 FAST_ENV = {
     "STORYCORE_RENDER__STEPS": "4",
@@ -40,19 +37,7 @@ FAST_ENV = {
 
 
 async def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "storycore",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **FAST_ENV, **(env or {})},
-    )
-    async with asyncio.timeout(90):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_cli(*args, env={**FAST_ENV, **(env or {})})
 
 
 def _tree(root: Path) -> dict[str, str]:
