@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,16 +16,11 @@ import aiohttp
 import pytest
 
 from storycore.comfyui.emulator.__main__ import started_by_hand
+from tests.manager._support import free_port
 
 from ._support import trivial_prompt
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT to a child")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -116,7 +110,7 @@ async def test_run_by_hand_leaves_the_folder_empty(tmp_path: Path, command: list
     cwd, tmpdir = tmp_path / "empty", tmp_path / "tmp"
     cwd.mkdir()
     tmpdir.mkdir()
-    port = _free_port()
+    port = free_port()
     async with _running([*command, "--port", str(port)], cwd, tmpdir, port) as child:
         await _render_and_upload(child.url)
         line = child.said("Images go to ")
@@ -137,7 +131,7 @@ async def test_an_output_dir_given_is_kept_and_the_rest_removed(tmp_path: Path) 
     cwd, tmpdir = tmp_path / "work", tmp_path / "tmp"
     cwd.mkdir()
     tmpdir.mkdir()
-    port = _free_port()
+    port = free_port()
     args = ["-m", "storycore", "comfyui", "emulate", "--port", str(port), "--output-dir", "renders"]
     async with _running(args, cwd, tmpdir, port) as child:
         await _render_and_upload(child.url)
@@ -160,7 +154,7 @@ async def test_as_a_comfyui_main_py_it_keeps_comfyuis_layout(tmp_path: Path) -> 
         "runpy.run_module('storycore.comfyui.emulator', run_name='__main__', alter_sys=True)\n",
         encoding="utf-8",
     )
-    port = _free_port()
+    port = free_port()
     async with _running(["main.py", "--port", str(port)], install, tmpdir, port) as child:
         await _render_and_upload(child.url)
         assert child.said(f"Images go to {install / 'output'}") is not None, child.stderr

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from collections import Counter
@@ -36,6 +35,7 @@ from storycore._fsutil import atomic_write_json
 from storycore.journal import Journal
 from storycore.manifest import records
 from storycore.project import load_project
+from tests.manager._support import free_port
 
 REPORT_PATH = Path(__file__).parent / "last_report.json"
 
@@ -123,12 +123,6 @@ def shot_ids(n: int) -> list[str]:
 
 
 # ------------------------------------------------------------------ emulator child processes
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class EmulatorProcess:
     proc: asyncio.subprocess.Process
