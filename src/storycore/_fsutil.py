@@ -20,26 +20,34 @@ from typing import IO, Any
 import orjson
 
 __all__ = [
+    "O_NOFOLLOW",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "atomic_writer",
+    "ensure_inside",
     "file_sha256",
     "fsync_dir",
     "is_safe_relative",
     "json_bytes",
+    "mkdirs_inside",
+    "open_inside",
     "safe_join",
+    "unlink_inside",
 ]
 
 
-def _create_temp(path: Path) -> tuple[int, str]:
+def _create_temp(path: Path, inside: Path | None = None) -> tuple[int, str]:
     """A new ``.<name>.<random>.tmp`` beside ``path`` (parent folders made), open for writing.
 
     Its permissions are those of the file it will replace, or the usual ones for a new file
     (0666 less the umask); ``mkstemp``'s 0600 would make a user's ``project.json`` private
     the first time it is saved.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if inside is not None:
+        mkdirs_inside(inside, path.parent)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
     try:
         keep: int | None = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
@@ -59,16 +67,23 @@ def _create_temp(path: Path) -> tuple[int, str]:
 
 
 def atomic_write_bytes(
-    path: Path, data: bytes, *, durable: bool = True, sync_folder: bool = True
+    path: Path,
+    data: bytes,
+    *,
+    durable: bool = True,
+    sync_folder: bool = True,
+    inside: Path | None = None,
 ) -> None:
     """Write ``data`` to ``path`` atomically, creating parent folders.
 
     ``durable=False`` skips the fsyncs: still never half-written, but possibly lost in a power
     cut (for caches that can be made again). ``sync_folder=False`` leaves the folder's fsync
     (which makes the rename itself durable) to the caller, who may cover several files with one
-    :func:`fsync_dir`.
+    :func:`fsync_dir`. ``inside`` (the project folder) refuses a target whose folder is, or is
+    reached through, a link that leaves it (:func:`ensure_inside`); a link at ``path`` itself is
+    replaced by the new file, never written through.
     """
-    fd, tmp_name = _create_temp(path)
+    fd, tmp_name = _create_temp(path, inside)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -85,10 +100,11 @@ def atomic_write_bytes(
 
 
 @contextlib.contextmanager
-def atomic_writer(path: Path) -> Iterator[IO[bytes]]:
+def atomic_writer(path: Path, *, inside: Path | None = None) -> Iterator[IO[bytes]]:
     """Stream into ``path`` atomically: a temporary file renamed over it once the block ends
-    without an error (then flushed and fsynced); on an error the target is left untouched."""
-    fd, tmp_name = _create_temp(path)
+    without an error (then flushed and fsynced); on an error the target is left untouched.
+    ``inside`` as for :func:`atomic_write_bytes`."""
+    fd, tmp_name = _create_temp(path, inside)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -102,9 +118,9 @@ def atomic_writer(path: Path) -> Iterator[IO[bytes]]:
     fsync_dir(path.parent)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: Path, text: str, *, inside: Path | None = None) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically (``inside`` as for atomic_write_bytes)."""
+    atomic_write_bytes(path, text.encode("utf-8"), inside=inside)
 
 
 def json_bytes(data: Any) -> bytes:
@@ -119,9 +135,9 @@ def json_bytes(data: Any) -> bytes:
         return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
+def atomic_write_json(path: Path, data: Any, *, inside: Path | None = None) -> None:
     """Write ``data`` as indented JSON (with a final newline) to ``path`` atomically."""
-    atomic_write_bytes(path, json_bytes(data))
+    atomic_write_bytes(path, json_bytes(data), inside=inside)
 
 
 def fsync_dir(folder: Path) -> None:
@@ -177,3 +193,110 @@ def file_sha256(path: Path) -> str:
     """The hex sha256 of a file, read in chunks (blocking: use ``asyncio.to_thread`` in async)."""
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+# ----------------------------------------------------------------------------- containment
+# A project is received from others: a link planted in it (``.storycore -> ~``,
+# ``storyboard -> /etc``, ``.storycore/journal.jsonl -> ~/.bashrc``) must never carry a write,
+# truncate, append or delete outside it. Every write into a project goes through these checks:
+# the real path (every link on the way followed) must stay inside the real project folder, and
+# files opened for appending or rewriting in place are opened with O_NOFOLLOW.
+
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _is_within(real: str, real_root: str) -> bool:
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+def _first_link_out(root: Path, path: Path, real_root: str) -> tuple[Path, str] | None:
+    """The first link between ``root`` and ``path`` whose target leaves ``root``."""
+    try:
+        relative = path.absolute().relative_to(root.absolute())
+    except ValueError:
+        return None
+    probe = root
+    for part in relative.parts:
+        probe = probe / part
+        if probe.is_symlink():
+            target = os.path.realpath(probe)
+            if not _is_within(target, real_root):
+                return probe, target
+    return None
+
+
+def ensure_inside(root: Path, path: Path, *, what: str = "file") -> Path:
+    """``path`` if its real path (links followed) stays inside ``root``'s real folder.
+
+    Otherwise raise :class:`~storycore.errors.OutsideProjectError` naming the path and the link
+    that leads out. ``what`` says what the path is for the message (``"journal"``,
+    ``"render folder"``). The final component may be missing (about to be created).
+    """
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if _is_within(real, real_root):
+        return path
+    from storycore.errors import OutsideProjectError
+
+    link = _first_link_out(root, path, real_root)
+    if link is not None:
+        message = (
+            f"the {what} would be written outside the project: {link[0]} is a link to "
+            f"{link[1]}, and StoryCore never writes or deletes through a link that leaves the "
+            "project"
+        )
+    else:
+        message = f"the {what} {path} is outside the project folder {root}"
+    raise OutsideProjectError(
+        message,
+        where=str(path),
+        hint="remove the link (or replace it with a real folder or file inside the project) "
+        "and run again",
+    )
+
+
+def mkdirs_inside(root: Path, folder: Path, *, what: str = "folder") -> Path:
+    """Create ``folder`` (and its parents) after checking that it stays inside ``root``."""
+    ensure_inside(root, folder, what=what)
+    folder.mkdir(parents=True, exist_ok=True)
+    return ensure_inside(root, folder, what=what)  # a link created meanwhile is caught too
+
+
+def open_inside(
+    root: Path, path: Path, flags: int, mode: int = 0o644, *, what: str = "file"
+) -> int:
+    """``os.open(path, flags | O_NOFOLLOW)`` after checking its folder stays inside ``root``.
+
+    The file itself must not be a link (``O_NOFOLLOW``; checked by hand where the platform lacks
+    the flag): a lock or a journal that is a link to ``~/.bashrc`` is refused, not followed.
+    """
+    mkdirs_inside(root, path.parent, what=f"{what}'s folder")
+    if path.is_symlink():
+        ensure_inside(root, path, what=what)
+        from storycore.errors import OutsideProjectError
+
+        raise OutsideProjectError(
+            f"the {what} is a link ({path} -> {os.readlink(path)}); StoryCore writes its own "
+            "files only as plain files",
+            where=str(path),
+            hint="remove the link and run again",
+        )
+    try:
+        return os.open(path, flags | O_NOFOLLOW, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            ensure_inside(root, path, what=what)
+            from storycore.errors import OutsideProjectError
+
+            raise OutsideProjectError(
+                f"the {what} is a link; StoryCore writes its own files only as plain files",
+                where=str(path),
+                hint="remove the link and run again",
+            ) from None
+        raise
+
+
+def unlink_inside(root: Path, path: Path, *, what: str = "file", missing_ok: bool = True) -> None:
+    """Delete ``path`` (a link is removed, never its target) if its folder is inside ``root``."""
+    ensure_inside(root, path.parent, what=f"{what}'s folder")
+    path.unlink(missing_ok=missing_ok)

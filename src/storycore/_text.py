@@ -1,8 +1,11 @@
-"""Words for people, shared by every layer: ``plural(2, "file")`` -> ``"2 files"``."""
+"""Words for people, shared by every layer: ``plural(2, "file")`` -> ``"2 files"``; text from
+servers and projects made safe to show (:func:`terminal_safe`)."""
 
 from __future__ import annotations
 
-__all__ = ["plural"]
+import re
+
+__all__ = ["plural", "terminal_safe"]
 
 
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:
@@ -13,3 +16,34 @@ def plural(count: int, singular: str, plural_form: str | None = None) -> str:
     """
     noun = singular if count == 1 else (plural_form or singular + "s")
     return f"{count:,} {noun}"
+
+
+# C0 controls but newline and tab, DEL, C1 controls, and the Unicode marks that reorder or hide
+# text on screen (bidirectional overrides and isolates, zero-width and BOM characters).
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
+    "|[\ud800-\udfff]"
+)
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    if 0xD800 <= code <= 0xDFFF:
+        return "\ufffd"  # a lone surrogate: cannot be encoded, shown as the replacement mark
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_safe(text: str, *, keep_newlines: bool = True) -> str:
+    """``text`` (from a server or a project) made harmless for a terminal or a log line.
+
+    Escape sequences and other control characters are shown as ``\\x1b``-style text instead of
+    acting (a server cannot clear the screen, move the cursor or print a fake "done"); text
+    direction overrides and zero-width characters are shown the same way; a lone surrogate
+    becomes U+FFFD. Newlines and tabs stay unless ``keep_newlines=False``.
+    """
+    if not keep_newlines:
+        text = text.replace("\r\n", "\n").replace("\n", " ").replace("\t", " ")
+    if _UNSAFE.search(text) is None:
+        return text
+    return _UNSAFE.sub(_visible, text)

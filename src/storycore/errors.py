@@ -11,6 +11,7 @@ aiohttp; the loaders for files), never scattered through the code.
     StoryCoreError                      exit 1
     ├── ConfigError                     exit 2   a setting is invalid (names the field, the source)
     ├── ProjectError                    exit 3   project.json / storyboard.json invalid
+    │   └── OutsideProjectError                              a path or link leads out of the project
     ├── ComfyUIError                    exit 4   talking to a ComfyUI server
     │   ├── NoServerReachable                                no URL tried answered as ComfyUI
     │   ├── ServerUnreachable           (also OSError)       nothing answers at the URL
@@ -55,6 +56,7 @@ __all__ = [
     "ManagerError",
     "NoServerReachable",
     "OutputNotFetched",
+    "OutsideProjectError",
     "PortInUse",
     "PreflightFailed",
     "ProjectError",
@@ -88,9 +90,12 @@ class StoryCoreError(Exception):
     kind: ClassVar[str] = "error"
 
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
-        self.message = message
-        self.where = where
-        self.hint = hint
+        # A server may echo a credential back in its error text: no error ever carries one.
+        from storycore._redact import redact
+
+        self.message = redact(message)
+        self.where = redact(where) if where else where
+        self.hint = redact(hint) if hint else hint
         super().__init__(self.paragraph())
 
     def paragraph(self) -> str:
@@ -127,6 +132,11 @@ class ProjectError(StoryCoreError):
 
     exit_code = 3
     kind = "project"
+
+
+class OutsideProjectError(ProjectError):
+    """A path in the project (or a link planted in it) would carry a read, write or delete
+    outside the folder it must stay in. ``where`` names the path; the message names the link."""
 
 
 class ComfyUIError(StoryCoreError):
