@@ -30,7 +30,7 @@ def main() -> None:
     from storycore.cli import main as storycore_main
 
     sys.argv = ["storycore", *sys.argv[1:]]
-    storycore_main()
+    sys.exit(storycore_main())
 
 
 if __name__ == "__main__":
