@@ -63,16 +63,22 @@ def _pipe_closed() -> int:
 def _report_unexpected(exc: Exception, verbose: bool) -> int:
     import traceback
 
+    from storycore._redact import redact
+    from storycore._text import terminal_safe
+
+    def say(text: str) -> None:  # the exception may carry server or project text
+        sys.stderr.write(terminal_safe(redact(text)))
+
     if verbose:
-        traceback.print_exception(exc, file=sys.stderr)
+        say("".join(traceback.format_exception(exc)))
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
-        sys.stderr.write(
+        say(
             f"error: {where}{exc.strerror or exc}. Check that the path exists and that you may "
             "read and write it, then run again.\n"
         )
         return 1
-    sys.stderr.write(
+    say(
         f"error: unexpected {type(exc).__name__}: {exc}. This is a bug in StoryCore; run again "
         "with --verbose for the details and report them.\n"
     )

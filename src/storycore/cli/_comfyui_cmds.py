@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from storycore.cli._common import Output, cli_settings, command
+from storycore.cli._common import Output, cli_settings, command, shown
 
 if TYPE_CHECKING:
     from storycore.comfyui.manager import ComfyUIManager, ManagerOptions
@@ -92,11 +92,13 @@ def _data(value: Any) -> Any:
 def _say_started(out: Output, result: Any, where: str = "") -> None:
     for note in result.notes:
         out.warn(note)
-    out.info(result.message + ".")
+    out.info(shown(result.message) + ".")
     if result.log_path is not None:
-        out.info(f"Log: {result.log_path}")
+        out.info(f"Log: {shown(result.log_path)}")
     if result.action == "started":
-        out.info(f"Ready in {result.elapsed:.1f} s. Stop it with 'storycore comfyui stop{where}'.")
+        out.info(
+            f"Ready in {result.elapsed:.1f} s. Stop it with 'storycore comfyui stop{shown(where)}'."
+        )
 
 
 def _where(host: str | None, port: int | None) -> str:
@@ -107,9 +109,16 @@ def _where(host: str | None, port: int | None) -> str:
 def _say_stopped(out: Output, result: Any) -> None:
     for note in result.notes:
         out.warn(note)
-    out.info(result.message + ".")
+    out.info(shown(result.message) + ".")
     if result.log_path is not None:
-        out.info(f"Log: {result.log_path}")
+        out.info(f"Log: {shown(result.log_path)}")
+
+
+def _log_line(line: str) -> str:
+    """A log line as a terminal would have left it: a progress bar that redraws itself with
+    carriage returns shows its last state (the printing makes any other control visible)."""
+    parts = [part for part in line.split("\r") if part.strip()]
+    return parts[-1] if parts else ""
 
 
 def _follow(manager: ComfyUIManager, out: Output, max_seconds: float | None) -> None:
@@ -118,7 +127,7 @@ def _follow(manager: ComfyUIManager, out: Output, max_seconds: float | None) -> 
             if out.json_mode:
                 out.json({"event": "log", "line": line})
             else:
-                out.console.print(line, markup=False, highlight=False)
+                out.console.print(_log_line(line), markup=False, highlight=False)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
@@ -223,7 +232,7 @@ def register(app: typer.Typer) -> None:
         if json_out:
             out.json({"ok": info.exit_code == 0, **_data(info), "exit_code": info.exit_code})
             raise typer.Exit(info.exit_code)
-        out.data(f"{info.state.value}: {info.message}.")
+        out.data(f"{info.state.value}: {shown(info.message)}.")
         rows: list[tuple[str, str]] = [("URL", info.url)]
         if info.pid is not None:
             rows.append(("pid", str(info.pid)))
@@ -244,7 +253,7 @@ def register(app: typer.Typer) -> None:
         if info.log_path is not None:
             rows.append(("log", str(info.log_path)))
         for name, value in rows:
-            out.data(f"  {name:<8} {value}")
+            out.data(f"  {name:<8} {shown(value)}")
         for note in info.notes:
             out.warn(note)
         raise typer.Exit(info.exit_code)
@@ -274,9 +283,9 @@ def register(app: typer.Typer) -> None:
             out.json({"ok": True, "log_path": manager.log_path, "lines": tail})
         else:
             if not manager.log_path.exists():
-                out.info(f"No log yet at {manager.log_path}.")
+                out.info(f"No log yet at {shown(manager.log_path)}.")
             for line in tail:
-                out.console.print(line, markup=False, highlight=False)
+                out.console.print(_log_line(line), markup=False, highlight=False)
         if follow:
             _follow(manager, out, max_seconds)
 
@@ -318,7 +327,9 @@ def register(app: typer.Typer) -> None:
                     }
                 )
             else:
-                out.info(f"Emulating ComfyUI at {url}; press Ctrl-C to stop. {where}.")
+                out.info(
+                    f"Emulating ComfyUI at {shown(url)}; press Ctrl-C to stop. {shown(where)}."
+                )
             with contextlib.suppress(KeyboardInterrupt):
                 run_emulator(options, host, port)
         elapsed = time.monotonic() - began

@@ -18,7 +18,9 @@ import contextvars
 import functools
 import inspect
 import json
+import logging
 import os
+import re
 import sys
 import typing
 from collections.abc import Callable, Mapping
@@ -29,7 +31,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
+from storycore._text import terminal_safe
 from storycore.errors import StoryCoreError
 
 if TYPE_CHECKING:
@@ -44,7 +48,9 @@ __all__ = [
     "command",
     "configure_logging",
     "json_default",
+    "json_line",
     "report_error",
+    "shown",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,7 +61,22 @@ _PIPE_WIDTH = 4096
 
 
 class _Console(Console):
-    """rich's console, ending with exit 141 (like ``git log | head``) when stdout is closed."""
+    """rich's console for every line StoryCore prints.
+
+    Text from servers and projects cannot act on the terminal: every string printed (tables
+    included) passes :func:`~storycore._text.terminal_safe` before rich renders it, so an
+    escape sequence, a carriage return or a direction override shows as ``\\x1b``-style text;
+    emoji codes (``:warning:``) stay text. Rich markup is ours: callers put server and project
+    text inside it with :func:`shown`. A closed stdout ends with exit 141 (like
+    ``git log | head``).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("emoji", False)
+        super().__init__(**kwargs)
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(terminal_safe(text), **kwargs)
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
@@ -191,6 +212,26 @@ def command(group: typer.Typer, name: str, *, reads_settings: bool = True) -> Ca
     return decorate
 
 
+def shown(value: object) -> str:
+    """Text from a server or a project, ready to sit inside our rich markup: its control and
+    direction characters made visible, its brackets shown as brackets (``[red]`` stays text)."""
+    return escape(terminal_safe(str(value)))
+
+
+# Inside a JSON document these can only stand in strings, where ``\uXXXX`` means the same
+# character: C1 controls (``\x9b`` is a CSI to many terminals), direction and zero-width marks,
+# lone surrogates (which cannot even be encoded). json.dumps escapes the C0 controls itself.
+_JSON_UNSAFE = re.compile(
+    "[\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
+)
+
+
+def json_line(data: Any) -> str:
+    """``data`` as one line of JSON that is safe to show in a terminal and reads back equal."""
+    text = json.dumps(data, default=json_default, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def json_default(value: Any) -> Any:
     """Serialise the odd types our data carries (paths, sets, pydantic models, dataclasses)."""
     import dataclasses
@@ -236,11 +277,11 @@ class Output:
             self.err_console.print(text)
 
     def warn(self, text: str) -> None:
-        self.err_console.print(f"[bold yellow]warning:[/] {escape(text)}")
+        self.err_console.print(f"[bold yellow]warning:[/] {shown(text)}")
 
     def json(self, data: Mapping[str, Any] | list[Any]) -> None:
         """One JSON document on stdout (a line when streaming events)."""
-        sys.stdout.write(json.dumps(data, default=json_default, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_line(data) + "\n")
         sys.stdout.flush()
 
 
@@ -256,7 +297,7 @@ def cli_settings(
     resolved = resolve_settings(project_dir=project_dir, cli=cli, user_config=state.config)
     err = _Console(stderr=True, highlight=False, soft_wrap=True)
     for warning in resolved.warnings:
-        err.print(f"[bold yellow]warning:[/] {escape(warning)}")
+        err.print(f"[bold yellow]warning:[/] {shown(warning)}")
     if not state.verbose and not state.quiet:
         configure_logging(resolved.settings.log_level)
     return resolved
@@ -268,22 +309,27 @@ def report_error(err: StoryCoreError, json_mode: bool) -> int:
         sys.stdout.write(json.dumps({"ok": False, **err.to_dict()}, default=json_default) + "\n")
     else:
         console = _Console(stderr=True, highlight=False, soft_wrap=True)
-        console.print(f"[bold red]error:[/] {escape(err.paragraph())}", emoji=False)
+        console.print(f"[bold red]error:[/] {shown(err.paragraph())}")
     return err.exit_code
+
+
+class _SafeFormatter(logging.Formatter):
+    """Log lines carry server text (error messages, URLs): shown inert, like every print."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_safe(super().format(record))
 
 
 def configure_logging(level: str | None) -> None:
     """Send StoryCore's log records at ``level`` and above to stderr; ``None`` keeps warnings
     (until the settings' ``log_level`` is known)."""
-    import logging
-
     logger = logging.getLogger("storycore")
     chosen = (level or "warning").upper()
     if any(getattr(h, "_storycore", False) for h in logger.handlers):
         logger.setLevel(chosen)
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s: %(message)s"))
     handler._storycore = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(chosen)

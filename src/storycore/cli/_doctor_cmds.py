@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.markup import escape
 
-from storycore.cli._common import Output, cli_settings, cli_state, command
+from storycore.cli._common import Output, cli_settings, cli_state, command, shown
 
 if TYPE_CHECKING:
     from storycore.doctor import DoctorReport
@@ -80,22 +79,23 @@ def register(app: typer.Typer) -> None:
 
 def _render_report(out: Output, report: DoctorReport) -> None:
     c = out.console
-    c.print(f"[bold]Platform[/]  {escape(report.os.label)}, Python {report.os.python}")
+    c.print(f"[bold]Platform[/]  {shown(report.os.label)}, Python {shown(report.os.python)}")
     if report.gpus:
         for gpu in report.gpus:
             memory = f"{gpu.memory_total / GIB:.1f} GiB" if gpu.memory_total else "memory unknown"
-            c.print(f"[bold]GPU {gpu.index}[/]     {escape(gpu.name)} ({memory}, via {gpu.source})")
+            via = shown(gpu.source)
+            c.print(f"[bold]GPU {gpu.index}[/]     {shown(gpu.name)} ({memory}, via {via})")
     else:
         c.print("[bold]GPU[/]       none found")
     flags = " ".join(report.launch.flags) or "(none)"
-    c.print(f"[bold]Launch[/]    {escape(flags)}")
+    c.print(f"[bold]Launch[/]    {shown(flags)}")
     for reason in report.launch.reasons:
-        c.print(f"            {escape(reason)}")
+        c.print(f"            {shown(reason)}")
     install = report.install
     if install.found:
-        c.print(f"[bold]Install[/]   {install.kind} at {escape(str(install.root))}")
+        c.print(f"[bold]Install[/]   {shown(install.kind)} at {shown(str(install.root))}")
     else:
-        c.print(f"[bold]Install[/]   not found at {escape(install.path)}")
+        c.print(f"[bold]Install[/]   not found at {shown(install.path)}")
     server = report.server
     if server.reachable:
         devices = ", ".join(str(d.get("name")) for d in server.devices) or "no devices"
@@ -104,75 +104,76 @@ def _render_report(out: Output, report: DoctorReport) -> None:
         else:
             what = f"{'ComfyUI Desktop' if server.desktop else 'ComfyUI'} {server.version}"
         c.print(
-            f"[bold]Server[/]    {escape(server.url)}: {escape(what)}, "
-            f"{server.node_classes} node classes, {escape(devices)} "
+            f"[bold]Server[/]    {shown(server.url)}: {shown(what)}, "
+            f"{server.node_classes} node classes, {shown(devices)} "
             f"({server.elapsed_ms or 0:.0f} ms)"
         )
         for tried in server.tried:
-            c.print(f"            {escape(tried['url'])}: {escape(tried['why'])}")
+            c.print(f"            {shown(tried['url'])}: {shown(tried['why'])}")
     else:
         c.print("[bold]Server[/]    no ComfyUI server is reachable:")
         for tried in server.tried:
-            c.print(f"            {escape(tried['url'])}: {escape(tried['why'])}")
+            c.print(f"            {shown(tried['url'])}: {shown(tried['why'])}")
     if report.inventory is not None:
         counts = ", ".join(
             f"{folder} {len(files)}" for folder, files in report.inventory.files.items() if files
         )
-        c.print(f"[bold]Models[/]    {escape(counts) or 'none found'}")
+        c.print(f"[bold]Models[/]    {shown(counts) or 'none found'}")
         for model in report.inventory.files.get("checkpoints", []):
-            c.print(f"            {escape(model.name)}  {model.size / GIB:.2f} GiB  {model.family}")
+            size = f"{model.size / GIB:.2f} GiB"
+            c.print(f"            {shown(model.name)}  {size}  {shown(model.family)}")
     if report.project is not None:
         p = report.project
-        c.print(f"[bold]Project[/]   {escape(p.path)}: {p.panels} panels")
+        c.print(f"[bold]Project[/]   {shown(p.path)}: {shown(p.panels)} panels")
         if p.storage:
             stored = ", ".join(
                 f"{t['count']} {kind} ({t['bytes'] / 2**20:.1f} MiB)"
                 for kind, t in p.storage.items()
                 if t["count"]
             )
-            c.print(f"            assets: {stored or 'none yet'}")
+            c.print(f"            assets: {shown(stored) or 'none yet'}")
         for folder, names in p.models_needed.items():
             missing = set(p.models_missing.get(folder, []))
-            shown = ", ".join(f"{n}{' (missing)' if n in missing else ''}" for n in names)
-            c.print(f"            {folder}: {escape(shown)}")
+            listed = ", ".join(f"{n}{' (missing)' if n in missing else ''}" for n in names)
+            c.print(f"            {shown(folder)}: {shown(listed)}")
         for class_type, pack in p.nodes_needed.items():
             state = "missing" if class_type in p.nodes_missing else "ok"
-            c.print(f"            node {escape(class_type)} ({escape(pack)}): {state}")
+            c.print(f"            node {shown(class_type)} ({shown(pack)}): {state}")
     if report.settings:
         changed = [(n, v, s) for n, v, s in report.settings if s != "default"]
         if changed:
             c.print("[bold]Settings[/]  (not defaults)")
             for name, value, source in changed:
                 c.print(
-                    f"            {escape(name)} = {escape(repr(value))}  [dim]{escape(source)}[/]"
+                    f"            {shown(name)} = {shown(repr(value))}  [dim]{shown(source)}[/]"
                 )
     if report.recent_diagnoses:
         c.print("[bold]Recent failures[/] (the project's diagnostic history)")
         for d in report.recent_diagnoses:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(d["timestamp"]))
-            c.print(f"  {when} {d['severity']} {escape(d['code'])}: {escape(d['suggestion'])}")
+            c.print(f"  {when} {shown(d['severity'])} {shown(d['code'])}: {shown(d['suggestion'])}")
     if not report.problems:
         c.print("[bold green]No problems found.[/]")
         return
     c.print("[bold]Problems[/]")
     for problem in report.problems:
         style = _STYLE[problem.severity]
-        c.print(f"  [{style}]{problem.severity}[/] {escape(problem.message)}")
+        c.print(f"  [{style}]{problem.severity}[/] {shown(problem.message)}")
         if problem.fix:
-            c.print(f"          fix: {escape(problem.fix)}")
+            c.print(f"          fix: {shown(problem.fix)}")
 
 
 def _render_metrics(out: Output, summary: RunsSummary) -> None:
     c = out.console
     if not summary.runs:
-        c.print(f"No runs recorded in {escape(str(summary.metrics_dir))}.")
+        c.print(f"No runs recorded in {shown(str(summary.metrics_dir))}.")
         return
     for run in summary.runs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started)) if run.started else "?"
         rate = f"{run.panels_per_hour:.1f} panels/hour" if run.panels_per_hour else "no rate"
         c.print(
-            f"[bold]{escape(run.run_id)}[/] {when}  {run.status}: {run.panels_ok} ok, "
-            f"{run.panels_failed} failed, {rate}"
+            f"[bold]{shown(run.run_id)}[/] {when}  {shown(run.status)}: {shown(run.panels_ok)} "
+            f"ok, {shown(run.panels_failed)} failed, {rate}"
         )
         total = sum(run.time_split.values())
         if total:
@@ -180,12 +181,12 @@ def _render_metrics(out: Output, summary: RunsSummary) -> None:
                 f"{name} {seconds:.1f}s ({100 * seconds / total:.0f}%)"
                 for name, seconds in sorted(run.time_split.items(), key=lambda kv: -kv[1])
             )
-            c.print(f"  time: {escape(split)}")
+            c.print(f"  time: {shown(split)}")
         if run.slowest_panels:
             slow = ", ".join(f"{p['panel']} {p['seconds']:.1f}s" for p in run.slowest_panels)
-            c.print(f"  slowest: {escape(slow)}")
+            c.print(f"  slowest: {shown(slow)}")
         for alert in run.alerts:
             c.print(
-                f"  [{_STYLE.get(str(alert['level']), 'yellow')}]{alert['level']}[/] "
-                f"{escape(str(alert['message']))}"
+                f"  [{_STYLE.get(str(alert['level']), 'yellow')}]{shown(alert['level'])}[/] "
+                f"{shown(str(alert['message']))}"
             )

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.markup import escape
 
-from storycore.cli._common import Output, cli_settings, command
+from storycore.cli._common import Output, cli_settings, command, shown
 
 if TYPE_CHECKING:
     from storycore.panels import Panel, ValueSource
@@ -89,10 +88,10 @@ def _panel_table(out: Output, rows: list[tuple[Panel, dict[str, ValueSource]]]) 
     for _, title in _COLUMNS:
         table.add_column(title)
     for panel, sources in rows:
-        cells = [escape(panel.shot_id)]
+        cells = [shown(panel.shot_id)]
         for key, _ in _COLUMNS:
             found = sources[key]
-            cells.append(f"{escape(_cell(found.value))}\n[dim]{_SHORT[found.source]}[/]")
+            cells.append(f"{shown(_cell(found.value))}\n[dim]{_SHORT[found.source]}[/]")
         table.add_row(*cells)
     out.console.print(table)
     defaults = sorted(
@@ -106,7 +105,7 @@ def _panel_table(out: Output, rows: list[tuple[Panel, dict[str, ValueSource]]]) 
     if defaults:
         out.data("project defaults:")
         for detail in defaults:
-            out.data(f"  {escape(detail)}")
+            out.data(f"  {shown(detail)}")
     out.data(
         "shot: the shot's own value; project default: a setting or project.json's config; "
         "built-in: StoryCore's default"
@@ -167,9 +166,9 @@ def register(app: typer.Typer) -> None:
                 }
             )
         else:
-            out.info(f"Created project '{escape(project.project_id)}' in {escape(str(root))}")
+            out.info(f"Created project '{shown(project.project_id)}' in {shown(str(root))}")
             out.info(f"  global seed {project.global_seed}, {len(project.shots)} shots")
-            out.info("  next: " + escape(" ".join(shell_quote(word) for word in next_step)))
+            out.info("  next: " + shown(" ".join(shell_quote(word) for word in next_step)))
 
     @command(app, "validate")
     def validate(
@@ -212,8 +211,8 @@ def register(app: typer.Typer) -> None:
                 "warned about; `--strict` makes unknown keys errors."
             )
         out.info(
-            f"{escape(str(loaded.root))}: valid ({len(panels)} shots, "
-            f"project '{escape(loaded.project_id)}')"
+            f"{shown(str(loaded.root))}: valid ({len(panels)} shots, "
+            f"project '{shown(loaded.project_id)}')"
         )
         _panel_table(out, rows)
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from rich.markup import escape
-
 from storycore._text import plural
-from storycore.cli._common import Output
+from storycore.cli._common import Output, shown
 from storycore.errors import EXIT_PLACEHOLDERS
 
 __all__ = ["JsonView", "RichView", "exit_code_for", "print_plan", "print_summary"]
@@ -100,16 +98,16 @@ class RichView:
             kind = "MOCK (placeholders)" if event.mock else ", ".join(event.backends)
             self._say(
                 f"Rendering {event.to_render} of {plural(event.total, 'panel')} of "
-                f"{escape(event.project)} on {escape(kind)}"
+                f"{shown(event.project)} on {shown(kind)}"
             )
             self.overall = self.progress.add_task("panels", total=max(event.to_render, 1))
         elif isinstance(event, e.Notice):
             style = {"info": "", "warning": "bold yellow", "error": "bold red"}[event.level]
-            text = escape(event.text)
+            text = shown(event.text)
             self._say(f"[{style}]{text}[/]" if style else text, notice=event.level == "info")
         elif isinstance(event, e.BackendChanged):
-            detail = f": {escape(event.detail)}" if event.detail else ""
-            self._say(f"backend {escape(event.url)} {event.state}{detail}")
+            detail = f": {shown(event.detail)}" if event.detail else ""
+            self._say(f"backend {shown(event.url)} {event.state}{detail}")
         elif isinstance(event, e.PanelSubmitted):
             self._panel_task(event.shot_id)
         elif isinstance(event, e.PanelProgress):
@@ -118,23 +116,24 @@ class RichView:
             self._finish_panel(event.shot_id)
             badge = " [yellow]PLACEHOLDER[/]" if event.placeholder else ""
             self._say(
-                f"[green]done[/] {event.shot_id} -> {escape(event.path)} "
+                f"[green]done[/] {shown(event.shot_id)} -> {shown(event.path)} "
                 f"({_panel_time(event.execution_s, event.queued_s, event.seconds)}){badge}"
             )
         elif isinstance(event, e.PanelSkipped):
-            self._say(f"[dim]skip[/] {event.shot_id}: {escape(event.reason)}")
+            self._say(f"[dim]skip[/] {shown(event.shot_id)}: {shown(event.reason)}")
         elif isinstance(event, e.PanelFailed):
             if not event.will_retry:
                 self._finish_panel(event.shot_id)
             label = "[yellow]retry[/]" if event.will_retry else "[red]failed[/]"
-            where = f" ({escape(event.where)})" if event.where else ""
-            self._say(f"{label} {event.shot_id}{where}: {escape(event.error)}", notice=False)
+            where = f" ({shown(event.where)})" if event.where else ""
+            self._say(f"{label} {shown(event.shot_id)}{where}: {shown(event.error)}", notice=False)
         elif isinstance(event, e.PanelPlanned):
             self.planned.append(event)
 
     def _show_progress(self, event: Any) -> None:
         task = self._panel_task(event.shot_id)
-        label = f"  {event.shot_id}" + (f" {escape(event.node_class)}" if event.node_class else "")
+        node = f" {shown(event.node_class)}" if event.node_class else ""
+        label = f"  {shown(event.shot_id)}{node}"
         if event.steps:
             self.progress.update(task, description=label, completed=event.step, total=event.steps)
         else:
@@ -143,7 +142,7 @@ class RichView:
     def _panel_task(self, shot_id: str) -> Any:
         if shot_id not in self.panels:
             # No total until the sampler reports its steps: loaders show as "working".
-            self.panels[shot_id] = self.progress.add_task(f"  {shot_id}", total=None)
+            self.panels[shot_id] = self.progress.add_task(f"  {shown(shot_id)}", total=None)
         return self.panels[shot_id]
 
     def _finish_panel(self, shot_id: str) -> None:
@@ -173,15 +172,15 @@ def print_plan(out: Output, planned: list[Any]) -> None:
     """A dry run's plan: one block per panel, on stdout."""
     for p in planned:
         verb = "[dim]skip[/]  " if p.action == "skip" else "[bold]render[/]"
-        out.data(f"{verb} {p.shot_id}: {escape(p.reason)}")
-        model = escape(p.checkpoint) + (f", template {escape(p.template)}" if p.template else "")
+        out.data(f"{verb} {shown(p.shot_id)}: {shown(p.reason)}")
+        model = shown(p.checkpoint) + (f", template {shown(p.template)}" if p.template else "")
         out.data(
             f"        {p.width}x{p.height}, seed {p.seed}, {p.steps} steps, cfg {p.cfg:g}, "
-            f"{escape(p.sampler)}, {model}"
+            f"{shown(p.sampler)}, {model}"
         )
-        out.data(f"        prompt: {escape(p.positive)}")
+        out.data(f"        prompt: {shown(p.positive)}")
         if p.negative:
-            out.data(f"        negative: {escape(p.negative)}")
+            out.data(f"        negative: {shown(p.negative)}")
 
 
 def print_summary(out: Output, summary: Any, code: int, *, asked_for_mock: bool) -> None:
@@ -202,7 +201,7 @@ def print_summary(out: Output, summary: Any, code: int, *, asked_for_mock: bool)
         server = _seconds(o.execution_s if o.execution_s is not None else o.seconds)
         detail = o.path or o.error or ""
         status = "skipped (placeholder)" if o.status == "skipped" and o.placeholder else o.status
-        table.add_row(o.shot_id, status, server, _seconds(o.queued_s), escape(detail))
+        table.add_row(shown(o.shot_id), status, server, _seconds(o.queued_s), shown(detail))
     out.console.print(table)
     finished = summary.finished
     line = (
@@ -217,7 +216,7 @@ def print_summary(out: Output, summary: Any, code: int, *, asked_for_mock: bool)
             f"{_short(summary.seconds_per_panel)} s per panel, "
             f"{summary.panels_per_hour:,.0f} per hour"
         )
-    out.info(f"images: {escape(str(summary.project / 'assets' / 'images' / 'generated'))}")
+    out.info(f"images: {shown(str(summary.project / 'assets' / 'images' / 'generated'))}")
     _explain_exit(out, summary, code, asked_for_mock=asked_for_mock)
 
 

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 
-from storycore.cli._common import Output, cli_settings, command
+from storycore.cli._common import Output, cli_settings, command, shown
 
 JSON_OPTION = typer.Option(False, "--json", help="Print the report as one JSON document.")
 PROJECT_OPTION = typer.Option(Path("."), "--project", "-p", help="The project folder.")
@@ -126,32 +125,32 @@ def register(app: typer.Typer) -> None:
 def _print_report(out: Output, facts: ServerFacts, report: Any) -> None:
     system = facts.system_stats.get("system", {})
     version = system.get("comfyui_version", "?") if isinstance(system, Mapping) else "?"
-    out.data(f"[bold]Preflight[/] against {escape(facts.url)} (ComfyUI {escape(str(version))})")
+    out.data(f"[bold]Preflight[/] against {shown(facts.url)} (ComfyUI {shown(str(version))})")
     for class_type, places in report.missing_classes().items():
         out.data(
-            f"[bold red]missing node class[/] {escape(class_type)} "
-            f"(used by {escape(', '.join(places))})"
+            f"[bold red]missing node class[/] {shown(class_type)} "
+            f"(used by {shown(', '.join(places))})"
         )
     for problem in report.problems:
         if problem.code == "missing_node_class":
             continue
         style = "red" if problem.severity == "error" else "yellow"
-        out.data(f"[{style}]{problem.severity}[/] {escape(problem.paragraph())}")
+        out.data(f"[{style}]{problem.severity}[/] {shown(problem.paragraph())}")
     if report.complexity is not None:
         c = report.complexity
         cal = c.calibration
         out.data(
-            f"estimate on {escape(cal.device_name)} ({escape(cal.device_type)}): "
+            f"estimate on {shown(cal.device_name)} ({shown(cal.device_type)}): "
             f"about {c.total_seconds:.0f} s for {len(c.panels)} panel(s), "
             f"peak VRAM about {c.peak_vram_bytes / 1024**3:.1f} GiB"
         )
         for tip in c.suggestions:
-            out.data(f"[cyan]suggestion[/] {escape(tip)}")
+            out.data(f"[cyan]suggestion[/] {shown(tip)}")
         by_tip: dict[str, list[str]] = {}
         for panel in c.panels:
             for tip in panel.suggestions:
                 by_tip.setdefault(tip, []).append(panel.shot_id)
         for tip, shot_ids in by_tip.items():
-            out.data(f"[cyan]suggestion[/] {escape(', '.join(shot_ids))}: {escape(tip)}")
+            out.data(f"[cyan]suggestion[/] {shown(', '.join(shot_ids))}: {shown(tip)}")
     verdict = "[bold green]ready[/]" if report.ok else "[bold red]not ready[/]"
-    out.data(f"{verdict}: {escape(report.summary())}")
+    out.data(f"{verdict}: {shown(report.summary())}")
