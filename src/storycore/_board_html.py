@@ -8,7 +8,15 @@ rendered yet shows the storyboard's own values, marked as such.
 
 The Content-Security-Policy allows inline styles and ``data:`` images and nothing else (no
 script, no fetch, no form, no ``<base>``); the links to the full-size images are plain
-navigations, which the policy does not govern. Every text from the project is escaped.
+navigations, which the policy does not govern.
+
+Every value from the project (storyboard text, ``project.json``, manifest records, the
+image's own chunks, the thumbnail cache) is treated as hostile: it reaches the page only
+through :func:`esc`, which escapes text and attribute values alike (``<``, ``>``, ``&``, both
+quotes) and shows a lone surrogate as U+FFFD; numbers are formatted here, never inserted as
+given. The only links are ``../``-relative URLs of renders whose path was checked to stay in
+the project's generated-images folder, percent-encoded, so no ``javascript:``, absolute or
+``..`` reference in a record can become one.
 Timestamps are rendered when the page is written, in the writing machine's time zone, with the
 ISO value in ``<time datetime>``.
 """
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -25,12 +34,13 @@ from urllib.parse import quote
 if TYPE_CHECKING:
     from storycore.board import BoardPanel, PanelFacts
 
-__all__ = ["CSP", "html_chunks", "human_time"]
+__all__ = ["CSP", "esc", "html_chunks", "human_time"]
 
 CSP = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
     "form-action 'none'"
 )
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 _CSS = """
@@ -56,6 +66,12 @@ dt{color:#aaa}dd{margin:0;overflow-wrap:anywhere}.prompt{white-space:pre-wrap}
 """
 
 
+def esc(value: object) -> str:
+    """``value`` as text safe in an element or a quoted attribute value."""
+    text = value if isinstance(value, str) else str(value)
+    return html.escape(_SURROGATE.sub("\ufffd", text), quote=True)
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
@@ -77,14 +93,15 @@ def human_time(moment: datetime) -> str:
     return f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}, {moment:%H:%M}"
 
 
-def _time_tag(iso: str | None) -> str:
+def _time_tag(iso: object) -> str:
     """A ``<time>`` element: the local time in words, the UTC instant in ``datetime``."""
-    if not iso:
+    if not iso or not isinstance(iso, str):
         return "—"
     try:
         moment = datetime.fromisoformat(iso)
-    except ValueError:
-        return html.escape(iso)
+        moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return esc(iso)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)  # StoryCore writes UTC
     instant = moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -133,26 +150,26 @@ class _Rows:
         beside); ``raw`` for markup made here; ``note`` (escaped) after the value."""
         if value is None:
             return
-        shown = value if raw else html.escape(value)
+        shown = value if raw else esc(value)
         if note:
-            shown += f' <span class="muted">{html.escape(note)}</span>'
+            shown += f' <span class="muted">{esc(note)}</span>'
         now = self.changed.get(key or "")
         if now is not None:
-            shown += f'<span class="now">storyboard now: {html.escape(now)}</span>'
-        klass = f' class="{css}"' if css else ""
-        self.parts.append(f"<dt>{html.escape(label)}</dt><dd{klass}>{shown}</dd>")
+            shown += f'<span class="now">storyboard now: {esc(now)}</span>'
+        klass = f' class="{esc(css)}"' if css else ""
+        self.parts.append(f"<dt>{esc(label)}</dt><dd{klass}>{shown}</dd>")
 
 
 def _panel_rows(panel: BoardPanel, facts: PanelFacts, href: str | None) -> str:
     record, details, plan = panel.record, facts.details, facts.planned
     rows = _Rows(facts.changed)
-    esc = html.escape
     rows.add("Shot", panel.shot_id)
     from_board = " (storyboard)"
     if record is not None:
         name = record.path.rsplit("/", 1)[-1]
         link = f'<a href="{esc(href)}">{esc(name)}</a>' if href else esc(name) + " (missing)"
-        rows.add("Render", f"v{record.version} · render {record.render} · {link}", raw=True)
+        numbers = f"v{esc(record.version)} · render {esc(record.render)}"
+        rows.add("Render", f"{numbers} · {link}", raw=True)
         entry = panel.entry or {}
         rows.add("Take", _extra(entry.get("take")))
         rows.add("Profile", _extra(entry.get("profile")))
@@ -238,9 +255,9 @@ def _source_line(panel: BoardPanel, facts: PanelFacts) -> str:
             "--disable-metadata, or the file is missing), so values marked (storyboard) are "
             "the storyboard's, not necessarily what was rendered."
         )
-    out = f'<p class="source">{html.escape(text)}</p>'
+    out = f'<p class="source">{esc(text)}</p>'
     if facts.changed:
-        listed = html.escape(", ".join(facts.changed))
+        listed = esc(", ".join(facts.changed))
         out += (
             f'<p class="changed">The storyboard has changed since this render ({listed}): '
             "the values shown are the ones rendered, with the storyboard's beside them.</p>"
@@ -248,11 +265,21 @@ def _source_line(panel: BoardPanel, facts: PanelFacts) -> str:
     return out
 
 
-def _panel(panel: BoardPanel, jpeg: bytes | None, facts: PanelFacts) -> str:
-    esc = html.escape
+def _image_href(panel: BoardPanel) -> str | None:
+    """The link to the panel's full-size render, relative to ``storyboard/board.html``: only
+    for a record whose path stays in the generated-images folder (no scheme, no absolute or
+    ``..`` path) and whose file the board found there; percent-encoded."""
+    from storycore.assets import record_path_ok
+
     record = panel.record
-    # relative to storyboard/board.html; the record's path was checked to stay in the project
-    href = "../" + quote(record.path, safe="/") if record is not None and jpeg is not None else None
+    if record is None or panel.image is None or not record_path_ok(record.path):
+        return None
+    return "../" + quote(record.path, safe="/")
+
+
+def _panel(panel: BoardPanel, jpeg: bytes | None, facts: PanelFacts) -> str:
+    record = panel.record
+    href = _image_href(panel) if jpeg is not None else None
     if jpeg is not None:
         alt = esc(f"Shot {panel.shot_number}: {panel.title}")
         figure = f'<img src="{_data_uri(jpeg)}" alt="{alt}">'
@@ -266,7 +293,7 @@ def _panel(panel: BoardPanel, jpeg: bytes | None, facts: PanelFacts) -> str:
     klass = "panel placeholder" if panel.placeholder else "panel"
     return (
         f'<article class="{klass}" id="{esc(panel.shot_id)}"><figure>{figure}{badge}</figure>'
-        f'<div class="body"><h2><span class="num">#{panel.shot_number}</span>'
+        f'<div class="body"><h2><span class="num">#{esc(panel.shot_number)}</span>'
         f"{esc(panel.title)}</h2>"
         f'<p class="desc">{esc(panel.description)}</p>{_source_line(panel, facts)}'
         f"<dl>{_panel_rows(panel, facts, href)}</dl></div></article>\n"
@@ -284,7 +311,6 @@ def html_chunks(
 ) -> Iterator[str]:
     """The page in pieces, a panel at a time; ``thumbnail(panel)`` gives its JPEG (or None),
     ``facts(panel)`` what to say about it; ``written_at`` is local time (aware)."""
-    esc = html.escape
     rendered = sum(1 for p in panels if p.record is not None and not p.placeholder)
     placeholders = sum(1 for p in panels if p.placeholder)
     parts = [

@@ -21,6 +21,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import stat
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ __all__ = [
     "Planned",
     "RenderDetails",
     "changes",
+    "open_regular",
     "planned",
     "read_png_texts",
     "render_details",
@@ -172,13 +175,33 @@ def _texts(handle: IO[bytes]) -> Iterator[tuple[str, str]]:
             handle.seek(length + 4, io.SEEK_CUR)
 
 
+def open_regular(path: Path) -> IO[bytes] | None:
+    """``path`` open for reading when it is a regular file; None otherwise (missing, a folder,
+    or a FIFO or device planted under a render's name, whose open or read would block)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+    except OSError:
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
+
+
 def read_png_texts(source: Path | bytes) -> dict[str, str]:
     """The ``prompt`` and ``storycore`` text chunks of a PNG file (or its bytes); ``{}`` for
-    a file that is missing, unreadable or not a PNG."""
+    a file that is missing, unreadable, not a regular file or not a PNG."""
     try:
         if isinstance(source, bytes):
             return dict(_texts(io.BytesIO(source)))
-        with open(source, "rb") as handle:
+        handle = open_regular(source)
+        if handle is None:
+            return {}
+        with handle:
             return dict(_texts(handle))
     except OSError:
         return {}

@@ -11,6 +11,12 @@ thumbnail lost in a power cut is made again.
 
 It is an optimisation only: every error (a locked, damaged or unwritable database) reads as a
 miss, and a damaged file is replaced. ``storycore assets clean`` may delete it at any time.
+
+A project is received from others, and SQLite follows links: with ``inside`` (the project
+folder) the cache opens nothing when its folder is reached through a link that leaves the
+project, or when the database or one of its companions (``-wal``, ``-shm``, ``-journal``) is a
+link; :meth:`ThumbCache.check` says so as an
+:class:`~storycore.errors.OutsideProjectError` naming the link, and the cache reads as empty.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import sqlite3
+import stat
 import threading
 import warnings
 from pathlib import Path
@@ -26,7 +34,15 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps
 
-from storycore._render_details import DETAILS_FORMAT, RenderDetails, read_png_texts, render_details
+from storycore._fsutil import ensure_inside, mkdirs_inside
+from storycore._render_details import (
+    DETAILS_FORMAT,
+    RenderDetails,
+    open_regular,
+    read_png_texts,
+    render_details,
+)
+from storycore.errors import OutsideProjectError
 
 if TYPE_CHECKING:
     from storycore.board import BoardPanel
@@ -34,24 +50,47 @@ if TYPE_CHECKING:
 __all__ = ["HTML_THUMB_W", "ThumbCache", "Thumbnails", "jpeg_bytes"]
 
 _FILE = "thumbs.sqlite"
+_COMPANIONS = ("", "-wal", "-shm", "-journal")  # the database and the files SQLite adds
 HTML_THUMB_W = 480
 
 
 class ThumbCache:
-    """``get``/``put`` JPEG bytes by key; thread-safe; lazily opened; ``close`` when done."""
+    """``get``/``put`` JPEG bytes by key; thread-safe; lazily opened; ``close`` when done.
+    ``inside``: the project folder the cache must stay in (see the module's docstring)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, inside: Path | None = None) -> None:
         self.path = folder / _FILE
+        self.inside = inside
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._broken = False
+
+    def check(self) -> None:
+        """Raise :class:`OutsideProjectError` naming the link when the cache's folder leads
+        out of ``inside`` or one of its files is a link (nothing to check without ``inside``)."""
+        if self.inside is None:
+            return
+        ensure_inside(self.inside, self.path.parent, what="thumbnail cache")
+        for suffix in _COMPANIONS:
+            path = Path(f"{self.path}{suffix}")
+            if path.is_symlink():
+                raise OutsideProjectError(
+                    f"the thumbnail cache file is a link ({path} -> {os.readlink(path)}); "
+                    "StoryCore opens its own files only as plain files, never through a link",
+                    where=str(path),
+                    hint="Remove the link (the cache is made again), then run again",
+                )
 
     def _connect(self) -> sqlite3.Connection | None:
         if self._conn is not None or self._broken:
             return self._conn
         for attempt in range(2):
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.check()
+                if self.inside is not None:
+                    mkdirs_inside(self.inside, self.path.parent, what="thumbnail cache")
+                else:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(
                     self.path, timeout=5.0, check_same_thread=False, isolation_level=None
                 )
@@ -75,7 +114,7 @@ class ThumbCache:
                     continue
                 self._broken = True
                 return None
-            except (sqlite3.Error, OSError):
+            except (sqlite3.Error, OSError, OutsideProjectError):
                 self._broken = True
                 return None
             self._conn = conn
@@ -160,10 +199,13 @@ def _open_image(source: Path | bytes | None) -> Image.Image | None:
     unusable."""
     if source is None:
         return None
+    handle = io.BytesIO(source) if isinstance(source, bytes) else open_regular(source)
+    if handle is None:
+        return None
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), handle:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
+            with Image.open(handle) as opened:
                 opened.draft("RGB", (HTML_THUMB_W * 2, HTML_THUMB_W * 2))
                 image = opened.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError):
@@ -190,12 +232,13 @@ class Thumbnails:
         key = None
         if panel.image is not None and panel.record is not None:
             try:
-                stat = panel.image.stat()
-            except OSError:
+                info = panel.image.stat()
+            except (OSError, ValueError):  # ValueError: a name the file system cannot hold
                 pass
             else:
-                raw = f"{panel.record.sha256}:{stat.st_size}:{stat.st_mtime_ns}:{HTML_THUMB_W}"
-                key = hashlib.sha256(raw.encode()).hexdigest()[:40]
+                if stat.S_ISREG(info.st_mode):
+                    raw = f"{panel.record.sha256}:{info.st_size}:{info.st_mtime_ns}:{HTML_THUMB_W}"
+                    key = hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest()[:40]
         self._keys[panel.shot_id] = key
         return key
 

@@ -17,6 +17,22 @@ page carries a Content-Security-Policy that allows nothing but inline styles and
 images: a browser opening it loads nothing else, and runs no script; the links to the
 full-size images are plain navigations.
 
+What the board writes and deletes (a project is received from others, so it proves both):
+
+- it writes only into the project: ``storyboard/`` (and the thumbnail cache under
+  ``.storycore/cache``) must be real folders inside it, or reached through links that stay
+  inside it; a link that leads out is refused with
+  :class:`~storycore.errors.OutsideProjectError` (exit 3) naming the link, before anything is
+  written. Each file is written atomically beside its target (a link at the target itself is
+  replaced, never written through); a cache file that is a link is never opened.
+- it deletes only the pages it wrote and can prove it wrote: each refresh records the pages it
+  wrote, name and sha256, in ``storyboard/.storycore-pages.json``; a page of an earlier refresh
+  that the board no longer needs (the board got shorter) is removed only when it is listed
+  there, is named like a page (``board-N.jpg``), is a plain file (not a link), and still holds
+  exactly the bytes recorded. Everything else in ``storyboard/`` is the user's and stays:
+  ``board_sketch.png``, ``board-final.jpg``, a page the user replaced with their own picture,
+  the PNG sheets of versions older than the record.
+
 Boards of any size cost the same memory: thumbnails and render details are made once per image
 content and cached in ``.storycore/cache/thumbs.sqlite`` (which ``storycore assets clean`` may
 delete), panels are drawn and written one at a time, and a board of more than
@@ -35,6 +51,7 @@ import errno
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from storycore._board_html import html_chunks
+from storycore._board_pages import PAGES_RECORD, drawn_key, forget_stale_pages, plain_file_sha256
 from storycore._board_sheet import (
     CAPTION_H,
     GAP,
@@ -54,12 +72,12 @@ from storycore._board_sheet import (
     draw_sheet,
     sheet_jpeg,
 )
-from storycore._fsutil import atomic_write_bytes, atomic_writer
+from storycore._fsutil import atomic_write_bytes, atomic_writer, mkdirs_inside
 from storycore._render_details import Planned, RenderDetails, changes, planned
 from storycore._thumbcache import HTML_THUMB_W, ThumbCache, Thumbnails, jpeg_bytes
-from storycore.assets import record_path_ok
+from storycore.assets import read_record, record_path_ok
 from storycore.errors import ProjectError
-from storycore.manifest import MANIFEST_KEY, AssetRecord, resolve_asset
+from storycore.manifest import GENERATED_DIR, MANIFEST_KEY, AssetRecord, resolve_asset
 
 if TYPE_CHECKING:
     from storycore.project import Project
@@ -71,6 +89,7 @@ __all__ = [
     "HEADER_H",
     "HTML_THUMB_W",
     "MAX_COLUMNS",
+    "PAGES_RECORD",
     "SHEET_PAGE",
     "THUMB_W",
     "BoardFiles",
@@ -168,12 +187,28 @@ def _manifest_entries(project: Project) -> dict[str, dict[str, Any]]:
     }
 
 
+def _image_path(project: Project, record: AssetRecord) -> Path | None:
+    """The record's file when its path stays in the generated-images folder and its real path
+    (links followed) stays in the project, or in that folder's real place (it may live on
+    another disk): the page never embeds an image from elsewhere on the disk."""
+    if not record_path_ok(record.path):
+        return None
+    path = resolve_asset(project, record)
+    real = os.path.realpath(path)
+    for base in (project.root, project.root / GENERATED_DIR):
+        real_base = os.path.realpath(base)
+        if real.startswith(real_base.rstrip(os.sep) + os.sep):
+            return path
+    return None
+
+
 def board_panels(project: Project) -> list[BoardPanel]:
     """Every shot of the storyboard with its active render (if any), in storyboard order.
 
     Read from the storyboard's JSON (validated when the project was loaded), not from the
     shot models, which a long render lets go of to keep its memory flat. A manifest entry that
-    cannot be read as a record (edited by hand) shows as not rendered.
+    cannot be read as a record (edited by hand, a field of the wrong type: see
+    :func:`~storycore.assets._records.read_record`) shows as not rendered.
     """
     out: list[BoardPanel] = []
     entries = _manifest_entries(project)
@@ -188,11 +223,8 @@ def board_panels(project: Project) -> list[BoardPanel]:
         index_entry = shots_index.get(shot_id)
         active = index_entry.get("active_asset") if isinstance(index_entry, dict) else None
         entry = entries.get(str(active)) if active else None
-        record = None
-        if entry is not None:
-            with contextlib.suppress(TypeError, ValueError):
-                record = AssetRecord.from_dict(entry)
-        image = resolve_asset(project, record) if record and record_path_ok(record.path) else None
+        record = read_record(entry)[0] if entry is not None else None
+        image = _image_path(project, record) if record is not None else None
         out.append(
             BoardPanel(
                 shot_id=shot_id,
@@ -211,8 +243,9 @@ def board_panels(project: Project) -> list[BoardPanel]:
 
 
 def thumb_cache(root: Path) -> ThumbCache:
-    """The project's thumbnail cache (close it when done)."""
-    return ThumbCache(root / THUMB_CACHE)
+    """The project's thumbnail cache (close it when done); it never opens a file through a
+    link that leaves ``root``, nor a cache file that is itself a link."""
+    return ThumbCache(root / THUMB_CACHE, inside=root)
 
 
 def cache_thumbnail(
@@ -326,29 +359,24 @@ def _page_key(thumbs: Thumbnails, panels: list[BoardPanel], title: str, aspect: 
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def _drawn_key(path: Path) -> str | None:
-    """The page key a sheet page was drawn for (kept in its JPEG comment), or None."""
-    try:
-        with Image.open(path) as opened:
-            comment = opened.info.get("comment")
-    except (OSError, ValueError):
-        return None
-    return comment.decode("ascii", "replace") if isinstance(comment, bytes) else None
-
-
 def write_board(project: Project) -> BoardFiles:
     """Write ``storyboard/board.jpg`` (plus ``board-N.jpg`` for long boards) and
     ``storyboard/board.html`` for ``project``, atomically, one panel at a time.
 
     A page whose panels, titles and images are unchanged since it was drawn is kept as it is,
     so refreshing a 2000-panel board after re-rendering one panel redraws one page. Raises
-    :class:`ProjectError` (naming the path and what to do) when the files cannot be written.
+    :class:`ProjectError` (naming the path and what to do) when the files cannot be written,
+    :class:`~storycore.errors.OutsideProjectError` (a ProjectError) naming the link when the
+    board folder or the thumbnail cache is reached through a link that leaves the project.
     """
+    folder = project.root / BOARD_DIR
     try:
+        mkdirs_inside(project.root, folder, what="storyboard folder")
         with thumb_cache(project.root) as cache:
+            cache.check()
             return _write_board(project, Thumbnails(cache))
     except OSError as exc:
-        raise _unwritable(project.root / BOARD_DIR, exc) from None
+        raise _unwritable(folder, exc) from None
 
 
 def _unwritable(folder: Path, exc: OSError) -> ProjectError:
@@ -385,27 +413,31 @@ def _write_board(project: Project, thumbs: Thumbnails) -> BoardFiles:
     title = _project_title(project)
     folder = project.root / BOARD_DIR
     pages: list[Path] = []
+    written: dict[str, str] = {}  # page name -> sha256 of what is on disk now
     canvas: Image.Image | None = None
     for number, start in enumerate(range(0, max(1, len(panels)), SHEET_PAGE), start=1):
         chunk = panels[start : start + SHEET_PAGE]
         path = folder / ("board.jpg" if number == 1 else f"board-{number}.jpg")
         page_title = title if number == 1 else f"{title} ({number})"
         key = _page_key(thumbs, chunk, page_title, aspect)
-        if _drawn_key(path) != key:
+        if drawn_key(path) != key:
             if canvas is not None and canvas.size != board_geometry(len(chunk), aspect).size:
                 canvas = None  # free the old canvas before the (last, shorter) page's is made
             canvas = draw_sheet(chunk, page_title, aspect, None, thumbs, canvas)
-            atomic_write_bytes(path, sheet_jpeg(canvas, key))
+            data = sheet_jpeg(canvas, key)
+            atomic_write_bytes(path, data, inside=project.root)
+            written[path.name] = hashlib.sha256(data).hexdigest()
         else:  # the page is current; its thumbnails still count for the "missing" total
             for panel in chunk:
                 if panel.record is not None:
                     thumbs.jpeg(panel)
+            digest = plain_file_sha256(path)
+            if digest is not None:
+                written[path.name] = digest
         pages.append(path)
-    for stale in [*folder.glob("board-*.jpg"), *folder.glob("board*.png")]:
-        if stale not in pages:  # pages past the end, and PNG sheets of older versions
-            stale.unlink(missing_ok=True)
+    forget_stale_pages(project.root, folder, {p.name for p in pages}, written)
     html_path = folder / "board.html"
-    with atomic_writer(html_path) as handle:
+    with atomic_writer(html_path, inside=project.root) as handle:
         anchors = project.coherence_anchors
         for chunk_text in html_chunks(
             panels,
@@ -415,7 +447,7 @@ def _write_board(project: Project, thumbs: Thumbnails) -> BoardFiles:
             lambda panel: panel_facts(panel, thumbs, anchors),
             written_at=datetime.now().astimezone(),
         ):
-            handle.write(chunk_text.encode("utf-8"))
+            handle.write(chunk_text.encode("utf-8", "replace"))
     missing = sum(1 for p in panels if p.record is not None and p.shot_id in thumbs.missing)
     return BoardFiles(
         sheet=pages[0],

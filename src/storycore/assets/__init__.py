@@ -3,6 +3,7 @@
 The layout of rendered images is the one :mod:`storycore.manifest` documents. Public surface:
 
 - :func:`list_assets`, :func:`asset_stats`, :func:`verify_assets` read the project;
+  :func:`read_record` reads one manifest item as received (odd types tolerated or named);
 - :func:`clean_assets` applies a :class:`RetentionPolicy` (manifest written before any delete);
 - :func:`clean_server` removes what StoryCore caused in a local ComfyUI's ``output/`` and
   ``input/`` folders, and lists what was left on servers it cannot clean.
@@ -39,6 +40,7 @@ from storycore.assets._inventory import (
     verify_assets,
 )
 from storycore.assets._policy import RetentionPolicy, build_policy, load_retention_policy
+from storycore.assets._records import read_record
 from storycore.assets._server import (
     NO_DELETE_API,
     RemoteLeftovers,
@@ -81,6 +83,7 @@ __all__ = [
     "load_retention_policy",
     "plan_clean",
     "plural",
+    "read_record",
     "record_path_ok",
     "same_server",
     "select_records",
