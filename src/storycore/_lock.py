@@ -2,6 +2,11 @@
 
 The OS releases the lock when the holder dies (even with ``kill -9``), so a crash never leaves a
 project locked. The file holds the holder's pid and start time, for the error message.
+
+The lock is the first thing a command writes into a project, so it is also the first guard: a
+``.storycore`` that is a link leaving the project, or a lock file that is a link, a hard link or
+not a plain file, is refused (:func:`storycore._statefiles.open_state_file`) before the file is
+truncated; such a lock would otherwise truncate the file it leads to.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from storycore._statefiles import STATE_DIR, open_state_file
 from storycore.errors import ProjectError
 
 __all__ = ["ProjectLock"]
@@ -23,13 +29,13 @@ class ProjectLock:
     """``with ProjectLock(root, "generate-images"):`` raises ProjectError if another holds it."""
 
     def __init__(self, root: Path, purpose: str) -> None:
-        self.path = root / ".storycore" / "lock"
+        self.root = root
+        self.path = root / STATE_DIR / "lock"
         self.purpose = purpose
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_state_file(self.root, self.path, os.O_RDWR | os.O_CREAT, what="lock")
         if not _try_lock(fd):
             holder = _read_holder(fd)
             os.close(fd)

@@ -14,6 +14,13 @@ every prompt that might exist on a server:
 A prompt with ``submit`` and no ``done`` / ``failed`` / ``lost`` / ``cancelled`` is *open*: the
 engine reconciles it through ``/history`` and ``/queue`` before submitting anything new. A torn
 last line (a crash mid-write) is ignored.
+
+The journal is opened only as a plain file of the project with one name
+(:func:`storycore._statefiles.open_state_file`): a journal that is a link (to ``~/.bashrc``, whose
+next login would run the appended text), a hard link or a named pipe is refused with a
+:class:`~storycore.errors.ProjectError` naming it. It is read line by line, a line of more than
+:data:`~storycore._statefiles.MAX_LINE` bytes skipped, so a planted file of gigabytes costs time,
+not memory.
 """
 
 from __future__ import annotations
@@ -28,9 +35,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from storycore._statefiles import STATE_DIR, open_state_file, read_state_lines
+
 __all__ = ["JOURNAL_PATH", "Journal", "OpenPrompt"]
 
-JOURNAL_PATH = Path(".storycore") / "journal.jsonl"
+JOURNAL_PATH = STATE_DIR / "journal.jsonl"
 _CLOSING = {"done", "failed", "lost", "cancelled"}
 
 
@@ -50,13 +59,14 @@ class Journal:
     any thread. The file stays open between appends; :meth:`close` when done."""
 
     def __init__(self, project_root: Path) -> None:
+        self.root = project_root
         self.path = project_root / JOURNAL_PATH
         self._lock = threading.Lock()
         self._handle: BinaryIO | None = None
 
     def _open(self) -> BinaryIO:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+b")
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+        handle = os.fdopen(open_state_file(self.root, self.path, flags, what="journal"), "a+b")
         # A write cut short (disk full, crash) leaves a torn last line: start a new one so the
         # next event is not glued onto it.
         end = handle.seek(0, os.SEEK_END)
@@ -99,14 +109,10 @@ class Journal:
 
     def events(self) -> Iterator[dict[str, Any]]:
         """Every complete event, oldest first; a torn or garbled line is skipped."""
-        try:
-            text = self.path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return
-        for line in text.splitlines():
+        for raw in read_state_lines(self.root, self.path, what="journal"):
             try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
+                item = json.loads(raw.decode("utf-8", errors="replace"))
+            except (json.JSONDecodeError, RecursionError):
                 continue
             if isinstance(item, dict) and isinstance(item.get("event"), str):
                 yield item
