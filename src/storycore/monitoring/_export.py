@@ -80,13 +80,19 @@ def render_prometheus(monitor: PerformanceMonitor) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_prometheus(monitor: PerformanceMonitor, path: Path) -> None:
-    """Write :func:`render_prometheus` to ``path`` atomically (node_exporter textfile style)."""
-    atomic_write_text(path, render_prometheus(monitor))
+def write_prometheus(
+    monitor: PerformanceMonitor, path: Path, *, inside: Path | None = None
+) -> None:
+    """Write :func:`render_prometheus` to ``path`` atomically (node_exporter textfile style);
+    ``inside`` (the project) refuses a folder reached through a link that leaves it."""
+    atomic_write_text(path, render_prometheus(monitor), inside=inside)
 
 
-def write_csv(monitor: PerformanceMonitor, folder: Path) -> tuple[Path, Path]:
-    """``timings.csv`` and ``resources.csv`` in ``folder``, written atomically."""
+def write_csv(
+    monitor: PerformanceMonitor, folder: Path, *, inside: Path | None = None
+) -> tuple[Path, Path]:
+    """``timings.csv`` and ``resources.csv`` in ``folder``, written atomically (``inside`` as
+    for :func:`write_prometheus`)."""
     timings = io.StringIO()
     writer = csv.writer(timings, lineterminator="\n")
     writer.writerow(["run_id", "t", "op", "panel", "seconds", "ok"])
@@ -126,8 +132,8 @@ def write_csv(monitor: PerformanceMonitor, folder: Path) -> tuple[Path, Path]:
                 ]
             )
     timings_path, resources_path = folder / "timings.csv", folder / "resources.csv"
-    atomic_write_text(timings_path, timings.getvalue())
-    atomic_write_text(resources_path, resources.getvalue())
+    atomic_write_text(timings_path, timings.getvalue(), inside=inside)
+    atomic_write_text(resources_path, resources.getvalue(), inside=inside)
     return timings_path, resources_path
 
 

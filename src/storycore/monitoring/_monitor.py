@@ -2,7 +2,9 @@
 resource samples, with alerts when thresholds are crossed, written as JSON lines per run.
 
 Recording is in memory and cheap; :meth:`PerformanceMonitor.aflush` appends the new records to
-``metrics_dir/run-<id>.jsonl`` from a worker thread (the sampler does it every interval).
+``metrics_dir/run-<id>.jsonl`` from a worker thread (the sampler does it every interval). The
+file is opened only as a plain file, never through a link, in a folder that stays inside
+``inside`` (the project; :func:`storycore._statefiles.open_state_file`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from storycore._statefiles import open_state_file
 from storycore.monitoring._alerts import Alert, AlertLevel, Thresholds, evaluate
 from storycore.monitoring._resources import ResourceSample
 from storycore.monitoring._timeline import PHASES, PromptTimeline
@@ -91,10 +94,13 @@ class PerformanceMonitor:
         run_id: str | None = None,
         keep_samples: int = 720,
         keep_timings: int = 50_000,
+        inside: Path | None = None,
     ) -> None:
         self.thresholds = thresholds or Thresholds()
         self.run_id = run_id or new_run_id()
         self.path = metrics_dir / f"run-{self.run_id}.jsonl" if metrics_dir is not None else None
+        #: the folder the metrics must stay in: the project (``inside``), else ``metrics_dir``
+        self.root = inside if inside is not None else metrics_dir
         self.timings: deque[Timing] = deque(maxlen=keep_timings)
         self.samples: deque[ResourceSample] = deque(maxlen=keep_samples)
         self.alerts: deque[Alert] = deque(maxlen=5000)
@@ -245,8 +251,9 @@ class PerformanceMonitor:
         if not pending:
             return
         data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in pending).encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        assert self.root is not None
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        fd = open_state_file(self.root, self.path, flags, what="metrics file")
         try:
             os.write(fd, data)
         finally:

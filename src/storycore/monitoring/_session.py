@@ -2,7 +2,8 @@
 
 Starts the resource sampler and, when a port is given, the ``/metrics`` endpoint; on exit stops
 both, marks the run finished (or failed) and writes ``storycore.prom``, ``timings.csv`` and
-``resources.csv`` beside the run's JSON lines.
+``resources.csv`` beside the run's JSON lines, all inside the project (a metrics folder that is
+a link leaving it is refused).
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ class MonitoringSession:
         gpu_mode: str = "auto",
         run_id: str | None = None,
     ) -> None:
+        self.project_dir = project_dir
         self.metrics_dir = metrics_dir_for(project_dir)
         self.enabled = enabled
         self.monitor = PerformanceMonitor(
             thresholds=thresholds,
             metrics_dir=self.metrics_dir if enabled else None,
             run_id=run_id,
+            inside=project_dir,
         )
         self.sampler = (
             ResourceSampler(
@@ -113,5 +116,6 @@ class MonitoringSession:
         await asyncio.to_thread(self._export)
 
     def _export(self) -> None:
-        write_prometheus(self.monitor, self.metrics_dir / PROMETHEUS_FILE)
-        write_csv(self.monitor, self.metrics_dir / f"csv-{self.monitor.run_id}")
+        root = self.project_dir
+        write_prometheus(self.monitor, self.metrics_dir / PROMETHEUS_FILE, inside=root)
+        write_csv(self.monitor, self.metrics_dir / f"csv-{self.monitor.run_id}", inside=root)

@@ -1,6 +1,8 @@
 """``storycore metrics``: summarise the last runs from their JSON-lines files.
 
 Pure reading: damaged lines are skipped, a run still being written is read as far as it goes.
+Files are read line by line (an overlong line skipped), and only plain files reached without a
+link at their end: a planted named pipe or a file of gigabytes costs neither a hang nor memory.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storycore._statefiles import STATE_DIR, iter_lines, open_plain_for_reading
 from storycore.monitoring._timeline import PHASES
 
 __all__ = ["METRICS_DIR", "RunSummary", "RunsSummary", "metrics_dir_for", "summarise_runs"]
 
-METRICS_DIR = Path(".storycore") / "metrics"
+METRICS_DIR = STATE_DIR / "metrics"
 
 
 def metrics_dir_for(project_dir: Path) -> Path:
@@ -71,17 +74,17 @@ class RunsSummary:
 
 
 def _records(path: Path) -> Iterable[dict[str, Any]]:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
+    handle = open_plain_for_reading(path)
+    if handle is None:
         return
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            yield record
+    with handle:
+        for line in iter_lines(handle):
+            try:
+                record = json.loads(line.decode("utf-8", errors="replace"))
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(record, dict):
+                yield record
 
 
 def _summarise(path: Path, slowest: int) -> RunSummary:
@@ -144,13 +147,16 @@ def _summarise(path: Path, slowest: int) -> RunSummary:
     )
 
 
+def _age(path: Path) -> tuple[float, str]:
+    try:
+        return path.lstat().st_mtime, path.name
+    except OSError:  # gone meanwhile
+        return 0.0, path.name
+
+
 def summarise_runs(metrics_dir: Path, *, last: int = 5, slowest: int = 5) -> RunsSummary:
     """The ``last`` runs in ``metrics_dir`` (newest first). Blocking file reads."""
-    files = sorted(
-        metrics_dir.glob("run-*.jsonl"),
-        key=lambda p: (p.stat().st_mtime, p.name),
-        reverse=True,
-    )
+    files = sorted(metrics_dir.glob("run-*.jsonl"), key=_age, reverse=True)
     summary = RunsSummary(metrics_dir=metrics_dir)
     summary.runs = [_summarise(path, slowest) for path in files[:last]]
     return summary
