@@ -113,15 +113,51 @@ class RenderDetails:
 
     @classmethod
     def from_json(cls, text: str) -> RenderDetails | None:
-        """The details :meth:`to_json` wrote (None for another format or damaged text)."""
+        """The details :meth:`to_json` wrote; None for another format, damaged text or any
+        value of the wrong type (the cache travels with a project: it is read as hostile)."""
         try:
             version, data = json.loads(text)
-            if version != DETAILS_FORMAT or not isinstance(data, dict):
-                return None
-            data["models"] = tuple(ModelUse(*m) for m in data.get("models", []))
-            return cls(**data)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             return None
+        if version != DETAILS_FORMAT or not isinstance(data, dict) or set(data) - _FIELDS:
+            return None
+        models = data.get("models", [])
+        if not isinstance(models, list) or not all(
+            isinstance(m, list) and len(m) == 3 and all(isinstance(p, str) for p in m)
+            for m in models
+        ):
+            return None
+        for name, kinds in _FIELD_TYPES.items():
+            value = data.get(name)
+            if value is not None and (isinstance(value, bool) != (bool in kinds)):
+                return None
+            if value is not None and not isinstance(value, kinds):
+                return None
+        data["models"] = tuple(ModelUse(*m) for m in models)
+        for name in ("cfg", "denoise"):
+            if data.get(name) is not None:
+                data[name] = float(data[name])
+        try:
+            return cls(**data)
+        except TypeError:
+            return None
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "positive": (str,),
+    "negative": (str,),
+    "steps": (int,),
+    "cfg": (int, float),
+    "sampler": (str,),
+    "scheduler": (str,),
+    "denoise": (int, float),
+    "seed": (int,),
+    "width": (int,),
+    "height": (int,),
+    "samplers": (int,),
+    "workflow": (bool,),
+}
+_FIELDS = frozenset({*_FIELD_TYPES, "models"})
 
 
 # ---------------------------------------------------------------- reading the PNG's text chunks

@@ -142,7 +142,7 @@ def test_counts_are_in_words(tmp_path: Path) -> None:
     assert verified.stdout.splitlines()[0] == "1 of 1 recorded render is intact"
     with (project.root / "storycore.toml").open("a") as handle:
         handle.write("\n[assets]\nkeep_newest = 1\n")
-    part = project.root / "assets/images/generated/shot_01/.shot_01_v1_r002.png.ab.part"
+    part = project.root / "assets/images/generated/shot_01/.shot_01_v1_r002.png.ab12cd34.part"
     part.write_bytes(b"p")
     os.utime(part, (1.0, 1.0))
     done = run("assets", "clean", "--project", root)

@@ -158,13 +158,17 @@ def test_temporary_files_by_age_and_total_size(tmp_path: Path) -> None:
     for name, age in ages.items():
         (cache / name).write_bytes(b"z" * 1024 * 1024)
         os.utime(cache / name, (now - age,) * 2)
-    stale_part = project.root / GEN / "shot_01/.x.png.1.part"
+    stale_part = project.root / GEN / "shot_01/.x.png.1a2b3c4d.part"
     stale_part.write_bytes(b"q")
     os.utime(stale_part, (now - 48 * 3600,) * 2)
     policy = RetentionPolicy(temp_max_age_hours=24, temp_max_total_mb=2)
     report = clean_assets(project, policy, now=now)
     removed = sorted((Path(r.path).name, r.kind) for r in report.removed)
-    assert removed == [(".x.png.1.part", "temporary"), ("a.bin", "cache"), ("b.bin", "cache")]
+    assert removed == [
+        (".x.png.1a2b3c4d.part", "temporary"),
+        ("a.bin", "cache"),
+        ("b.bin", "cache"),
+    ]
     assert sorted(p.name for p in cache.iterdir()) == ["c.bin", "new.bin"]
     assert _ids(project.root) == ["shot_01-v1-r001"]
 

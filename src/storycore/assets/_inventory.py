@@ -1,8 +1,21 @@
 """What is stored in a project: every recorded render, temporary files, caches, unknown files.
 
-Temporary files are partial downloads (``*.part``) and interrupted atomic writes; the cache is
+Temporary files are the ones StoryCore makes and can prove it made, by name and place: a
+partial download ``.<name>.<marker>.part`` (``comfyui/_download.py``) and an interrupted
+atomic write ``.<name>.<marker>.tmp`` (``_fsutil``), where the marker is exactly eight
+lower-case hex digits, and ``<name>`` is a file StoryCore writes in that place:
+
+- in the generated-images folder: a render or its sidecar (``<shot>_v<N>_r<NNN>.png|json``) for
+  a ``.tmp``, any name for a ``.part`` (a download keeps the server's file name);
+- under ``.storycore/`` (StoryCore's own state folder): any name;
+- at the project's top: ``project.json``, ``storyboard.json``, ``storycore.toml``;
+- in ``storyboard/``: the board's pages, ``board.html`` and its pages record.
+
+Anything else is the user's and is never listed or removed: ``assets/notes.part``,
+``assets/images/.draft.tmp``, ``.layout.psd.1a2b3c4d.tmp``, a link. The cache is
 ``.storycore/cache`` (the storyboard's thumbnail database and its SQLite companions), which may
-be deleted at any time. ``storycore assets clean`` removes both once they are old enough.
+be deleted at any time. ``storycore assets clean`` removes both once they are old enough (the
+retention policy's ``temp_max_age_hours`` and ``temp_max_total_mb``).
 
 The layout is the one :mod:`storycore.manifest` documents. Everything here reads the file system
 and the loaded project; nothing writes.
@@ -10,6 +23,7 @@ and the loaded project; nothing writes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator
@@ -18,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
 from storycore._fsutil import file_sha256, is_safe_relative
+from storycore.assets._records import read_record
 from storycore.manifest import GENERATED_DIR, MANIFEST_KEY, AssetRecord
 
 if TYPE_CHECKING:
@@ -25,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CACHE_DIR",
+    "MAYBE_RECORDED",
     "AssetEntry",
     "AssetStats",
     "KindTotals",
@@ -40,6 +56,7 @@ __all__ = [
     "manifest_entries",
     "record_path_ok",
     "temporary_files",
+    "temporary_reason",
     "unknown_files",
     "verify_assets",
 ]
@@ -47,8 +64,14 @@ __all__ = [
 AssetKind = Literal["final", "placeholder"]
 CACHE_DIR = PurePosixPath(".storycore/cache")
 _RENDER_NAME = re.compile(r"^(?P<shot>.+)_v\d+_r\d+\.(png|json)$")
-_ATOMIC_TMP = re.compile(r"^\..+\.tmp$")
-_TEMP_ROOTS = ("assets", ".storycore")
+# ``.<target>.<8 lower-case hex>.tmp|part``: _fsutil._create_temp (secrets.token_hex(4)) and
+# comfyui/_download.py (uuid4().hex[:8]) name their temporary files so
+_OUR_TEMP = re.compile(r"^\.(?P<target>.+)\.[0-9a-f]{8}\.(?P<kind>tmp|part)$")
+_TOP_FILES = frozenset({"project.json", "storyboard.json", "storycore.toml"})
+_BOARD_FILE = re.compile(r"^(board(-[1-9][0-9]{0,5})?\.jpg|board\.html|\.storycore-pages\.json)$")
+_STATE_DIR = ".storycore"
+MAYBE_RECORDED = "render file of a shot with an unreadable manifest record"
+_BOARD_DIR = "storyboard"
 
 
 @dataclass(frozen=True)
@@ -153,20 +176,17 @@ class VerifyReport:
 
 
 def manifest_entries(project: Project) -> list[ManifestEntry]:
-    """Every item of the manifest list, malformed ones included (with ``problem`` set)."""
+    """Every item of the manifest list, malformed ones included (with ``problem`` set); items
+    are read by :func:`~storycore.assets._records.read_record` (odd types tolerated or named)."""
     manifest = project.data.get("asset_manifest")
     raw = manifest.get(MANIFEST_KEY, []) if isinstance(manifest, dict) else []
     if not isinstance(raw, list):
         return []
     out: list[ManifestEntry] = []
     for index, item in enumerate(raw):
-        if not isinstance(item, dict):
-            out.append(ManifestEntry(index, item, None, "is not a JSON object"))
-            continue
-        try:
-            record = AssetRecord.from_dict(item)
-        except (TypeError, ValueError) as exc:
-            out.append(ManifestEntry(index, item, None, f"is not a valid record ({exc})"))
+        record, problem = read_record(item)
+        if record is None:
+            out.append(ManifestEntry(index, item, None, problem or "is not a valid record"))
             continue
         if not record_path_ok(record.path):
             out.append(
@@ -260,22 +280,46 @@ def _stored(project: Project, path: Path, reason: str) -> StoredFile | None:
     return StoredFile(path=rel, size=info.st_size, mtime=info.st_mtime, reason=reason)
 
 
-def _temp_reason(project: Project, path: Path) -> str | None:
-    rel = PurePosixPath(path.relative_to(project.root).as_posix())
-    if rel.parts[: len(CACHE_DIR.parts)] == CACHE_DIR.parts:
+def temporary_reason(rel: PurePosixPath) -> str | None:
+    """Pure: why the project file at ``rel`` is StoryCore's own temporary file (``partial
+    download``, ``interrupted write``) or cache (``cache``); None when it is not provably ours
+    (see the module's docstring)."""
+    parts = rel.parts
+    if parts[: len(CACHE_DIR.parts)] == CACHE_DIR.parts and len(parts) > len(CACHE_DIR.parts):
         return "cache"
-    if path.name.endswith(".part"):
-        return "partial download"
-    if _ATOMIC_TMP.match(path.name):
-        return "interrupted write"
-    return None
+    match = _OUR_TEMP.match(rel.name)
+    if match is None:
+        return None
+    target, kind = match.group("target"), match.group("kind")
+    folder = parts[:-1]
+    if folder[: len(GENERATED_DIR.parts)] == GENERATED_DIR.parts:
+        ours = kind == "part" or _RENDER_NAME.match(target) is not None
+    elif folder[:1] == (_STATE_DIR,):
+        ours = True
+    elif folder == ():
+        ours = kind == "tmp" and target in _TOP_FILES
+    elif folder == (_BOARD_DIR,):
+        ours = kind == "tmp" and _BOARD_FILE.match(target) is not None
+    else:
+        ours = False
+    if not ours:
+        return None
+    return "partial download" if kind == "part" else "interrupted write"
+
+
+def _temp_reason(project: Project, path: Path) -> str | None:
+    return temporary_reason(PurePosixPath(path.relative_to(project.root).as_posix()))
 
 
 def _temporary_and_cache(project: Project) -> list[StoredFile]:
     out: list[StoredFile] = []
     seen: set[Path] = set()
-    candidates = [project.root / name for name in _TEMP_ROOTS]
+    candidates = [
+        project.root / name for name in (*GENERATED_DIR.parts[:1], _STATE_DIR, _BOARD_DIR)
+    ]
     for root in candidates:
+        if root.is_symlink():
+            continue  # a linked assets/, .storycore/ or storyboard/ is not searched
         for path in _walk_files(root):
             reason = _temp_reason(project, path)
             if reason and path not in seen:
@@ -284,7 +328,7 @@ def _temporary_and_cache(project: Project) -> list[StoredFile]:
                 if stored:
                     out.append(stored)
     for path in project.root.iterdir():  # interrupted writes of project.json itself
-        if path.is_file() and not path.is_symlink() and _ATOMIC_TMP.match(path.name):
+        if path.is_file() and not path.is_symlink() and _temp_reason(project, path):
             stored = _stored(project, path, "interrupted write")
             if stored:
                 out.append(stored)
@@ -306,13 +350,30 @@ def unknown_files(project: Project) -> list[StoredFile]:
 
     ``reason`` is ``orphan render`` for files named like our renders (left by an interrupted
     clean or a crash between writing a file and recording it), ``unknown`` otherwise. Temporary
-    files are not listed here.
+    files are not listed here. A manifest item that cannot be read as a record still protects
+    what it names: its ``path`` (when that is text) is known, and when it names no path, the
+    render files of its shot (or of every shot, when it names none) are listed as
+    :data:`MAYBE_RECORDED`, which ``assets clean`` never removes.
     """
     known: set[str] = set()
+    doubtful: set[str] | None = set()  # shots an unreadable record may belong to; None: any
     for entry in manifest_entries(project):
         if entry.record is not None:
             known.add(entry.record.path)
             known.add(entry.record.sidecar_path)
+            continue
+        raw = entry.raw if isinstance(entry.raw, dict) else None
+        if raw is None:
+            continue  # a number or a string in the list names no file
+        named = raw.get("path")
+        if isinstance(named, str) and named:
+            known.add(named)
+            with contextlib.suppress(ValueError):
+                known.add(str(PurePosixPath(named).with_suffix(".json")))
+        elif isinstance(raw.get("shot_id"), str) and doubtful is not None:
+            doubtful.add(raw["shot_id"])
+        else:
+            doubtful = None
     out: list[StoredFile] = []
     for path in _walk_files(project.root / GENERATED_DIR):
         rel = path.relative_to(project.root).as_posix()
@@ -320,7 +381,10 @@ def unknown_files(project: Project) -> list[StoredFile]:
             continue
         match = _RENDER_NAME.match(path.name)
         ours = match is not None and match.group("shot") == path.parent.name
-        stored = _stored(project, path, "orphan render" if ours else "unknown")
+        reason = "orphan render" if ours else "unknown"
+        if ours and (doubtful is None or path.parent.name in doubtful):
+            reason = MAYBE_RECORDED
+        stored = _stored(project, path, reason)
         if stored:
             out.append(stored)
     return sorted(out, key=lambda f: f.path)

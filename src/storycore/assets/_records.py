@@ -10,6 +10,7 @@ whatever that reader let through:
   ``version``, ``render``) of the wrong type, or holding a lone surrogate (which no file name,
   terminal or page can hold), makes the item a problem: ``assets verify`` reports it,
   ``assets clean`` keeps it and its files, the board shows the panel as not rendered;
+- numbers written as text (``"12"``, ``12.0``, ``"3.5"`` seconds) are read as numbers;
 - a descriptive field of the wrong type reads as absent (``size``/``width``/``height`` as 0),
   and a lone surrogate in descriptive text is shown as U+FFFD;
 - ``approved`` that is not ``true``/``false`` counts as approved: a clean keeps the render.
@@ -45,8 +46,18 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _is_whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _whole(value: Any) -> int | None:
+    """A whole number (``12``, ``12.0``, ``"12"``: whichever reader let it through), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, str) and len(value) <= 30 and value.strip().isascii():
+        digits = value.strip()
+        return int(digits) if digits.isdigit() else None
+    return None
 
 
 def _shown(value: Any) -> str | None:
@@ -54,6 +65,11 @@ def _shown(value: Any) -> str | None:
 
 
 def _seconds(value: Any) -> float | None:
+    if isinstance(value, str) and len(value) <= 40:
+        try:
+            value = float(value)
+        except ValueError:
+            return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) else None
@@ -80,15 +96,17 @@ def read_record(item: Any) -> tuple[AssetRecord | None, str | None]:
             return None, f"'{name}' holds a character that is not valid Unicode (a lone surrogate)"
     for name in _IDENTITY_WHOLE:
         value = getattr(record, name)
-        if not _is_whole(value) or value < 0:
+        number = _whole(value)
+        if number is None or number < 0:
             return None, f"'{name}' is {_kind(value)}, not a whole number"
+        setattr(record, name, number)
     for name in _SIZES:
-        value = getattr(record, name)
-        setattr(record, name, value if _is_whole(value) and value >= 0 else 0)
+        number = _whole(getattr(record, name))
+        setattr(record, name, number if number is not None and number >= 0 else 0)
     for name in _OPTIONAL_TEXT:
         setattr(record, name, _shown(getattr(record, name)))
     record.created_at = _shown(record.created_at) or ""
-    record.seed = record.seed if _is_whole(record.seed) else None
+    record.seed = _whole(record.seed)
     record.placeholder = record.placeholder is True
     raw_approved = item.get("approved")
     odd = raw_approved is not None and not isinstance(raw_approved, bool)
