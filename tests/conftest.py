@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,12 @@ def _isolated_home(
         if name.startswith("STORYCORE_"):
             monkeypatch.delenv(name, raising=False)
     return home
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """Credentials one test gave a server address are not redacted in the next test's texts."""
+    from storycore._redact import forget_all_secrets
+
+    yield
+    forget_all_secrets()

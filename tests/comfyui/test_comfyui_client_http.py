@@ -404,6 +404,23 @@ def _files(root: Path) -> list[str]:
     return sorted(p.name for p in root.rglob("*") if p.is_file())
 
 
+def _png(width: int, height: int, *, noise: bool = False) -> bytes:
+    """A real PNG (downloads are checked as images); with ``noise`` it does not compress."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    pixels = (
+        os.urandom(width * height * 3)
+        if noise
+        else bytes(range(256)) * (width * height * 3 // 256 + 1)
+    )
+    image = Image.frombytes("RGB", (width, height), pixels[: width * height * 3])
+    out = BytesIO()
+    image.save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
 def view_app(files: dict[str, bytes], requests: list[web.Request]) -> web.Application:
     app = web.Application()
 
@@ -426,7 +443,7 @@ def view_app(files: dict[str, bytes], requests: list[web.Request]) -> web.Applic
 
 
 async def test_download_atomic_with_checksum(serve: Serve, tmp_path: Path) -> None:
-    data = b"\x89PNG" + bytes(range(256)) * 50
+    data = _png(64, 48)
     requests: list[web.Request] = []
     url = await serve(view_app({"shot_00001_.png": data}, requests))
     ref = OutputFile(
@@ -455,7 +472,8 @@ async def test_a_large_download_is_hashed_and_written_in_order(
     serve: Serve, tmp_path: Path
 ) -> None:
     """Several MiB: many batches through the hash and write workers, periodic syncs."""
-    data = os.urandom(9 << 20) + b"tail"
+    data = _png(1800, 1800, noise=True)
+    assert len(data) > 9 << 20
     url = await serve(view_app({"big.png": data}, []))
     async with ComfyUIClient(url, FAST) as client:
         got = await client.download({"filename": "big.png"}, tmp_path)

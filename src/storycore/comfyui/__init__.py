@@ -7,6 +7,7 @@ from storycore.comfyui._handle import (
     PromptQueued,
     TrackerEvent,
 )
+from storycore.comfyui._limits import ClientLimits
 from storycore.comfyui._models import (
     DownloadedFile,
     HistoryEntry,
@@ -22,6 +23,7 @@ from storycore.comfyui._models import (
     SubmitResult,
     UploadedImage,
     describe_node_errors,
+    node_sort_key,
     parse_history_entry,
     parse_node_errors,
     parse_queue,
@@ -41,6 +43,7 @@ from storycore.comfyui.tracker import PromptTracker
 
 __all__ = [
     "CancelOutcome",
+    "ClientLimits",
     "ClientState",
     "ClientTimeouts",
     "ComfyUIClient",
@@ -76,6 +79,7 @@ __all__ = [
     "desktop_port_allowed",
     "detect_desktop",
     "find_install",
+    "node_sort_key",
     "options_from_settings",
     "parse_history_entry",
     "parse_node_errors",

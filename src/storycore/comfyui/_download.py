@@ -1,11 +1,22 @@
-"""``/view`` downloads: into a file (safe target path, ``.part`` file, size + sha256, atomic
-rename) or into memory (size-bounded)."""
+"""``/view`` downloads: into a file or into memory, bounded and checked.
+
+Into a file: a safe target path under the destination folder, which must stay inside the
+``inside`` root (the project: no link planted there carries the write out); streamed into a
+``.<name>.<8 hex>.part`` file, hashed (sha256) on the way by worker threads, refused as soon as
+it is larger than the image limit or its header says it has too many pixels; checked as an image
+(Pillow, without decoding the pixels), then renamed into place. Into memory: the same limits
+and checks, the bytes held once. Both within the request deadline, whatever the server trickles.
+A redirect to another origin (hosted servers send ``/view`` to storage) is followed without
+credentials (see :mod:`storycore.comfyui._transport`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
+import io
 import os
 import uuid
 from collections import deque
@@ -14,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from storycore._fsutil import safe_join
+from storycore._fsutil import ensure_inside, open_inside, safe_join
+from storycore.comfyui._images import HeaderCheck, verify_image
 from storycore.comfyui._models import DownloadedFile
 from storycore.comfyui._transport import Transport, translate_errors
 from storycore.errors import AssetError, ChecksumMismatch, ServerResponseError, UnsafePathError
@@ -62,16 +74,18 @@ async def _local(target: Path, func: Callable[..., _T], *args: object) -> _T:
         raise _local_error(target, exc) from None
 
 
-def _open_part(path: Path) -> BinaryIO:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "xb")
+def _open_part(root: Path, path: Path) -> BinaryIO:
+    """A new ``.part`` file, created (never a link followed) in a folder inside ``root``."""
+    fd = open_inside(root, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, what="download")
+    return os.fdopen(fd, "wb")
 
 
-def _finish(handle: BinaryIO, part: Path, target: Path) -> None:
+def _finish(handle: BinaryIO, part: Path, target: Path, root: Path) -> None:
     handle.flush()
     os.fsync(handle.fileno())
     handle.close()
-    os.replace(part, target)
+    ensure_inside(root, target.parent, what="download's folder")
+    os.replace(part, target)  # a link at ``target`` is replaced, never written through
 
 
 def _discard(handle: BinaryIO, part: Path) -> None:
@@ -175,6 +189,16 @@ def _check_status(response: Any, params: Mapping[str, str], where: str) -> None:
         )
 
 
+def _too_big(name: str | None, max_bytes: int, where: str) -> AssetError:
+    return AssetError(
+        f"{name!r} is larger than {max_bytes} bytes ({max_bytes / (1 << 20):g} MiB), more than "
+        "one image may be; it was not kept",
+        where=where,
+        hint="check the graph's output size; raise comfyui.max_image_mb if such images are "
+        "really wanted",
+    )
+
+
 async def download_to(
     transport: Transport,
     params: Mapping[str, str],
@@ -182,79 +206,142 @@ async def download_to(
     *,
     expected_sha256: str | None = None,
     expected_size: int | None = None,
+    inside: Path | None = None,
+    max_bytes: int | None = None,
+    name: str | None = None,
+    verify: bool = True,
 ) -> DownloadedFile:
-    target = safe_target(dest_dir, params.get("subfolder", ""), params.get("filename", ""))
+    """Stream ``/view`` into ``dest_dir/subfolder/filename`` (or ``dest_dir/name``)."""
+    root = inside if inside is not None else dest_dir
+    if name is not None:
+        target = safe_target(dest_dir, "", name)
+    else:
+        target = safe_target(dest_dir, params.get("subfolder", ""), params.get("filename", ""))
+    ensure_inside(root, dest_dir, what="download folder")
+    limit = transport.limits.image if max_bytes is None else max_bytes
     part = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+    filename = params.get("filename")
     where = str(transport.address.http_url("/view"))
+    action = f"downloading {filename!r}"
     size = 0
-    with translate_errors(where, action=f"downloading {params.get('filename')!r}"):
-        async with transport.stream("GET", "/view", params=dict(params)) as response:
-            _check_status(response, params, where)
-            announced = response.content_length
-            content_type = response.headers.get("Content-Type", "")
-            handle = await _local(target, _open_part, part)
-            sink = _Sink(target, handle)
-            try:
-                batch: list[bytes] = []
-                batched = 0
-                async for chunk in response.content.iter_chunked(_CHUNK):
-                    size += len(chunk)
-                    batch.append(chunk)
-                    batched += len(chunk)
-                    if batched >= _PIECE:
+    async with transport.deadline(where, action):
+        with translate_errors(where, action=action, timeouts=transport.timeouts):
+            async with transport.stream("GET", "/view", params=dict(params)) as response:
+                _check_status(response, params, where)
+                announced = response.content_length
+                if announced is not None and announced > limit:
+                    raise _too_big(filename, limit, where)
+                content_type = response.headers.get("Content-Type", "")
+                header = HeaderCheck(
+                    max_pixels=transport.limits.image_pixels, name=str(filename), where=where
+                )
+                handle = await _local(target, _open_part, root, part)
+                sink = _Sink(target, handle)
+                try:
+                    batch: list[bytes] = []
+                    batched = 0
+                    async for chunk in response.content.iter_chunked(_CHUNK):
+                        size += len(chunk)
+                        if size > limit:
+                            raise _too_big(filename, limit, where)
+                        if verify:
+                            header.feed(chunk)
+                        batch.append(chunk)
+                        batched += len(chunk)
+                        if batched >= _PIECE:
+                            await sink.put(batch, batched)
+                            batch, batched = [], 0
+                    if batch:
                         await sink.put(batch, batched)
-                        batch, batched = [], 0
-                if batch:
-                    await sink.put(batch, batched)
-                await sink.drain()
-                _check_size(params, where, size, announced)
-                if expected_size is not None and size != expected_size:
-                    raise ChecksumMismatch(
-                        f"{params.get('filename')!r} has {size} bytes, expected {expected_size}",
-                        where=where,
-                        hint="the server file differs from what was expected",
-                    )
-                hexdigest = sink.digest.hexdigest()
-                if expected_sha256 is not None and hexdigest != expected_sha256.lower():
-                    raise ChecksumMismatch(
-                        f"{params.get('filename')!r} has sha256 {hexdigest}, "
-                        f"expected {expected_sha256}",
-                        where=where,
-                        hint="the server file differs from what was expected",
-                    )
-                await _local(target, _finish, handle, part, target)
-            except BaseException:
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(sink.drain())  # no worker may still hold the file
-                await asyncio.shield(asyncio.to_thread(_discard, handle, part))
-                raise
-            finally:
-                sink.close()
-    return DownloadedFile(path=target, size=size, sha256=hexdigest, content_type=content_type)
+                    await sink.drain()
+                    _check_size(params, where, size, announced)
+                    if expected_size is not None and size != expected_size:
+                        raise ChecksumMismatch(
+                            f"{filename!r} has {size} bytes, expected {expected_size}",
+                            where=where,
+                            hint="the server file differs from what was expected",
+                        )
+                    hexdigest = sink.digest.hexdigest()
+                    if expected_sha256 is not None and hexdigest != expected_sha256.lower():
+                        raise ChecksumMismatch(
+                            f"{filename!r} has sha256 {hexdigest}, expected {expected_sha256}",
+                            where=where,
+                            hint="the server file differs from what was expected",
+                        )
+                    facts: tuple[int, int, str] | None = None
+                    if verify:
+                        header.finish()
+                        await _local(target, handle.flush)
+                        facts = await asyncio.to_thread(
+                            verify_image,
+                            part,
+                            max_pixels=transport.limits.image_pixels,
+                            name=str(filename),
+                            where=where,
+                        )
+                    await _local(target, _finish, handle, part, target, root)
+                except BaseException:
+                    with contextlib.suppress(BaseException):
+                        await asyncio.shield(sink.drain())  # no worker may still hold the file
+                    await asyncio.shield(asyncio.to_thread(_discard, handle, part))
+                    raise
+                finally:
+                    sink.close()
+    width, height, kind = facts if facts is not None else (None, None, None)
+    return DownloadedFile(
+        path=target,
+        size=size,
+        sha256=hexdigest,
+        content_type=content_type,
+        width=width,
+        height=height,
+        format=kind,
+    )
 
 
-async def fetch_bytes(transport: Transport, params: Mapping[str, str], max_bytes: int) -> bytes:
+async def fetch_bytes(
+    transport: Transport,
+    params: Mapping[str, str],
+    max_bytes: int | None = None,
+    *,
+    verify: bool | None = None,
+) -> bytes:
     """``/view`` into memory (for a file the caller edits before writing it itself), refusing
-    more than ``max_bytes``; the size is checked against the announced length."""
+    more than ``max_bytes`` (default: the image limit) or too many pixels; the size is checked
+    against the announced length. ``verify`` (default: when the answer came from another
+    origin) checks the whole image with Pillow."""
     where = str(transport.address.http_url("/view"))
     name = params.get("filename")
-    with translate_errors(where, action=f"downloading {name!r}"):
-        async with transport.stream("GET", "/view", params=dict(params)) as response:
-            _check_status(response, params, where)
-            announced = response.content_length
-            too_big = AssetError(
-                f"{name!r} is larger than {max_bytes} bytes",
-                where=where,
-                hint="check the graph's output size (a single image this large is not a frame)",
-            )
-            if announced is not None and announced > max_bytes:
-                raise too_big
-            pieces: list[bytes] = []
-            size = 0
-            async for chunk in response.content.iter_chunked(_CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise too_big
-                pieces.append(chunk)
-            _check_size(params, where, size, announced)
-    return b"".join(pieces)
+    limit = transport.limits.image if max_bytes is None else max_bytes
+    action = f"downloading {name!r}"
+    async with transport.deadline(where, action):
+        with translate_errors(where, action=action, timeouts=transport.timeouts):
+            async with transport.stream("GET", "/view", params=dict(params)) as response:
+                _check_status(response, params, where)
+                announced = response.content_length
+                if announced is not None and announced > limit:
+                    raise _too_big(name, limit, where)
+                header = HeaderCheck(
+                    max_pixels=transport.limits.image_pixels, name=str(name), where=where
+                )
+                foreign = not transport.address.same_origin(response.url)
+                body = io.BytesIO()
+                size = 0
+                async for chunk in response.content.iter_chunked(_CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise _too_big(name, limit, where)
+                    header.feed(chunk)
+                    body.write(chunk)
+                _check_size(params, where, size, announced)
+                header.finish()
+    data = body.getvalue()  # no copy: the buffer is handed over
+    if verify or (verify is None and foreign):
+        check = functools.partial(
+            verify_image, max_pixels=transport.limits.image_pixels, name=str(name), where=where
+        )
+        if size > _PIECE:
+            await asyncio.to_thread(check, data)
+        else:
+            check(data)
+    return data

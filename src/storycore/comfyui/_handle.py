@@ -19,6 +19,7 @@ from storycore.comfyui._models import (
     NodeTiming,
     PromptResult,
     PromptStatus,
+    node_sort_key,
     parse_node_output,
 )
 from storycore.comfyui.events import (
@@ -213,9 +214,7 @@ class PromptHandle:
                 finished=self._ended.get(node),
                 cached=node in self._cached,
             )
-            for node in sorted(
-                nodes, key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n)
-            )
+            for node in sorted(nodes, key=node_sort_key)
         }
 
     def __repr__(self) -> str:

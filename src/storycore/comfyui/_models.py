@@ -28,6 +28,7 @@ __all__ = [
     "SubmitResult",
     "UploadedImage",
     "describe_node_errors",
+    "node_sort_key",
     "parse_history_entry",
     "parse_node_errors",
     "parse_queue",
@@ -111,12 +112,21 @@ def parse_node_errors(node_errors: Any) -> list[NodeError]:
                     dependent_outputs=dependent,
                 )
             )
-    result.sort(key=lambda e: (_node_sort_key(e.node_id), e.input_name or ""))
+    result.sort(key=lambda e: (node_sort_key(e.node_id), e.input_name or ""))
     return result
 
 
-def _node_sort_key(node_id: str) -> tuple[int, int | str]:
-    return (0, int(node_id)) if node_id.isdigit() else (1, node_id)
+def node_sort_key(node_id: str) -> tuple[int, int, str, str]:
+    """Sort node ids as people expect (``"2"`` before ``"10"``, then the others by text).
+
+    Any id a server sends works: ``"\u00b2"`` is a digit to :meth:`str.isdigit` but not to
+    :func:`int`, and an id of 5000 digits is past :func:`int`'s limit, so ids are compared by
+    their ASCII digits, never converted.
+    """
+    if node_id.isascii() and node_id.isdigit():
+        digits = node_id.lstrip("0") or "0"
+        return (0, len(digits), digits, node_id)
+    return (1, 0, node_id, node_id)
 
 
 def describe_node_errors(error: Mapping[str, Any] | None, node_errors: Any) -> str:
@@ -387,7 +397,7 @@ class PromptResult:
     @property
     def files(self) -> tuple[OutputFile, ...]:
         """Every output file, ordered by node id."""
-        ordered = sorted(self.outputs.values(), key=lambda o: _node_sort_key(o.node_id))
+        ordered = sorted(self.outputs.values(), key=lambda o: node_sort_key(o.node_id))
         return tuple(f for output in ordered for f in output.files)
 
 
@@ -410,10 +420,16 @@ class UploadedImage:
 
 @dataclass(frozen=True)
 class DownloadedFile:
+    """A file written by ``ComfyUIClient.download``; ``width``/``height``/``format`` when it
+    was checked as an image."""
+
     path: Path
     size: int
     sha256: str
     content_type: str
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
 
 
 def as_number(value: Any) -> float | None:

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from storycore.comfyui._download import download_to, fetch_bytes
+from storycore.comfyui._limits import ClientLimits, JsonTooComplex, describe_complex
 from storycore.comfyui._models import (
     DownloadedFile,
     HistoryEntry,
@@ -74,10 +75,12 @@ class ComfyUIClient:
         *,
         client_id: str | None = None,
         object_info_ttl: float | None = None,
+        limits: ClientLimits | None = None,
     ) -> None:
         self.address = address if isinstance(address, ServerAddress) else ServerAddress(address)
         self.timeouts = timeouts or ClientTimeouts()
-        self.transport = Transport(self.address, self.timeouts)
+        self.limits = limits or ClientLimits()
+        self.transport = Transport(self.address, self.timeouts, self.limits)
         self._client_id = client_id or new_client_id()
         self._state = ClientState.UNOPENED
         self._object_info_ttl = object_info_ttl
@@ -157,7 +160,9 @@ class ComfyUIClient:
     def _decode(self, response: HttpResponse, route: str) -> Any:
         try:
             return response.json()
-        except (ValueError, UnicodeDecodeError):
+        except JsonTooComplex as problem:
+            raise describe_complex(route, problem, self._where(route)) from None
+        except ValueError:
             where = self._where(route)
             raise not_json_error(response.content_type, response.text(), route, where) from None
 
@@ -248,9 +253,13 @@ class ComfyUIClient:
         return parse_history_entry(prompt_id, body.get(prompt_id))
 
     async def recent_history(self, max_items: int = 20) -> dict[str, HistoryEntry]:
+        """The last ``max_items`` history entries (at most that many, whatever the server
+        sends)."""
         body = await self._json("GET", "/history", params={"max_items": str(max_items)})
         result: dict[str, HistoryEntry] = {}
         for prompt_id, entry in body.items() if isinstance(body, dict) else []:
+            if len(result) >= max_items:
+                break
             parsed = parse_history_entry(str(prompt_id), entry)
             if parsed is not None:
                 result[str(prompt_id)] = parsed
@@ -444,11 +453,20 @@ class ComfyUIClient:
         *,
         expected_sha256: str | None = None,
         expected_size: int | None = None,
+        inside: Path | None = None,
+        max_bytes: int | None = None,
+        name: str | None = None,
+        verify: bool = True,
     ) -> DownloadedFile:
-        """Stream ``/view`` into ``dest_dir/subfolder/filename`` (atomic, size + sha256 checked).
+        """Stream ``/view`` into ``dest_dir/subfolder/filename`` (or ``dest_dir/name``): a
+        ``.part`` file hashed on the way, size + sha256 checked, renamed into place.
 
-        Raises :class:`UnsafePathError` before any request when the server-provided filename or
-        subfolder would leave ``dest_dir``.
+        ``inside`` is the folder no write may leave (the project; default ``dest_dir``): a
+        link planted on the way that leads out is an :class:`OutsideProjectError`. At most
+        ``max_bytes`` (default :attr:`ClientLimits.image`) are accepted; with ``verify`` the
+        file must be an image (Pillow, without decoding the pixels) of at most
+        :attr:`ClientLimits.image_pixels` pixels. Raises :class:`UnsafePathError` before any
+        request when the server-provided filename or subfolder would leave ``dest_dir``.
         """
         return await download_to(
             self.transport,
@@ -456,14 +474,25 @@ class ComfyUIClient:
             dest_dir,
             expected_sha256=expected_sha256,
             expected_size=expected_size,
+            inside=inside,
+            max_bytes=max_bytes,
+            name=name,
+            verify=verify,
         )
 
     async def fetch(
-        self, ref: OutputFile | Mapping[str, Any], *, max_bytes: int = 1 << 30
+        self,
+        ref: OutputFile | Mapping[str, Any],
+        *,
+        max_bytes: int | None = None,
+        verify: bool | None = None,
     ) -> bytes:
-        """``/view`` into memory, at most ``max_bytes`` (for a file the caller edits before
-        writing it: the engine adds provenance to each image and writes it once)."""
-        return await fetch_bytes(self.transport, _view_params(ref), max_bytes)
+        """``/view`` into memory, at most ``max_bytes`` (default :attr:`ClientLimits.image`),
+        for a file the caller edits before writing it (the engine adds provenance to each
+        image and writes it once). The image's header is checked for its pixel count on the
+        way; ``verify`` (default: when a redirect took the answer to another origin) checks
+        the whole image."""
+        return await fetch_bytes(self.transport, _view_params(ref), max_bytes, verify=verify)
 
 
 def _view_params(ref: OutputFile | Mapping[str, Any]) -> dict[str, str]:

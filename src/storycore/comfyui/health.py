@@ -35,6 +35,13 @@ from storycore.comfyui._health_core import (
     classify_probe,
     parse_system_stats,
 )
+from storycore.comfyui._limits import (
+    ClientLimits,
+    JsonTooComplex,
+    decode_json,
+    describe_complex,
+    read_limited,
+)
 from storycore.comfyui._translate import status_meaning, translate_exception
 from storycore.errors import ServerResponseError, ServerTimeout
 
@@ -59,7 +66,10 @@ __all__ = [
 _log = logging.getLogger("storycore.comfyui.health")
 
 DEFAULT_PROBE_TIMEOUT = 5.0
-"""Seconds one ``/system_stats`` probe may take before it counts as a failure."""
+"""Seconds one ``/system_stats`` probe may take in all (its answer read whole) before it counts
+as a failure."""
+
+_LIMITS = ClientLimits()  # probes read small answers: the default limits always fit
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,18 +84,27 @@ async def _get_json(
     session: aiohttp.ClientSession | None,
     url: str,
     timeout: float,  # noqa: ASYNC109
+    route: str,
 ) -> tuple[int, Any]:
+    """``GET url`` within ``timeout`` seconds in all, its body read within the route's size
+    limit; the JSON is ``None`` when the body is not JSON. Raises ``ServerResponseError`` for
+    an answer too large, too deep or too big to decode."""
     client_timeout = aiohttp.ClientTimeout(total=timeout)
     own = session is None
     sess = session if session is not None else aiohttp.ClientSession(timeout=client_timeout)
+    limit, setting = _LIMITS.for_route(route)
     try:
         async with sess.get(url, timeout=client_timeout, allow_redirects=False) as resp:
             status = resp.status
+            body = await read_limited(
+                resp, limit=limit, setting=setting, where=url, action=f"GET {route}"
+            )
             if status != 200:
-                await resp.read()
                 return status, None
             try:
-                return status, await resp.json(content_type=None)
+                return status, decode_json(body, limit=limit)
+            except JsonTooComplex as problem:
+                raise describe_complex(route, problem, url) from None
             except ValueError:
                 return status, None
     finally:
@@ -104,7 +123,10 @@ async def probe_system_stats(
     at = _now()
     start = time.perf_counter()
     try:
-        status, body = await _get_json(session, url, timeout)
+        status, body = await _get_json(session, url, timeout, "/system_stats")
+    except ServerResponseError as exc:
+        _log.debug("probe of %s failed: %s", url, exc.message)
+        return ProbeResult(url, at, time.perf_counter() - start, status=200, error=exc.message)
     except TimeoutError:
         error = f"no answer within {timeout:g} s"
         _log.debug("probe of %s failed: %s", url, error)
@@ -137,8 +159,8 @@ async def fetch_queue_remaining(
     """``GET /prompt`` -> ``exec_info.queue_remaining``, or None when it cannot be read."""
     url = base_url.rstrip("/") + "/prompt"
     try:
-        status, body = await _get_json(session, url, timeout)
-    except (TimeoutError, aiohttp.ClientError, OSError):
+        status, body = await _get_json(session, url, timeout, "/prompt")
+    except (TimeoutError, aiohttp.ClientError, OSError, ServerResponseError):
         return None
     if status != 200 or not isinstance(body, Mapping):
         return None

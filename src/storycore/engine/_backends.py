@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from storycore.comfyui import (
+    ClientLimits,
     ClientTimeouts,
     ComfyUIClient,
     PromptTracker,
@@ -130,6 +131,7 @@ def client_timeouts(settings: Settings) -> ClientTimeouts:
     return ClientTimeouts(
         connect=c.connect_timeout,
         read=c.read_timeout,
+        request_deadline=c.request_deadline,
         prompt_deadline=c.prompt_timeout,
         idle_timeout=c.idle_timeout,
         watchdog=max(c.health_check_interval * 2, 1.0),
@@ -244,7 +246,11 @@ async def connect_backend(
     """
     _log.debug("connecting to %s", spec.label)
     started = time.perf_counter()
-    client = ComfyUIClient(spec.address(), client_timeouts(settings))
+    client = ComfyUIClient(
+        spec.address(),
+        client_timeouts(settings),
+        limits=ClientLimits.from_settings(settings.comfyui),
+    )
     await client.open()
     tracker: PromptTracker | None = None
     try:
