@@ -96,13 +96,16 @@ def test_clean_dry_run_then_clean_with_policy_from_toml(tmp_path: Path) -> None:
 def test_clean_server_uses_the_install_path_comfyui_folder(tmp_path: Path) -> None:
     project = build(tmp_path, {"shot_01": [False]})
     install = tmp_path / "portable"
-    output = install / "ComfyUI" / "output" / "storycore"
+    output = install / "ComfyUI" / "output" / "storycore" / "lighthouse" / "shot_01"
     output.mkdir(parents=True)
-    (output / "p_00001_.png").write_bytes(b"ours")
-    (output / "q_00001_.png").write_bytes(b"not ours")
+    (output / "v1_00001_.png").write_bytes(b"ours")
+    (output / "v2_00001_.png").write_bytes(b"not ours")
     journal = Journal(project.root)
     journal.append(
-        "submit", prompt_id="x", backend="http://127.0.0.1:8188", filename_prefix="storycore/p"
+        "submit",
+        prompt_id="x",
+        backend="http://127.0.0.1:8188",
+        filename_prefix="storycore/lighthouse/shot_01/v1",
     )
     journal.append("done", prompt_id="x")
     journal.append("upload", backend="http://far.example:8188", name="ref.png")
@@ -112,11 +115,11 @@ def test_clean_server_uses_the_install_path_comfyui_folder(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     server = json.loads(result.stdout)["server"]
     assert server["comfyui_dir"] == str(install / "ComfyUI")
-    assert [Path(f["path"]).name for f in server["removed"]] == ["p_00001_.png"]
+    assert [Path(f["path"]).name for f in server["removed"]] == ["v1_00001_.png"]
     assert server["remote"] == [
         {"backend": "http://far.example:8188", "prefixes": [], "uploads": ["ref.png"]}
     ]
-    assert not (output / "p_00001_.png").exists() and (output / "q_00001_.png").exists()
+    assert not (output / "v1_00001_.png").exists() and (output / "v2_00001_.png").exists()
 
     missing = {"STORYCORE_COMFYUI__INSTALL_PATH": str(tmp_path / "nowhere")}
     human = run("assets", "clean", "--project", str(project.root), "--server", env=missing)

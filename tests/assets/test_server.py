@@ -39,11 +39,11 @@ def _scene(tmp_path: Path) -> tuple[Path, Path]:
         f"output/{PREFIX}_00001_.png",
         f"output/{PREFIX}_00002_.png",
         f"output/{PREFIX}_123456_.png",
-        "output/storycore_test_00001_.png",
         "input/storycore/ref_mara.png",
-        "input/pose (1).png",
     }
     foreign = {
+        "output/storycore_test_00001_.png",  # a prefix StoryCore never makes: not proven ours
+        "input/pose (1).png",  # recorded, but not in input/storycore/ where we upload
         "main.py",
         f"output/{PREFIX}_00001_.webp",  # another extension
         "output/storycore/storycore_lighthouse_keeper/shot_01/v10_00001_.png",  # prefix v10
@@ -118,14 +118,16 @@ def test_server_clean_touches_only_our_files(tmp_path: Path) -> None:
         f"output/{PREFIX}_00001_.png",
         f"output/{PREFIX}_00002_.png",
         f"output/{PREFIX}_123456_.png",
-        "output/storycore_test_00001_.png",
         "input/storycore/ref_mara.png",
-        "input/pose (1).png",
         "output/storycore/storycore_lighthouse_keeper/shot_02/v1_00001_.png",
     }
     assert {p.relative_to(comfy).as_posix() for p in (f.path for f in report.removed)} == removed
     assert report.freed_bytes == sum(len(rel.encode()) for rel in removed)
-    assert [s.path.name for s in report.skipped] == ["replaced.png"]
+    assert [s.path.name for s in report.skipped] == ["pose (1).png", "replaced.png"]
+    assert report.refused == [
+        "journal prefix 'storycore_test' is not one StoryCore makes "
+        "(storycore/<project>/<shot>/v<N>); its files were left"
+    ]
     assert (comfy / "input/replaced.png").exists() and (comfy / "input/pose.png").exists()
     assert any("escape" in e for e in report.errors) and any("passwd" in e for e in report.errors)
     assert [(r.backend, r.prefixes, r.uploads) for r in report.remote] == [
@@ -151,7 +153,7 @@ def test_dry_run_removes_nothing(tmp_path: Path) -> None:
     before = {p: p.read_bytes() for p in comfy.rglob("*") if p.is_file()}
     report = clean_server(project, comfy, local_backends=[LOCAL], dry_run=True)
     assert {p: p.read_bytes() for p in comfy.rglob("*") if p.is_file()} == before
-    assert len(report.removed) == 7 and report.freed_bytes > 0
+    assert len(report.removed) == 5 and report.freed_bytes > 0
 
 
 def test_no_local_install_lists_everything_as_left(tmp_path: Path) -> None:

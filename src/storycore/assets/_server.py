@@ -1,11 +1,16 @@
 """``storycore assets clean --server``: remove the files StoryCore caused in a ComfyUI's folders.
 
-Only two kinds of file are ever touched, both known from the project's render journal:
+Only two kinds of file are ever touched, both known from the project's render journal. The
+journal travels with the project, so it is trusted only as far as it can be proven:
 
-- outputs: ``output/<prefix dir>/<prefix name>_NNNNN_.png`` for every ``filename_prefix`` we
-  submitted (SaveImage's naming, five or more digits);
-- uploads: ``input/<subfolder>/<name>`` for every upload the server confirmed, and only while
-  the file still has the sha256 we uploaded (when the journal recorded one).
+- outputs: ``output/<prefix dir>/<prefix name>_NNNNN_.png`` (SaveImage's naming, five or more
+  digits) for every ``filename_prefix`` we submitted that has the shape StoryCore gives its
+  prefixes, ``<root>/<project>/<shot>/v<N>`` (``render.filename_prefix_root``, ``storycore``
+  by default): a journal naming ``ComfyUI`` or ``portrait`` gets none of the user's own
+  outputs deleted;
+- uploads: ``input/storycore/.../<name>`` (StoryCore uploads into that subfolder) for every
+  upload the journal recorded with its sha256, and only while the file still has it; an upload
+  without a checksum, or outside ``input/storycore/``, is not proven ours and stays.
 
 Files of prompts the journal still has open (a render may be running) are left alone. ComfyUI
 has no API to delete files, so for servers that are not the local install the report lists what
@@ -34,6 +39,7 @@ __all__ = [
     "clean_server",
     "comfyui_dir_candidates",
     "find_comfyui_dir",
+    "is_our_prefix",
     "same_server",
 ]
 
@@ -42,6 +48,8 @@ NO_DELETE_API = (
     "(or run `storycore assets clean --server` there)"
 )
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0", ""}
+_PREFIX_PART = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+_UPLOAD_FOLDER = "storycore"  # the subfolder the engine uploads into (engine/_jobs.py)
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,7 @@ class ServerCleanReport:
     remote: list[RemoteLeftovers] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     looked_at: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # journal entries not proven ours
     note: str = NO_DELETE_API
 
     @property
@@ -147,6 +156,18 @@ def _output_pattern(prefix: str) -> tuple[PurePosixPath, re.Pattern[str]] | None
     return path.parent, re.compile(rf"^{re.escape(path.name)}_\d{{5,}}_\.png$")
 
 
+def is_our_prefix(prefix: str, root: str = "storycore") -> bool:
+    """True for a ``filename_prefix`` shaped as StoryCore makes them:
+    ``<root>/<project>/<shot>/v<N>`` (``workflows._graph.make_filename_prefix``)."""
+    parts = prefix.split("/")
+    return (
+        len(parts) == 4
+        and parts[0] == root
+        and all(_PREFIX_PART.match(p) and not p.startswith(".") for p in parts[1:3])
+        and re.fullmatch(r"v\d{1,9}", parts[3]) is not None
+    )
+
+
 def _list_matching(folder: Path, pattern: re.Pattern[str]) -> Iterable[Path]:
     try:
         entries = list(os.scandir(folder))
@@ -205,11 +226,14 @@ def clean_server(
     *,
     local_backends: Collection[str],
     dry_run: bool = False,
+    prefix_root: str = "storycore",
 ) -> ServerCleanReport:
     """Remove our outputs and uploads from the local ComfyUI at ``comfyui_dir``.
 
     ``local_backends`` are the URLs served by that install; journal entries of other backends
     are reported as left behind. With ``comfyui_dir`` None every backend is reported.
+    ``prefix_root`` is the settings' ``render.filename_prefix_root``. Journal entries that do
+    not prove a file ours (see the module's docstring) are listed in ``refused``.
     """
     journal = Journal(project_root)
     report = ServerCleanReport(comfyui_dir=comfyui_dir, dry_run=dry_run)
@@ -239,6 +263,12 @@ def clean_server(
         parsed = _output_pattern(prefix)
         if parsed is None:
             report.errors.append(f"journal prefix {prefix!r} is not a safe relative path; skipped")
+            continue
+        if not is_our_prefix(prefix, prefix_root):
+            report.refused.append(
+                f"journal prefix {prefix!r} is not one StoryCore makes "
+                f"({prefix_root}/<project>/<shot>/v<N>); its files were left"
+            )
             continue
         subfolder, pattern = parsed
         try:
@@ -277,16 +307,26 @@ def clean_server(
                 )
                 continue
             expected = item.get("sha256")
-            if expected:
-                try:
-                    actual = file_sha256(path)
-                except OSError as exc:
-                    report.errors.append(f"{path}: {exc.strerror or exc}")
-                    continue
-                if actual != expected:
-                    report.skipped.append(
-                        ServerFile(path, "input", size, "changed since our upload; not ours now")
-                    )
-                    continue
+            sub = str(item.get("subfolder") or "")
+            if sub != _UPLOAD_FOLDER and not sub.startswith(_UPLOAD_FOLDER + "/"):
+                report.skipped.append(
+                    ServerFile(path, "input", size, "not in input/storycore/: not our upload")
+                )
+                continue
+            if not isinstance(expected, str) or not expected:
+                report.skipped.append(
+                    ServerFile(path, "input", size, "no checksum recorded: not proven ours")
+                )
+                continue
+            try:
+                actual = file_sha256(path)
+            except OSError as exc:
+                report.errors.append(f"{path}: {exc.strerror or exc}")
+                continue
+            if actual != expected.lower():
+                report.skipped.append(
+                    ServerFile(path, "input", size, "changed since our upload; not ours now")
+                )
+                continue
             _delete(path, report, ServerFile(path, "input", size, "our upload"))
     return report

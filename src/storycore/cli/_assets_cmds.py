@@ -85,8 +85,16 @@ def _server_side(
                 + "); set comfyui.install_path or pass --comfyui-dir. Nothing was removed "
                 "from any server."
             )
-    report = clean_server(root, found, local_backends=local, dry_run=dry_run)
+    report = clean_server(
+        root,
+        found,
+        local_backends=local,
+        dry_run=dry_run,
+        prefix_root=settings.render.filename_prefix_root,
+    )
     report.looked_at = looked
+    for refused in report.refused:
+        out.warn(refused)
     return report
 
 
