@@ -8,7 +8,10 @@ records all point at existing files:
 3. delete the files. A crash during 3 leaves only unlisted files behind, which the next clean
    removes as orphans.
 
-A shot's active render is never removed, nor any file a kept record still names.
+A shot's active render is never removed, nor any file a kept record still names. Nothing is
+deleted through a link that leaves the project (``assets``, ``assets/images``, a shot folder;
+only ``assets/images/generated`` itself may live on another disk): such a file is reported in
+``errors`` and its record stays in the manifest.
 
 The cache (``.storycore/cache``: the thumbnail database ``thumbs.sqlite`` with its ``-wal`` and
 ``-shm`` companions) is aged out as one unit, by the time it was last written: it goes whole
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
-from storycore._fsutil import safe_join
+from storycore._fsutil import ensure_inside, safe_join
 from storycore._text import plural
 from storycore.assets._inventory import (
     AssetEntry,
@@ -41,6 +44,7 @@ from storycore.assets._inventory import (
     unknown_files,
 )
 from storycore.assets._policy import RetentionPolicy
+from storycore.errors import OutsideProjectError
 from storycore.manifest import GENERATED_DIR, MANIFEST_KEY
 
 if TYPE_CHECKING:
@@ -299,13 +303,40 @@ def _contained(root: Path, rel: str) -> Path:
     """``root/rel``, refusing (``ValueError``) a path that resolves outside its folder.
 
     Paths under the generated-images folder are checked against that folder, so the folder
-    itself may be a symlink to another disk, but a shot folder linking elsewhere is refused.
+    itself may be a symlink to another disk, but a shot folder linking elsewhere is refused,
+    and so are ``assets`` or ``assets/images`` linking out of the project.
     """
     parts = PurePosixPath(rel).parts
     base = GENERATED_DIR.parts
     if parts[: len(base)] == base:
+        try:
+            ensure_inside(root, root.joinpath(*base[:-1]), what="assets folder")
+        except OutsideProjectError as exc:
+            raise ValueError(exc.message) from None
         return safe_join(root.joinpath(*base), *parts[len(base) :])
     return safe_join(root, *parts)
+
+
+def _refuse_uncontained(project: Project, plan: CleanPlan, report: CleanReport) -> None:
+    """Take out of ``plan`` every removal that would leave the project, and keep the records of
+    those renders: a record is dropped only when its files can be removed."""
+    kept_ids: set[str] = set()
+    safe: list[Removal] = []
+    for removal in plan.removals:
+        try:
+            _contained(project.root, removal.path)
+        except ValueError:
+            report.errors.append(f"{removal.path}: resolves outside the project; left alone")
+            if removal.asset_id is not None:
+                kept_ids.add(removal.asset_id)
+            continue
+        safe.append(removal)
+    plan.removals = [r for r in safe if r.asset_id is None or r.asset_id not in kept_ids]
+    for entry in manifest_entries(project):
+        record = entry.record
+        if record is not None and record.asset_id in kept_ids and entry.index in plan.drop_indexes:
+            plan.drop_indexes.discard(entry.index)
+            plan.kept_records += 1
 
 
 def clean_assets(
@@ -319,7 +350,9 @@ def clean_assets(
     from storycore.project import save_project
 
     plan = plan_clean(project, policy, now=now)
-    report = CleanReport(dry_run=dry_run, kept_records=plan.kept_records)
+    report = CleanReport(dry_run=dry_run)
+    _refuse_uncontained(project, plan, report)
+    report.kept_records = plan.kept_records
     report.records_dropped = len(plan.drop_indexes)
     if dry_run:
         report.removed = list(plan.removals)
@@ -330,7 +363,7 @@ def clean_assets(
         report.manifest_updated = True
     touched: dict[Path, None] = {}
     for removal in plan.removals:
-        try:
+        try:  # checked again: the folders may have changed since the plan
             path = _contained(project.root, removal.path)
         except ValueError:
             report.errors.append(f"{removal.path}: resolves outside the project; left alone")
