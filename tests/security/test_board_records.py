@@ -162,3 +162,20 @@ async def test_odd_record_values_do_not_crash_the_assets_commands(tmp_path: Path
     items = kept["asset_manifest"]["generated_images"]
     assert len(items) == 11  # 7 records and 4 odd items, all kept as they were
     assert items[0]["timings"]["gpu_temp_c"] == 71
+
+
+async def test_lone_surrogates_in_the_storyboard_do_not_crash_the_board(tmp_path: Path) -> None:
+    root = copy_example(tmp_path)
+
+    def odd_board(data: dict[str, Any]) -> None:
+        data["shots"][0]["title"] = "bad\ud800title"
+        data["shots"][1]["description"] = "lone \udcff low"
+
+    _edit(root / "storyboard.json", odd_board)
+    _edit(root / "project.json", lambda data: data.update(title="Title \udfff"))
+    result = await run_storycore("board", "-p", str(root), limit_s=60)
+    result.assert_bounded(seconds=60)
+    _clean(result.output)
+    assert result.rc == 0, result.output
+    text = (root / "storyboard" / "board.html").read_text(encoding="utf-8")  # valid UTF-8
+    assert "bad\ufffdtitle" in text and "lone \ufffd low" in text and "Title \ufffd" in text
