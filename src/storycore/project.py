@@ -17,7 +17,15 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from storycore._fsutil import atomic_write_json
+from storycore._fsutil import atomic_write_bytes
+from storycore._project_io import (
+    DiskState,
+    decode_json,
+    encode_json,
+    read_json_file,
+    write_if_unchanged,
+)
+from storycore._project_merge import MISSING, merge_edit
 from storycore._project_models import (
     SAFE_ID,
     ProjectFileModel,
@@ -34,17 +42,20 @@ __all__ = [
     "PROJECT_FILE",
     "SAFE_ID",
     "STORYBOARD_FILE",
+    "DiskEdit",
     "Project",
     "ProjectFileModel",
     "Shot",
     "Storyboard",
     "StoryboardWarning",
+    "apply_disk_edit",
     "init_project",
     "load_project",
     "name_seed",
     "now_iso",
     "parse_version",
     "project_schema",
+    "read_disk_edit",
     "save_project",
     "storyboard_schema",
     "storyboard_warnings",
@@ -59,12 +70,14 @@ SCHEMA_VERSION = "1.0"
 @dataclass
 class Project:
     """A loaded project. ``data`` and ``storyboard`` are the raw JSON, edited in place;
-    ``shots`` are the storyboard's validated shots."""
+    ``shots`` are the storyboard's validated shots; ``on_disk`` is ``project.json`` as last read
+    or written (a save merges an edit a person made since, instead of overwriting it)."""
 
     root: Path
     data: dict[str, Any]
     storyboard: dict[str, Any]
     _shots: list[Shot] | None = None
+    on_disk: DiskState | None = None
 
     @property
     def shots(self) -> list[Shot]:
@@ -121,30 +134,6 @@ def parse_version(version: str | int) -> int:
     return max(1, int(match.group(1))) if match else 1
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProjectError(
-            "does not exist",
-            where=str(path),
-            hint="Point --project at a StoryCore project folder, or create one with "
-            "`storycore init NAME`",
-        ) from None
-    except UnicodeDecodeError:
-        raise ProjectError("is not UTF-8 text", where=str(path), hint="Save it as UTF-8") from None
-    except OSError as exc:
-        raise ProjectError(f"cannot be read ({exc.strerror})", where=str(path)) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProjectError(
-            f"is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
-            where=str(path),
-            hint="Fix the syntax at that position",
-        ) from None
-
-
 def _validation_error(
     path: Path, exc: ValidationError, data: Any, model: type[BaseModel]
 ) -> ProjectError:
@@ -179,8 +168,8 @@ def load_project(path: Path) -> Project:
         )
     project_path = root / PROJECT_FILE
     storyboard_path = root / STORYBOARD_FILE
-    data = _read_json(project_path)
-    board = _read_json(storyboard_path)
+    data, on_disk = read_json_file(project_path)
+    board, _ = read_json_file(storyboard_path)
     for file_path, raw in ((project_path, data), (storyboard_path, board)):
         if not isinstance(raw, dict):
             raise ProjectError(
@@ -211,16 +200,102 @@ def load_project(path: Path) -> Project:
             where=str(storyboard_path),
             hint="Make both files name the same project",
         )
-    return Project(root=root, data=data, storyboard=board, _shots=list(parsed.shots))
+    return Project(
+        root=root, data=data, storyboard=board, _shots=list(parsed.shots), on_disk=on_disk
+    )
 
 
-def save_project(project: Project, *, storyboard: bool = False) -> None:
-    """Write ``project.json`` (and ``storyboard.json`` if asked) atomically, bumping updated_at."""
+def save_project(project: Project, *, storyboard: bool = False) -> list[str]:
+    """Write ``project.json`` (and ``storyboard.json`` if asked) atomically, bumping updated_at.
+
+    When ``project.json`` changed on disk since it was loaded (someone edited it), the edit is
+    merged with this save's changes (:mod:`storycore._project_merge`): the warnings returned
+    name each value both changed, where the person's was kept. An edit that is not valid any
+    more is a :class:`ProjectError` and nothing is written. The files are replaced, never
+    written through a link planted in their place."""
     validate_project_data(project.root, project.data)
-    project.data["updated_at"] = now_iso()
-    atomic_write_json(project.root / PROJECT_FILE, project.data)
+    warnings: list[str] = []
+    path = project.root / PROJECT_FILE
+    for _attempt in range(3):
+        project.data["updated_at"] = now_iso()
+        state, written = write_if_unchanged(
+            path, encode_json(project.data), project.on_disk, inside=project.root
+        )
+        if written:
+            project.on_disk = state
+            break
+        warnings += apply_disk_edit(project, read_disk_edit(project, state))
+        validate_project_data(project.root, project.data)
+    else:
+        raise ProjectError(
+            "kept changing while StoryCore saved it (three times in a row); nothing was written",
+            where=str(path),
+            hint="Close the program that keeps writing it and run the command again",
+        )
     if storyboard:
-        atomic_write_json(project.root / STORYBOARD_FILE, project.storyboard)
+        atomic_write_bytes(
+            project.root / STORYBOARD_FILE, encode_json(project.storyboard), inside=project.root
+        )
+    return warnings
+
+
+@dataclass(frozen=True)
+class DiskEdit:
+    """``project.json`` as someone else left it, parsed, with what StoryCore last read or
+    wrote (``base``): the two sides of a merge besides memory."""
+
+    state: DiskState
+    base: dict[str, Any]
+    theirs: dict[str, Any]
+
+
+def read_disk_edit(project: Project, state: DiskState) -> DiskEdit:
+    """Parse and check the changed file ``state`` (blocking CPU work: a worker thread in async
+    code). A file that is not a valid project now is a :class:`ProjectError`."""
+    path = project.root / PROJECT_FILE
+    theirs = decode_json(state.content, path)
+    if not isinstance(theirs, dict):
+        raise ProjectError(
+            f"must hold a JSON object, not {type(theirs).__name__}",
+            where=str(path),
+        )
+    try:
+        ProjectFileModel.model_validate(theirs)
+    except ValidationError as exc:
+        error = _validation_error(path, exc, theirs, ProjectFileModel)
+        raise ProjectError(
+            "was changed since StoryCore read it, and " + error.message,
+            where=error.where,
+            hint="Fix these fields; StoryCore did not overwrite the file",
+        ) from None
+    base: Any = decode_json(project.on_disk.content, path) if project.on_disk else {}
+    return DiskEdit(state, base if isinstance(base, dict) else {}, theirs)
+
+
+def apply_disk_edit(project: Project, edit: DiskEdit) -> list[str]:
+    """Merge ``edit`` into ``project.data`` (in place): the person's changes, and this
+    process's where the person did not change the same value. One warning per value both
+    changed (the person's kept)."""
+    result = merge_edit(edit.base, project.data, edit.theirs)
+    project.data.clear()
+    project.data.update(result.data)
+    project.on_disk = edit.state
+    conflicts = [c for c in result.conflicts if c.path != "updated_at"]
+    warnings = [
+        f"{PROJECT_FILE} was edited while StoryCore was using it: kept your "
+        f"`{c.path}` ({_short(c.kept)}); StoryCore's value ({_short(c.dropped)}) was not saved"
+        for c in conflicts[:5]
+    ]
+    if len(conflicts) > 5:
+        warnings.append(f"{PROJECT_FILE}: and {len(conflicts) - 5} more values kept as you edited")
+    return warnings
+
+
+def _short(value: Any) -> str:
+    if value is MISSING:
+        return "removed"
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def validate_project_data(root: Path, data: dict[str, Any]) -> None:
@@ -318,8 +393,8 @@ def init_project(name: str, base: Path) -> Path:
     try:
         (root / "assets" / "images").mkdir(parents=True, exist_ok=True)
         (root / "assets" / "audio").mkdir(parents=True, exist_ok=True)
-        atomic_write_json(root / STORYBOARD_FILE, board)
-        atomic_write_json(root / PROJECT_FILE, data)
+        atomic_write_bytes(root / STORYBOARD_FILE, encode_json(board), inside=root)
+        atomic_write_bytes(root / PROJECT_FILE, encode_json(data), inside=root)
     except OSError as exc:
         raise ProjectError(
             f"cannot create the project there ({exc.strerror or exc})",
