@@ -11,6 +11,13 @@ then, on the event loop (:meth:`ProjectWriter.add`), the record joins the in-mem
 and ``project.json`` is saved atomically by a background saver at most once per
 ``save_interval`` (and always at the end of the run).
 
+A person may edit ``project.json`` while the run goes on. Each save first compares the file
+with what the run last read or wrote; when it changed, the edit is read back and merged
+(:mod:`storycore._project_merge`: the run's records and statuses join the person's file, the
+person's value wins where both changed, with a warning), never overwritten. A file that cannot
+be read at that moment (half-typed JSON) is left alone, with a warning, until a later save
+finds it readable; the finished panels are in the journal meanwhile.
+
 Rewriting a 2000-panel ``project.json`` after every panel would cost more than rendering on a
 fast server, so saves are coalesced; a crash between 2 and 3 loses nothing, because the next run
 adopts every ``done`` record that the manifest lacks from the journal (:meth:`adopt_unrecorded`).
@@ -20,36 +27,58 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import logging
+import os
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from storycore._fsutil import atomic_write_bytes, file_sha256, json_bytes
+from storycore._fsutil import file_sha256, is_safe_relative
+from storycore._project_io import decode_json, encode_json, write_if_unchanged
 from storycore.board import cache_thumbnail, thumb_cache
 from storycore.engine._outputs import finish_render
-from storycore.errors import StoryCoreError
+from storycore.errors import ProjectError, StoryCoreError
 from storycore.journal import Journal
 from storycore.manifest import (
+    GENERATED_DIR,
     MANIFEST_KEY,
     AssetRecord,
     add_record,
     highest_render_on_disk,
     set_shot_status,
 )
-from storycore.project import PROJECT_FILE, Project, now_iso, validate_project_data
+from storycore.project import (
+    PROJECT_FILE,
+    Project,
+    apply_disk_edit,
+    now_iso,
+    read_disk_edit,
+    validate_project_data,
+)
 
 __all__ = ["ProjectWriter"]
+
+_log = logging.getLogger(__name__)
 
 
 class ProjectWriter:
     """Serialises the engine's writes to one project (one writer per run)."""
 
-    def __init__(self, project: Project, journal: Journal, save_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        project: Project,
+        journal: Journal,
+        save_interval: float = 1.0,
+        *,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
         self.project = project
         self.journal = journal
         self.save_interval = save_interval
+        self.notify = notify  # warnings for people (a person's edit kept...); else logged
+        self._last_problem: str | None = None
         self._lock = asyncio.Lock()
         self._dirty = asyncio.Event()
         self._renders: dict[tuple[str, int], int] = {}  # last number taken in this run
@@ -59,11 +88,21 @@ class ProjectWriter:
         self._index: dict[str, dict[str, Any]] = {}
         self._thumbs = thumb_cache(project.root)
         self._highest: dict[tuple[str, int], int] = {}  # highest render number in the manifest
-        manifest = project.data.get("asset_manifest")
+        self._reindex()
+
+    def _reindex(self) -> None:
+        self._index.clear()
+        manifest = self.project.data.get("asset_manifest")
         items = manifest.get(MANIFEST_KEY) if isinstance(manifest, dict) else None
         for item in items if isinstance(items, list) else []:
             if isinstance(item, dict) and isinstance(item.get("asset_id"), str):
                 self._remember(item)
+
+    def _warn(self, text: str) -> None:
+        if self.notify is not None:
+            self.notify(text)
+        else:
+            _log.warning("%s", text)
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> ProjectWriter:
@@ -92,16 +131,48 @@ class ProjectWriter:
         The JSON is encoded here, on the event loop, so the worker thread writes a consistent
         copy while the loop goes on editing. Periodic saves skip the data-contract check (the
         engine only adds records and statuses it made itself); the ``final`` save runs it.
+        A file someone edited meanwhile is merged, then written (at most three rounds while
+        it keeps changing; then a later save tries again).
         """
         async with self._lock:
             if not self._dirty.is_set():
                 return
             self._dirty.clear()
-            self.project.data["updated_at"] = now_iso()
-            if final:
-                validate_project_data(self.project.root, self.project.data)
-            payload = json_bytes(self.project.data)
-            await asyncio.to_thread(atomic_write_bytes, self.project.root / PROJECT_FILE, payload)
+            root = self.project.root
+            for _attempt in range(3):
+                self.project.data["updated_at"] = now_iso()
+                if final:
+                    validate_project_data(root, self.project.data)
+                payload = encode_json(self.project.data)
+                known = self.project.on_disk
+                try:
+                    state, written = await asyncio.to_thread(
+                        write_if_unchanged, root / PROJECT_FILE, payload, known, inside=root
+                    )
+                    if written:
+                        self.project.on_disk = state
+                        self._last_problem = None
+                        return
+                    edit = await asyncio.to_thread(read_disk_edit, self.project, state)
+                except ProjectError as err:
+                    self._unreadable(err)
+                    return
+                for text in apply_disk_edit(self.project, edit):
+                    self._warn(text)
+                self._reindex()
+            self._dirty.set()
+
+    def _unreadable(self, err: ProjectError) -> None:
+        """The file someone changed cannot be merged now: leave it, say so once, retry later."""
+        self._dirty.set()
+        text = (
+            f"{err.where}: {err.message.rstrip('.')}. StoryCore left it as it is and saves the "
+            "run's records into it once it can read it again; the finished panels are safe in "
+            "the journal meanwhile (the next run records them)"
+        )
+        if text != self._last_problem:
+            self._last_problem = text
+            self._warn(text)
 
     def mark_dirty(self) -> None:
         self._dirty.set()
@@ -193,15 +264,44 @@ class ProjectWriter:
 
 
 def _recorded(root: Path, relpath: str, journaled: object) -> AssetRecord | None:
+    """The record of a journaled ``done`` event when its image is still the recorded one.
+
+    The journal and the sidecars are files in the project, planted ones too: a path that is
+    not a plain file under the generated-images folder (``/dev/zero``, a FIFO, ``../..``) is
+    never opened."""
+    if not _our_image_path(root, relpath):
+        return None
     image = root / PurePosixPath(relpath)
     try:
         if isinstance(journaled, dict):
             data = journaled
         else:
-            data = json.loads(image.with_suffix(".json").read_text(encoding="utf-8"))
+            sidecar = image.with_suffix(".json")
+            if not _plain_file(sidecar) or os.stat(sidecar).st_size > 1 << 20:
+                return None
+            data = decode_json(sidecar.read_bytes(), sidecar)
+            if not isinstance(data, dict):
+                return None
         record = AssetRecord.from_dict(data)
         if record.path != relpath or file_sha256(image) != record.sha256:
             return None
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, ProjectError):
         return None
     return record
+
+
+def _our_image_path(root: Path, relpath: str) -> bool:
+    parts = PurePosixPath(relpath).parts
+    if not is_safe_relative(relpath) or "\\" in relpath or parts[:3] != GENERATED_DIR.parts:
+        return False
+    image = root / PurePosixPath(relpath)
+    real_root = os.path.realpath(root)
+    inside = os.path.realpath(image).startswith(real_root.rstrip(os.sep) + os.sep)
+    return inside and _plain_file(image)
+
+
+def _plain_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
