@@ -261,9 +261,17 @@ def _json_object(value: Any) -> Any:
     return value
 
 
+def _manifest(value: Any) -> Any:
+    images = _json_object(value).get("generated_images")
+    if images is not None and not isinstance(images, list):
+        raise ValueError("`generated_images` should be a list of records ([...])")
+    return value
+
+
 # Checked to be a JSON object but not copied: the index and the manifest of a long board hold
 # thousands of entries, and pydantic would rebuild each dict on every validation.
 _JsonObject = Annotated[Any, AfterValidator(_json_object), WithJsonSchema({"type": "object"})]
+_Manifest = Annotated[Any, AfterValidator(_manifest), WithJsonSchema({"type": "object"})]
 
 
 class ProjectFileModel(_Open):
@@ -284,7 +292,7 @@ class ProjectFileModel(_Open):
     shots_index: _JsonObject = Field(
         default_factory=dict, description="Per shot: active version, active render, status."
     )
-    asset_manifest: _JsonObject = Field(
+    asset_manifest: _Manifest = Field(
         default_factory=dict, description="Every render's record (written by StoryCore)."
     )
     status: dict[str, Any] = Field(default_factory=dict, description="Pipeline status.")

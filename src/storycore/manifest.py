@@ -22,7 +22,10 @@ caller saves it atomically with :func:`storycore.project.save_project`.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -99,15 +102,98 @@ class AssetRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AssetRecord:
-        known = {f for f in cls.__dataclass_fields__}
-        values = {k: v for k, v in data.items() if k in known}
-        timings = values.get("timings")
-        values["timings"] = Timings(**timings) if isinstance(timings, dict) else Timings()
+        """A record from its manifest entry, as written by any version or by hand.
+
+        Tolerated: keys this version does not know (in the record or its ``timings``; they
+        stay in ``project.json``), whole numbers written as text (``"12"``) or as ``12.0``,
+        and odd values where a record only describes (a size, a seed, a time, the models:
+        unknown when they are not what they should be). A ``ValueError`` naming the key when
+        what identifies the render (its id, shot, path, checksum, version or number) is
+        missing or of the wrong kind."""
+        values: dict[str, Any] = {}
+        for key in _REQUIRED_TEXT:
+            values[key] = _required(data, key, _text)
+        for key in ("version", "render"):
+            values[key] = _required(data, key, _whole)
+        values["created_at"] = _text(data.get("created_at")) or ""
+        for key in ("size", "width", "height"):
+            values[key] = _whole(data.get(key)) or 0
+        for key in _OPTIONAL_TEXT:
+            values[key] = _text(data.get(key))
+        values["seed"] = _whole(data.get("seed"))
+        values["placeholder"] = data.get("placeholder") is True
+        values["approved"] = data.get("approved") is True
+        models = data.get("models")
+        values["models"] = (
+            [m for m in models if isinstance(m, str)] if isinstance(models, list) else []
+        )
+        timings = data.get("timings")
+        values["timings"] = Timings(
+            **{
+                key: _seconds(timings.get(key)) if isinstance(timings, dict) else None
+                for key in Timings.__dataclass_fields__
+            }
+        )
         return cls(**values)
 
     @property
     def sidecar_path(self) -> str:
         return str(PurePosixPath(self.path).with_suffix(".json"))
+
+
+_REQUIRED_TEXT = ("asset_id", "shot_id", "path", "sha256")
+_OPTIONAL_TEXT = (
+    "prompt_id",
+    "server_url",
+    "comfyui_version",
+    "workflow_sha256",
+    "checkpoint",
+    "template",
+)
+
+
+def _required(data: dict[str, Any], key: str, convert: Callable[[Any], Any]) -> Any:
+    value = convert(data.get(key))
+    if value is None:
+        got = "missing" if key not in data else f"{type(data[key]).__name__} {data[key]!r:.40}"
+        raise ValueError(f"`{key}` should be {_KINDS[convert]}, not {got}")
+    return value
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _whole(value: Any) -> int | None:
+    """A whole number from JSON (``12``, ``12.0``, ``"12"``), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, str) and len(value) <= 30:
+        digits = value.strip()
+        if digits.isascii() and digits.isdigit():
+            return int(digits)
+    return None
+
+
+def _seconds(value: Any) -> float | None:
+    """A finite number of seconds (``1.5``, ``"1.5"``), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and len(value) <= 40:
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+_KINDS: dict[Callable[[Any], Any], str] = {_text: "text", _whole: "a whole number"}
 
 
 def asset_relpath(shot_id: str, version: int, render: int) -> PurePosixPath:
@@ -116,10 +202,17 @@ def asset_relpath(shot_id: str, version: int, render: int) -> PurePosixPath:
 
 
 def records(project: Project) -> list[AssetRecord]:
-    """Every generated image recorded in the manifest, oldest first."""
+    """Every generated image recorded in the manifest, oldest first. An entry that is not a
+    readable record (hand-edited: no ``asset_id``...) is passed over; ``assets list`` and
+    ``assets verify`` name it."""
     manifest = project.data.setdefault("asset_manifest", {})
     raw = manifest.get(MANIFEST_KEY, []) if isinstance(manifest, dict) else []
-    return [AssetRecord.from_dict(item) for item in raw if isinstance(item, dict)]
+    out: list[AssetRecord] = []
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, dict):
+            with contextlib.suppress(ValueError):
+                out.append(AssetRecord.from_dict(item))
+    return out
 
 
 def asset_index(project: Project) -> dict[str, AssetRecord]:
