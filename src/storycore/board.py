@@ -77,7 +77,7 @@ from storycore._render_details import Planned, RenderDetails, changes, planned
 from storycore._thumbcache import HTML_THUMB_W, ThumbCache, Thumbnails, jpeg_bytes
 from storycore.assets import read_record, record_path_ok
 from storycore.errors import ProjectError
-from storycore.manifest import GENERATED_DIR, MANIFEST_KEY, AssetRecord, resolve_asset
+from storycore.manifest import MANIFEST_KEY, AssetRecord, resolve_asset
 
 if TYPE_CHECKING:
     from storycore.project import Project
@@ -189,17 +189,12 @@ def _manifest_entries(project: Project) -> dict[str, dict[str, Any]]:
 
 def _image_path(project: Project, record: AssetRecord) -> Path | None:
     """The record's file when its path stays in the generated-images folder and its real path
-    (links followed) stays in the project, or in that folder's real place (it may live on
-    another disk): the page never embeds an image from elsewhere on the disk."""
+    (links followed) stays in the project: the page never embeds an image from elsewhere."""
     if not record_path_ok(record.path):
         return None
     path = resolve_asset(project, record)
-    real = os.path.realpath(path)
-    for base in (project.root, project.root / GENERATED_DIR):
-        real_base = os.path.realpath(base)
-        if real.startswith(real_base.rstrip(os.sep) + os.sep):
-            return path
-    return None
+    real, real_root = os.path.realpath(path), os.path.realpath(project.root)
+    return path if real.startswith(real_root.rstrip(os.sep) + os.sep) else None
 
 
 def board_panels(project: Project) -> list[BoardPanel]:

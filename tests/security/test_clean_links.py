@@ -1,7 +1,6 @@
-"""`storycore assets clean` never deletes through a link that leaves the project: `assets` or a
-shot folder linked elsewhere gets nothing deleted there, and the records of renders it could
-not remove stay in the manifest (only `assets/images/generated` itself may live on another
-disk)."""
+"""`storycore assets clean` never deletes through a link that leaves the project: `assets`, the
+generated folder or a shot folder linked elsewhere gets nothing deleted there, and the records
+of renders it could not remove stay in the manifest."""
 
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ def _listing(folder: Path) -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("linked", ["assets", "assets/images", f"{GEN}/shot_01"])
+@pytest.mark.parametrize("linked", ["assets", "assets/images", GEN, f"{GEN}/shot_01"])
 async def test_a_folder_linking_out_gets_nothing_deleted(tmp_path: Path, linked: str) -> None:
     project = build(tmp_path, {"shot_01": [False, False, False]})
     outside = tmp_path / "outside"

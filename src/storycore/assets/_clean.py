@@ -9,9 +9,9 @@ records all point at existing files:
    removes as orphans.
 
 A shot's active render is never removed, nor any file a kept record still names. Nothing is
-deleted through a link that leaves the project (``assets``, ``assets/images``, a shot folder;
-only ``assets/images/generated`` itself may live on another disk): such a file is reported in
-``errors`` and its record stays in the manifest.
+deleted through a link that leaves the project (``assets``, the generated folder, a shot
+folder; renders are not written through one either): such a file is reported in ``errors``
+and its record stays in the manifest.
 
 The cache (``.storycore/cache``: the thumbnail database ``thumbs.sqlite`` with its ``-wal`` and
 ``-shm`` companions) is aged out as one unit, by the time it was last written: it goes whole
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
-from storycore._fsutil import ensure_inside, safe_join
+from storycore._fsutil import safe_join
 from storycore._text import plural
 from storycore.assets._inventory import (
     AssetEntry,
@@ -44,7 +44,6 @@ from storycore.assets._inventory import (
     unknown_files,
 )
 from storycore.assets._policy import RetentionPolicy
-from storycore.errors import OutsideProjectError
 from storycore.manifest import GENERATED_DIR, MANIFEST_KEY
 
 if TYPE_CHECKING:
@@ -300,21 +299,10 @@ def _prune_empty_dirs(root: Path, folders: Mapping[Path, None]) -> None:
 
 
 def _contained(root: Path, rel: str) -> Path:
-    """``root/rel``, refusing (``ValueError``) a path that resolves outside its folder.
-
-    Paths under the generated-images folder are checked against that folder, so the folder
-    itself may be a symlink to another disk, but a shot folder linking elsewhere is refused,
-    and so are ``assets`` or ``assets/images`` linking out of the project.
-    """
-    parts = PurePosixPath(rel).parts
-    base = GENERATED_DIR.parts
-    if parts[: len(base)] == base:
-        try:
-            ensure_inside(root, root.joinpath(*base[:-1]), what="assets folder")
-        except OutsideProjectError as exc:
-            raise ValueError(exc.message) from None
-        return safe_join(root.joinpath(*base), *parts[len(base) :])
-    return safe_join(root, *parts)
+    """``root/rel``, refusing (``ValueError``) a path that is not a safe relative path or whose
+    real path (links followed: ``assets``, the generated folder, a shot folder) leaves the
+    project."""
+    return safe_join(root, *PurePosixPath(rel).parts)
 
 
 def _refuse_uncontained(project: Project, plan: CleanPlan, report: CleanReport) -> None:
