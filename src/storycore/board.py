@@ -31,7 +31,9 @@ What the board writes and deletes (a project is received from others, so it prov
   there, is named like a page (``board-N.jpg``), is a plain file (not a link), and still holds
   exactly the bytes recorded. Everything else in ``storyboard/`` is the user's and stays:
   ``board_sketch.png``, ``board-final.jpg``, a page the user replaced with their own picture,
-  the PNG sheets of versions older than the record.
+  the PNG sheets of versions older than the record (:mod:`storycore._board_pages`).
+- it reads a render only when the record's path stays in the generated-images folder and the
+  file's real path stays in the project: the page never embeds an image from elsewhere.
 
 Boards of any size cost the same memory: thumbnails and render details are made once per image
 content and cached in ``.storycore/cache/thumbs.sqlite`` (which ``storycore assets clean`` may
