@@ -321,7 +321,7 @@ async def test_status_of_a_process_that_does_not_answer(
                 spawned.create_time,
                 options.host,
                 options.port,
-                ("sleep",),
+                spawned.cmdline,  # what stop compares (issue 15: pid, create time, cmdline)
                 str(manager.log_path),
                 time.time(),
             ),

@@ -2,7 +2,8 @@
 
 The manager keeps its state in one folder (``state_dir``): ``comfyui.pid`` (versioned JSON,
 written atomically) and ``comfyui.log`` (the server's stdout and stderr, rotated). It never
-signals a process whose identity (pid + create time) it has not proved. A ComfyUI already
+signals a process whose identity it has not proved: pid, create time and command line match
+the record, and the server's URL, when it answers, answers as ComfyUI. A ComfyUI already
 serving the port is adopted (used, not managed); ComfyUI Desktop is found on port 8000 when no
 install is configured, and is never managed either.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from storycore.comfyui._identity import check_url_answer, identity_of, refusal
 from storycore.comfyui._logfile import follow_lines
 from storycore.comfyui._manager_model import (
     ManagerOptions,
@@ -52,6 +54,7 @@ from storycore.comfyui.process import (
     describe_port_holder,
     is_port_open,
     load_pidfile,
+    record_running_cmdline,
     remove_pidfile,
     spawn_detached,
     tail_lines,
@@ -121,7 +124,7 @@ class ComfyUIManager:
         if record is None:
             return None
         self._reap()
-        return record if check_identity(record.pid, record.create_time).matches else None
+        return record if identity_of(record).matches else None
 
     def is_alive(self) -> bool:
         """True while the managed server process runs (pid and create time match)."""
@@ -159,7 +162,7 @@ class ComfyUIManager:
             notes.append(f"removed an unreadable pidfile {self.pidfile_path}: {problem}")
         elif record is not None:
             self._reap()
-            identity = check_identity(record.pid, record.create_time)
+            identity = identity_of(record)
             if identity.matches:
                 probe = await probe_system_stats(self.url, timeout=3.0)
                 version = probe.stats.comfyui_version if probe.stats else None
@@ -175,8 +178,11 @@ class ComfyUIManager:
                     comfyui_version=version,
                     notes=tuple(notes),
                 )
-            remove_pidfile(self.pidfile_path)
-            notes.append(f"removed a stale pidfile: {identity.reason}; nothing was signalled")
+            if identity.unproven:  # kept: `comfyui stop` explains it; a new start replaces it
+                notes.append(f"{identity.reason}; StoryCore left that process alone")
+            else:
+                remove_pidfile(self.pidfile_path)
+                notes.append(f"removed a stale pidfile: {identity.reason}; nothing was signalled")
 
         probe = await probe_system_stats(self.url, timeout=3.0)
         if probe.stats is not None:
@@ -249,6 +255,7 @@ class ComfyUIManager:
             started_at=time.time(),
             log_offset=spawned.log_offset,
             kind=install.kind,
+            cmdline=spawned.cmdline,
         )
         write_pidfile(self.pidfile_path, record)
         try:
@@ -258,12 +265,14 @@ class ComfyUIManager:
             self._kill_now(record)
             raise
 
-    def _kill_now(self, record: PidRecord) -> None:
+    def _kill_now(self, record: PidRecord, graceful: float = 2.0, force: float = 2.0) -> None:
+        """Stop the server we just started (interrupted, or never ready) and forget it. Its
+        pid cannot be reused while our Popen has not reaped it: pid and create time suffice."""
         if check_identity(record.pid, record.create_time).matches:
             terminate_tree(
                 psutil.Process(record.pid),
-                graceful_timeout=min(self.options.graceful_timeout, 2.0),
-                force_kill_timeout=min(self.options.force_kill_timeout, 2.0),
+                graceful_timeout=min(self.options.graceful_timeout, graceful),
+                force_kill_timeout=min(self.options.force_kill_timeout, force),
             )
         self._reap()
         remove_pidfile(self.pidfile_path)
@@ -291,7 +300,9 @@ class ComfyUIManager:
                 )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                await self._abandon(record)
+                await asyncio.to_thread(
+                    self._kill_now, record, 5.0, self.options.force_kill_timeout
+                )
                 raise StartupFailed(
                     f"ComfyUI did not answer /system_stats at {self.url} within "
                     f"{self.options.startup_timeout:g} s and was stopped",
@@ -301,6 +312,7 @@ class ComfyUIManager:
                 )
             probe = await probe_system_stats(self.url, timeout=max(0.05, min(2.0, remaining)))
             if probe.stats is not None:
+                await asyncio.to_thread(record_running_cmdline, self.pidfile_path, record)
                 return StartResult(
                     "started",
                     self.url,
@@ -316,19 +328,6 @@ class ComfyUIManager:
                     notes=tuple(notes),
                 )
             await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-
-    async def _abandon(self, record: PidRecord) -> None:
-        identity = check_identity(record.pid, record.create_time)
-        if identity.matches:
-            proc = psutil.Process(record.pid)
-            await asyncio.to_thread(
-                terminate_tree,
-                proc,
-                graceful_timeout=min(self.options.graceful_timeout, 5.0),
-                force_kill_timeout=self.options.force_kill_timeout,
-            )
-        self._reap()
-        remove_pidfile(self.pidfile_path)
 
     def _log_excerpt(self, offset: int) -> str:
         lines = tail_lines(self.log_path, _LOG_LINES_ON_FAILURE, start_offset=offset)
@@ -360,7 +359,9 @@ class ComfyUIManager:
                 )
             return StopResult("not-running", self.url, f"no managed ComfyUI runs at {self.url}")
         self._reap()
-        identity = check_identity(record.pid, record.create_time)
+        identity = identity_of(record)
+        if identity.unproven:
+            raise refusal(record.pid, self.pidfile_path, identity.reason)
         if not identity.matches:
             remove_pidfile(self.pidfile_path)
             return StopResult(
@@ -371,7 +372,7 @@ class ComfyUIManager:
                 log_path=Path(record.log_path),
             )
         notes: list[str] = []
-        probe = await probe_system_stats(server_url(record.host, record.port), timeout=1.0)
+        probe = await check_url_answer(record, self.pidfile_path)
         if probe.stats is None:
             notes.append(f"pid {record.pid} did not answer /system_stats ({probe.error})")
         report = await asyncio.to_thread(
@@ -424,10 +425,12 @@ class ComfyUIManager:
         uptime: float | None = None
         managed = False
         if record is not None:
-            identity = check_identity(record.pid, record.create_time)
+            identity = identity_of(record)
             if identity.matches:
                 pid, managed = record.pid, True
                 uptime = max(0.0, time.time() - record.create_time)
+            elif identity.unproven:
+                notes.append(f"{identity.reason}; StoryCore does not manage that process")
             else:
                 notes.append(f"stale pidfile: {identity.reason}")
         probe = await probe_system_stats(self.url, timeout=timeout)

@@ -7,8 +7,9 @@ Everything here is synchronous and bounded; the async manager calls the slow par
   (Windows, ``CREATE_NEW_PROCESS_GROUP``) with stdout and stderr appended to a log file that is
   rotated before each start once it is larger than ``max_bytes``.
 * :class:`PidRecord` is the versioned pidfile, written atomically.
-* :func:`check_identity` proves that a pid is still *our* process (pid + create time), so a pid
-  reused by another program is never signalled.
+* :func:`check_identity` proves that a pid is still *our* process: the pid, its create time and
+  its command line all match the record, so a pid reused by another program, or a record that
+  names a stranger, never gets a process signalled.
 * :func:`terminate_tree` stops a process and all its children: polite signal, wait, kill the
   survivors, wait again, and report who is still alive.
 """
@@ -24,13 +25,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import psutil
 
 from storycore._fsutil import atomic_write_json
+from storycore.comfyui._identity import Identity, check_identity, same_command
 from storycore.comfyui._logfile import rotate_log, tail_lines
 
 __all__ = [
@@ -43,8 +45,10 @@ __all__ = [
     "describe_port_holder",
     "is_port_open",
     "load_pidfile",
+    "record_running_cmdline",
     "remove_pidfile",
     "rotate_log",
+    "same_command",
     "spawn_detached",
     "tail_lines",
     "terminate_tree",
@@ -52,7 +56,6 @@ __all__ = [
 ]
 
 PIDFILE_VERSION = 1
-_CREATE_TIME_TOLERANCE = 0.05  # seconds; the same process always reports the same value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,11 +75,20 @@ class PidRecord:
     started_at: float
     log_offset: int = 0
     kind: str = "comfyui"
+    cmdline: tuple[str, ...] = ()
+    """The command line as the operating system reported it right after the start (what
+    :func:`check_identity` compares); empty in records written before StoryCore kept it."""
     version: int = PIDFILE_VERSION
+
+    @property
+    def recorded_cmdline(self) -> tuple[str, ...]:
+        """The command line to compare: as the OS saw it, else as StoryCore started it."""
+        return self.cmdline or self.command
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["command"] = list(self.command)
+        data["cmdline"] = list(self.cmdline)
         return data
 
     @classmethod
@@ -93,6 +105,7 @@ class PidRecord:
             if not isinstance(pid, int) or not isinstance(port, int) or pid <= 0:
                 raise ValueError("pid and port must be positive integers")
             command = data.get("command", [])
+            cmdline = data.get("cmdline", [])
             return cls(
                 pid=pid,
                 create_time=float(data["create_time"]),
@@ -103,6 +116,7 @@ class PidRecord:
                 started_at=float(data.get("started_at", 0.0)),
                 log_offset=int(data.get("log_offset", 0)),
                 kind=str(data.get("kind", "comfyui")),
+                cmdline=tuple(str(c) for c in cmdline) if isinstance(cmdline, list) else (),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"missing or malformed field: {exc}") from exc
@@ -110,6 +124,21 @@ class PidRecord:
 
 def write_pidfile(path: Path, record: PidRecord) -> None:
     atomic_write_json(path, record.to_json())
+
+
+def record_running_cmdline(path: Path, record: PidRecord) -> PidRecord:
+    """Rewrite the pidfile with the command line ``record``'s process runs now, once the
+    server answers: a wrapper (a pyenv shim, a shell script) has exec'd the real program by
+    then, and this is what :func:`check_identity` compares later."""
+    try:
+        running = tuple(psutil.Process(record.pid).cmdline())
+    except psutil.Error:
+        return record
+    if not running or running == record.cmdline:
+        return record
+    updated = replace(record, cmdline=running)
+    write_pidfile(path, updated)
+    return updated
 
 
 def load_pidfile(path: Path) -> tuple[PidRecord | None, str | None]:
@@ -144,6 +173,7 @@ class Spawned:
     create_time: float
     log_path: Path
     log_offset: int
+    cmdline: tuple[str, ...] = ()
 
 
 def _banner(command: Sequence[str]) -> bytes:
@@ -183,61 +213,17 @@ def spawn_detached(
             close_fds=True,
             **kwargs,
         )
+    # Popen returns once the program is executing, so this is its own command line.
     try:
-        create_time = psutil.Process(popen.pid).create_time()
+        proc = psutil.Process(popen.pid)
+        create_time = proc.create_time()
     except psutil.Error:
-        create_time = time.time()
-    return Spawned(popen, popen.pid, create_time, log_path, offset)
-
-
-# ---------------------------------------------------------------------------------------------
-# identity
-
-
-@dataclass(frozen=True)
-class Identity:
-    """The outcome of checking a pidfile's pid against the running processes."""
-
-    pid: int
-    alive: bool
-    matches: bool
-    reason: str
-    name: str | None = None
-
-
-def check_identity(pid: int, create_time: float) -> Identity:
-    """Is ``pid`` still the process that was created at ``create_time``?
-
-    A dead pid, a zombie, or a pid whose create time differs (reused by another program)
-    never matches, so it is never signalled.
-    """
+        return Spawned(popen, popen.pid, time.time(), log_path, offset, tuple(command))
     try:
-        proc = psutil.Process(pid)
-        actual = proc.create_time()
-        status = proc.status()
-    except psutil.NoSuchProcess:
-        return Identity(pid, alive=False, matches=False, reason=f"process {pid} is gone")
-    except psutil.AccessDenied:
-        return Identity(pid, alive=True, matches=False, reason=f"process {pid} cannot be inspected")
-    name: str | None
-    try:
-        name = proc.name()
+        cmdline = tuple(proc.cmdline())
     except psutil.Error:
-        name = None
-    if status == psutil.STATUS_ZOMBIE:
-        return Identity(
-            pid, alive=False, matches=False, reason=f"process {pid} has exited", name=name
-        )
-    if abs(actual - create_time) > _CREATE_TIME_TOLERANCE:
-        return Identity(
-            pid,
-            alive=True,
-            matches=False,
-            reason=f"pid {pid} now belongs to another program ({name or 'unknown'}, "
-            "started at another time)",
-            name=name,
-        )
-    return Identity(pid, alive=True, matches=True, reason="same process", name=name)
+        cmdline = ()
+    return Spawned(popen, popen.pid, create_time, log_path, offset, cmdline or tuple(command))
 
 
 # ---------------------------------------------------------------------------------------------
