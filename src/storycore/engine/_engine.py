@@ -47,6 +47,7 @@ from storycore.engine._events import (
     RunStarted,
 )
 from storycore.engine._jobs import JobOutcome, PanelJob, Requeue, run_on_backend
+from storycore.engine._outputs import check_render_targets
 from storycore.engine._persist import ProjectWriter
 from storycore.engine._plan import cache_decision, plan_board
 from storycore.engine._prepare import (
@@ -165,6 +166,8 @@ class ImageEngine:
             async with contextlib.AsyncExitStack() as stack:
                 stack.callback(journal.close)
                 stack.enter_context(ProjectLock(project.root, "generate-images"))
+                shot_ids = [p.shot_id for p in panels]  # a planted link stops the run here
+                await asyncio.to_thread(check_render_targets, project.root, shot_ids)
                 await stack.enter_async_context(run.writer)
                 adopted = await asyncio.to_thread(run.writer.adopt_unrecorded)
                 if adopted:

@@ -4,6 +4,14 @@ A PNG from the server is never decoded and re-encoded here: its chunks are check
 and CRCs, which catch a damaged transfer) and a ``storycore`` text chunk is spliced in before the
 image data, next to ComfyUI's own ``prompt`` and ``workflow`` chunks. Other formats (a graph
 ending in a JPEG or WebP saver) are converted to PNG with Pillow.
+
+Every write stays inside the project: the image and its sidecar are written with
+``atomic_write_bytes(..., inside=root)``, so a shot folder (or ``assets``, ...) that is a link
+leaving the project is refused with an :class:`~storycore.errors.OutsideProjectError` naming the
+link, and a link at the file's own name is replaced, never written through. A folder link that
+stays inside the project is followed (a shot kept elsewhere in the project is fine).
+:func:`check_render_targets` runs the same checks for a whole run before anything is submitted,
+so a hostile project stops the run (exit 3) before a server renders or a byte is downloaded.
 """
 
 from __future__ import annotations
@@ -11,17 +19,32 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import zlib
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from storycore._fsutil import atomic_write_bytes, fsync_dir, json_bytes
+from storycore._fsutil import (
+    atomic_write_bytes,
+    ensure_inside,
+    fsync_dir,
+    json_bytes,
+    mkdirs_inside,
+)
+from storycore._statefiles import STATE_DIR, check_state_file
 from storycore.errors import AssetError
-from storycore.manifest import AssetRecord
+from storycore.manifest import GENERATED_DIR, AssetRecord
 
-__all__ = ["PROVENANCE_KEY", "embed_provenance", "finish_render", "store_render"]
+__all__ = [
+    "PROVENANCE_KEY",
+    "check_render_targets",
+    "embed_provenance",
+    "finish_render",
+    "render_folder",
+    "store_render",
+]
 
 PROVENANCE_KEY = "storycore"
 
@@ -135,11 +158,12 @@ def store_render(root: Path, record: AssetRecord, data: bytes) -> AssetRecord:
     target = root / record.path
     record.size = len(data)
     record.sha256 = hashlib.sha256(data).hexdigest()
-    atomic_write_bytes(target, data, sync_folder=False)
+    atomic_write_bytes(target, data, sync_folder=False, inside=root)
     atomic_write_bytes(
         root / record.sidecar_path,
         json_bytes(record.to_dict()),
         durable=False,
+        inside=root,
     )
     fsync_dir(target.parent)
     return record
@@ -151,3 +175,50 @@ def finish_render(
     """Embed ``provenance`` in the server's image, then store it; the record and the PNG."""
     png, record.width, record.height = embed_provenance(data, provenance)
     return store_render(root, record, png), png
+
+
+# ----------------------------------------------------------------------------- containment
+# StoryCore's own files in ``.storycore`` (see journal.py, diagnostics/_history.py, board.py):
+# plain files with one name, never links.
+_STATE_FILES = {
+    "journal.jsonl": "journal",
+    "diagnostics.jsonl": "diagnostics file",
+    "cache/thumbs.sqlite": "thumbnail cache",
+    "cache/thumbs.sqlite-wal": "thumbnail cache",
+    "cache/thumbs.sqlite-shm": "thumbnail cache",
+    "cache/thumbs.sqlite-journal": "thumbnail cache",
+}
+
+
+def _no_link_out(root: Path, folder: Path) -> None:
+    """Raise for the first link under ``folder`` (not followed) whose target leaves ``root``:
+    the metrics, the thumbnail cache and the emulator's output folders all live there, and a
+    link anywhere in them (``.storycore/mock-server/output/storycore -> ~``) would carry their
+    writes out."""
+    for top, dirs, files in os.walk(folder, followlinks=False):
+        for name in (*dirs, *files):
+            path = Path(top, name)
+            if path.is_symlink():
+                ensure_inside(root, path, what=f"{STATE_DIR} folder")
+
+
+def render_folder(root: Path, shot_id: str) -> Path:
+    """The shot's render folder, created inside ``root`` (blocking): the folder a download of
+    the shot's image goes into. Raises :class:`~storycore.errors.OutsideProjectError` naming the
+    link when the folder, or one on the way to it, is a link that leaves the project."""
+    return mkdirs_inside(root, root / GENERATED_DIR / shot_id, what="render folder")
+
+
+def check_render_targets(root: Path, shot_ids: list[str]) -> None:
+    """Refuse a run whose writes a planted link would carry outside ``root`` (blocking; nothing
+    is created or written): each shot's render folder, every link under ``.storycore`` (the
+    metrics, the thumbnail cache, the emulator's folders) and StoryCore's own files in it (journal,
+    diagnostics, cache database), which must be plain files with one name, not links. The
+    writers check again as they write; this makes a hostile project stop before any prompt."""
+    state = root / STATE_DIR
+    ensure_inside(root, state, what="state folder")
+    _no_link_out(root, state)
+    for name, what in _STATE_FILES.items():
+        check_state_file(root, state / name, what=what)
+    for shot_id in shot_ids:
+        ensure_inside(root, root / GENERATED_DIR / shot_id, what=f"render folder of {shot_id}")
