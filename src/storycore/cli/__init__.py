@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     from storycore.cli._common import EXIT_BROKEN_PIPE, report_error
     from storycore.cli.app import build_app
-    from storycore.errors import EXIT_INTERRUPTED, StoryCoreError
+    from storycore.errors import StoryCoreError
 
     args = list(sys.argv[1:] if argv is None else argv)
     json_mode = "--json" in args
@@ -26,13 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     except StoryCoreError as err:
         return _quietly(report_error, err, json_mode)
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return _quietly(_report_interrupt)
     except BrokenPipeError:
         return _pipe_closed()
     except SystemExit as exc:  # typer/click finish every run with SystemExit
         code = exc.code
         if type(sys.stdout).__name__ == "PacifyFlushWrapper":  # click saw EPIPE on stdout
             return EXIT_BROKEN_PIPE
+        if _by_ctrl_c(exc):  # typer turns KeyboardInterrupt into exit 130, silently
+            return _quietly(_report_interrupt)
         if code is None:
             return 0
         return code if isinstance(code, int) else 1
@@ -58,6 +60,26 @@ def _pipe_closed() -> int:
     except (OSError, ValueError):
         pass
     return EXIT_BROKEN_PIPE
+
+
+def _by_ctrl_c(exc: BaseException) -> bool:
+    """Did a KeyboardInterrupt lead to ``exc``?"""
+    seen = exc.__cause__ or exc.__context__
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _report_interrupt() -> int:
+    from storycore.errors import EXIT_INTERRUPTED
+
+    sys.stderr.write("interrupted (Ctrl-C)\n")
+    sys.stderr.flush()
+    return EXIT_INTERRUPTED
 
 
 def _report_unexpected(exc: Exception, verbose: bool) -> int:

@@ -1,16 +1,38 @@
-"""``storycore generate-images``: render the board (the view is in :mod:`._render_view`)."""
+"""``storycore generate-images``: render the board (the view is in :mod:`._render_view`).
+
+Ctrl-C (or SIGTERM), as uvicorn handles it: the signal handler only counts the press and wakes
+the run's supervisor (:func:`_run_with_signals`), which decides what the press means; the
+original handlers are restored when the run ends.
+
+* before the render began (loading, connecting, starting ComfyUI, the preflight's node lists):
+  the first press ends the run at once, nothing was submitted (exit 130, one line);
+* while panels render: the first press stops submitting and waits for the running panels
+  (bounded by ``comfyui.graceful_shutdown``); the second cancels them on their servers and
+  saves if that takes under :data:`_FORCE_GRACE_S`, else exits at once; the journal lets the
+  next run resume either way.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
 from storycore.cli._common import Output, cli_settings, command
 from storycore.cli._render_view import JsonView, RichView, exit_code_for, print_plan, print_summary
+from storycore.errors import EXIT_INTERRUPTED
+
+# After Ctrl-C before the render began: the bound on closing connections and releasing the lock.
+_UNWIND_S = 5.0
+# After a second Ctrl-C: the bound on cancelling the running prompts and saving.
+_FORCE_GRACE_S = 2.0
 
 JSON_OPTION = typer.Option(False, "--json", help="Stream one JSON event per line.")
 PROJECT_OPTION = typer.Option(Path("."), "--project", "-p", help="The project folder.")
@@ -70,8 +92,14 @@ def register(app: typer.Typer) -> None:
             dry_run=dry_run,
         )
         view = JsonView(out) if json_out else RichView(out)
-        engine = ImageEngine(resolved.settings, on_event=view.handle)
-        summary = asyncio.run(_run_with_signals(engine, request, view))
+        phase = _Phase(view.handle)
+        engine = ImageEngine(resolved.settings, on_event=phase)
+        try:
+            summary = asyncio.run(_run_with_signals(engine, request, phase, out, view))
+        except _Interrupted as stopped:
+            view.close()
+            _say_interrupted(out, f"while {stopped.doing}; nothing was submitted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         view.close()
         code = exit_code_for(summary, asked_for_mock=mock)
         if json_out:
@@ -83,31 +111,143 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(code)
 
 
-async def _run_with_signals(engine: Any, request: Any, view: Any) -> Any:
-    """Ctrl-C once: stop submitting; twice: cancel running prompts. Handlers only set flags."""
+class _Interrupted(Exception):
+    """Ctrl-C ended the run before the render began."""
+
+    def __init__(self, doing: str) -> None:
+        super().__init__(doing)
+        self.doing = doing
+
+
+class _Phase:
+    """Where the run is, read from its events on their way to the view: what Ctrl-C stops."""
+
+    def __init__(self, sink: Callable[[Any], None]) -> None:
+        self.sink = sink
+        self.rendering = False
+        self.doing = "loading the project and connecting to the servers"
+
+    def __call__(self, event: Any) -> None:
+        from storycore.engine import BackendChanged, RunStarted
+
+        if isinstance(event, RunStarted):
+            self.rendering = True
+        elif isinstance(event, BackendChanged) and event.state in ("healthy", "mock"):
+            self.doing = "reading the server's node lists and checking the panels (preflight)"
+        self.sink(event)
+
+
+class _Presses:
+    """Ctrl-C presses: the signal handler only counts them and wakes the supervisor."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.pressed = asyncio.Event()
+
+    def press(self) -> None:
+        self.count += 1
+        self.pressed.set()
+
+
+@contextlib.contextmanager
+def _signals_call(press: Callable[[], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM call ``press`` (in the event loop) inside the block; the handlers that
+    were there before (asyncio.run's own among them) are restored afterwards."""
     loop = asyncio.get_running_loop()
-    presses = 0
-
-    def on_interrupt() -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
-            engine.request_stop()
-        else:
-            engine.request_cancel()
-
+    original = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     installed: list[signal.Signals] = []
-    previous: dict[signal.Signals, Any] = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in original:
         try:
-            loop.add_signal_handler(sig, on_interrupt)
+            loop.add_signal_handler(sig, press)
             installed.append(sig)
         except (NotImplementedError, RuntimeError):  # Windows: plain handler, thread-safe wake
-            previous[sig] = signal.signal(sig, lambda *_: loop.call_soon_threadsafe(on_interrupt))
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(press))
     try:
-        return await engine.render(request)
+        yield
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, handler in original.items():
+            with contextlib.suppress(TypeError, ValueError):
+                signal.signal(sig, handler)
+
+
+async def _run_with_signals(
+    engine: Any, request: Any, phase: _Phase, out: Output, view: Any
+) -> Any:
+    """Run the render as a task and decide what each Ctrl-C means (see the module docstring)."""
+    presses = _Presses()
+    with _signals_call(presses.press):
+        task = asyncio.create_task(engine.render(request))
+        handled = 0
+        while not task.done():
+            await _first_of(task, presses)
+            presses.pressed.clear()
+            if task.done() or presses.count == handled:
+                continue
+            handled = presses.count
+            if handled == 1 and phase.rendering:
+                engine.request_stop()  # the engine drains the running panels, bounded
+                continue
+            if not phase.rendering:
+                # Nothing runs on a server yet: end the connect or preflight now.
+                engine.request_stop()
+                task.cancel()
+                if not await _ended_within(task, presses, _UNWIND_S):
+                    _exit_now(out, view, f"while {phase.doing}; nothing was submitted")
+                if task.cancelled():
+                    raise _Interrupted(phase.doing)
+                break
+            engine.request_cancel()  # a second press: cancel and save if quick, else leave now
+            if not await _ended_within(task, presses, _FORCE_GRACE_S):
+                _exit_now(
+                    out,
+                    view,
+                    "again: exiting now without waiting for the running panels; the next run "
+                    "resumes from the journal",
+                )
+        if task.cancelled():
+            raise _Interrupted(phase.doing)
+        return task.result()
+
+
+async def _first_of(task: asyncio.Task[Any], presses: _Presses) -> None:
+    """Wait until ``task`` ends or Ctrl-C is pressed."""
+    waiter = asyncio.ensure_future(presses.pressed.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+
+
+async def _ended_within(task: asyncio.Task[Any], presses: _Presses, seconds: float) -> bool:
+    """Did ``task`` end within ``seconds``, with no further Ctrl-C meanwhile?"""
+    before = presses.count
+    presses.pressed.clear()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while not task.done() and presses.count == before:
+                await _first_of(task, presses)
+                presses.pressed.clear()
+    return task.done()
+
+
+def _say_interrupted(out: Output, what: str) -> None:
+    """The one line that says the run was interrupted (and a JSON event with ``--json``)."""
+    if out.json_mode:
+        out.json({"event": "interrupted", "ok": False, "exit_code": EXIT_INTERRUPTED})
+    out.err_console.print(f"[bold yellow]interrupted (Ctrl-C)[/] {what}")
+
+
+def _exit_now(out: Output, view: Any, what: str) -> NoReturn:
+    """Leave at once, without waiting for tasks or worker threads: a journal line is durable
+    before each prompt is submitted and every file is written atomically, so this loses no
+    more than ``kill -9``, which a resumed run survives; the OS releases the project lock."""
+    with contextlib.suppress(Exception):
+        view.close()
+    with contextlib.suppress(Exception):
+        _say_interrupted(out, what)
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
