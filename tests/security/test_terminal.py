@@ -41,14 +41,14 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return {**FAST_ENV, "XDG_STATE_HOME": str(tmp_path / "state")}
 
 
-def assert_inert(result: ChildResult) -> None:
+def assert_inert(result: ChildResult, *, link: str = "[link=http://evil.example]") -> None:
     """No raw control, escape or direction character; the markup is shown as written."""
     for char in RAW:
         assert char not in result.output, (
             f"raw {char!r} reached the terminal:\n{result.output[-3000:]!r}"
         )
     assert MARKUP in result.output, result.output[-3000:]
-    assert "[link=http://evil.example]" in result.output
+    assert link in result.output
     assert "\u26a0" not in result.output  # ":warning:" stays text, not an emoji
     assert "Traceback" not in result.output
     result.assert_bounded(seconds=60)
@@ -121,9 +121,10 @@ async def test_generate_images_shows_a_hostile_error_text_inert(tmp_path: Path) 
         {"POST /prompt": refuse}, tmp=tmp_path, options=_options(tmp_path)
     ) as (url, _):
         result = await run_storycore(
-            "generate-images", "-p", str(root), "--backend", url, env=_env(tmp_path)
+            "generate-images", "-p", str(root), "--backend", url, "-v", env=_env(tmp_path)
         )
     assert result.rc not in (0, 9), result.output  # the panel failed, and said so
+    assert "DEBUG storycore" in result.stderr  # the debug log lines are checked too
     assert "failed" in result.output
     assert_inert(result)
 
@@ -165,14 +166,16 @@ async def test_json_output_escapes_control_and_direction_characters(tmp_path: Pa
     result.assert_bounded(seconds=60)
 
 
-async def test_an_error_naming_hostile_project_text_is_inert(tmp_path: Path) -> None:
+async def test_a_panel_error_naming_hostile_project_text_is_inert(tmp_path: Path) -> None:
     root = make_project(tmp_path, 1)
     board_path = root / "storyboard.json"
     board = json.loads(board_path.read_text())
-    # Not a valid shot id: the error names it (cut short, so the markup comes first).
-    board["shots"][0]["shot_id"] = MARKUP + " [link=http://evil.example]here[/link] " + EVIL
+    # A reference image that is not there: the panel's error names the path as written.
+    board["shots"][0]["references"] = {"init_image": f"assets/{EVIL}.png"}
     board_path.write_text(json.dumps(board))
-    result = await run_storycore("validate", "-p", str(root), env=_env(tmp_path))
-    assert result.rc == 3, result.output
-    assert "error:" in result.stderr
-    assert_inert(result)
+    result = await run_storycore(
+        "generate-images", "-p", str(root), "--dry-run", env=_env(tmp_path)
+    )
+    assert result.rc == 8, result.output  # the panel cannot be built, and says so
+    assert "cannot be built" in result.stdout
+    assert_inert(result, link="[link=http:/evil.example]")  # a path: `//` reads as `/`
