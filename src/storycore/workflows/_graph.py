@@ -93,8 +93,17 @@ class GraphBuilder:
 
 
 def canonical_json(data: Any) -> bytes:
-    """Sorted keys, no spaces, UTF-8: the bytes every hash in this package is taken over."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Sorted keys, no spaces, UTF-8: the bytes every hash in this package is taken over.
+
+    Text with a lone surrogate (a ``"\\ud800"`` escape in a received storyboard) has no UTF-8
+    form: such data is written with every non-ASCII character escaped, which is still valid JSON
+    of the same value and still the same bytes for the same data.
+    """
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
 def graph_sha256(graph: Mapping[str, Any]) -> str:
