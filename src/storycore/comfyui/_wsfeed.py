@@ -1,5 +1,5 @@
 """One WebSocket kept open to a server: a fresh clientId per connection, exponential backoff,
-frames parsed into typed events and handed to a callback."""
+frames parsed into typed events and handed to a callback with their size on the wire."""
 
 from __future__ import annotations
 
@@ -22,13 +22,14 @@ _FEATURE_FLAGS = {"type": "feature_flags", "data": {"supports_preview_metadata":
 
 
 class WebSocketFeed:
-    """Connects, reads, reconnects until :meth:`close`. ``on_event`` gets every parsed frame;
-    ``on_gap`` is called after each connection ends (events may have been missed)."""
+    """Connects, reads, reconnects until :meth:`close`. ``on_event(event, size)`` gets every
+    parsed frame and its size in bytes (characters for text); a frame that cannot be parsed is
+    skipped. ``on_gap`` is called after each connection ends (events may have been missed)."""
 
     def __init__(
         self,
         client: ComfyUIClient,
-        on_event: Callable[[Event], None],
+        on_event: Callable[[Event, int], None],
         on_gap: Callable[[], None],
     ) -> None:
         self.client = client
@@ -98,9 +99,9 @@ class WebSocketFeed:
                 break
             if event is not None:
                 try:
-                    self._on_event(event)
+                    self._on_event(event, len(message.data))
                 except Exception:  # one bad event must not cost the connection
-                    _log.exception("handling a WebSocket event failed: %r", event)
+                    _log.debug("handling a WebSocket frame failed", exc_info=True)
 
     async def close(self) -> None:
         self._closed = True

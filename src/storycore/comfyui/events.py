@@ -5,18 +5,24 @@ big-endian event type: 1 = preview image (4-byte format, 1 JPEG / 2 PNG, then th
 3 = progress text (4-byte node-id length, node id, UTF-8 text), 4 = preview image with metadata
 (4-byte JSON length, JSON ``{node_id, prompt_id, ..., image_type}``, then the image).
 
-Unknown message types and malformed frames give ``None``.
+Unknown message types and malformed frames give ``None``: a frame that is not JSON, nested too
+deep, of the wrong shape, or with an id (prompt or node) that is not a string or number of at
+most :data:`MAX_ID_LENGTH` characters. Numbers too large for a float are left out; lone
+surrogates in text (which no UTF-8 file can hold) become U+FFFD.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "MAX_ID_LENGTH",
     "CachedNodes",
     "Event",
     "ExecutionDone",
@@ -188,18 +194,47 @@ Event = (
 )
 
 
+MAX_ID_LENGTH = 1024
+"""The longest prompt or node id accepted (ComfyUI's are uuids and short numbers)."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(text: str) -> str:
+    """``text`` with lone surrogates as U+FFFD (storable in any UTF-8 file)."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
 def _str(value: Any) -> str | None:
-    if value is None:
+    """An id: a string or an integer of at most MAX_ID_LENGTH characters, else ``None``."""
+    if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, str | int) and not isinstance(value, bool):
+    if isinstance(value, str):
+        return _clean(value) if len(value) <= MAX_ID_LENGTH else None
+    if isinstance(value, int) and -(10**MAX_ID_LENGTH) < value < 10**MAX_ID_LENGTH:
         return str(value)
     return None
+
+
+def _text(value: Any, default: str = "") -> str:
+    """Server text (an error message) as a storable string."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        return _clean(value)
+    try:
+        return _clean(str(value))
+    except (ValueError, RecursionError):  # an int past str()'s digit limit, deep nesting
+        return default
 
 
 def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _int(value: Any) -> int | None:
@@ -234,7 +269,7 @@ def parse_message(message: Any) -> Event | None:
         return None
     try:
         return parser(data)
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, RecursionError):
         return None
 
 
@@ -298,12 +333,16 @@ def _progress_state(data: Mapping[str, Any]) -> Event | None:
         get = entry.get
         value, maximum, node_id, state = get("value"), get("max"), get("node_id"), get("state")
         display, parent, real = get("display_node_id"), get("parent_node_id"), get("real_node_id")
+        if not (type(node_id) is str and 0 < len(node_id) <= 64 and node_id.isascii()):
+            node_id = _str(node_id) or _str(key)
+            if not node_id:
+                continue
         states.append(
             NodeState(
-                node_id=node_id if type(node_id) is str and node_id else _str(node_id) or str(key),
+                node_id=node_id,
                 value=value if type(value) is float else (_num(value) or 0.0),
                 max=maximum if type(maximum) is float else _max(maximum),
-                state=state if type(state) is str and state else str(state or "unknown"),
+                state=state if type(state) is str and state else _text(state, "unknown"),
                 display_node_id=display if type(display) is str else _str(display),
                 parent_node_id=parent if type(parent) is str else _str(parent),
                 real_node_id=real if type(real) is str else _str(real),
@@ -344,9 +383,9 @@ def _execution_error(data: Mapping[str, Any]) -> Event | None:
         prompt_id=pid,
         node_id=_str(data.get("node_id")),
         node_type=_str(data.get("node_type")),
-        exception_type=str(data.get("exception_type") or "Exception"),
-        exception_message=str(data.get("exception_message") or ""),
-        traceback=tuple(str(t) for t in trace) if isinstance(trace, list) else (),
+        exception_type=_text(data.get("exception_type"), "Exception"),
+        exception_message=_text(data.get("exception_message")),
+        traceback=tuple(_text(t) for t in trace[:200]) if isinstance(trace, list) else (),
         executed=_ids(data.get("executed")),
     )
 
@@ -400,7 +439,7 @@ def parse_binary_frame(frame: bytes) -> Event | None:
         return PreviewImage(image=image, format=fmt, mime_type=mime, event_type=1)
     if event_type == 3:
         (length,) = struct.unpack(">I", frame[4:8])
-        if 8 + length > len(frame):
+        if 8 + length > len(frame) or length > MAX_ID_LENGTH * 4:
             return None
         try:
             node_id = frame[8 : 8 + length].decode("utf-8")
@@ -414,7 +453,7 @@ def parse_binary_frame(frame: bytes) -> Event | None:
             return None
         try:
             metadata = json.loads(frame[8 : 8 + length].decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
             return None
         if not isinstance(metadata, Mapping):
             return None

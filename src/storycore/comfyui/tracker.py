@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from storycore.comfyui._budget import OrphanFrames, PromptBudget
 from storycore.comfyui._handle import PromptCompleted, PromptHandle, PromptQueued
 from storycore.comfyui._models import HistoryEntry, PromptStatus
 from storycore.comfyui._outcomes import (
@@ -62,8 +63,6 @@ __all__ = ["PromptCompleted", "PromptHandle", "PromptQueued", "PromptTracker"]
 
 _log = logging.getLogger(__name__)
 _UNSET: Any = object()
-_ORPHAN_PROMPTS = 64
-_ORPHAN_EVENTS = 512
 _RECENT_DONE = 4096
 
 
@@ -71,6 +70,14 @@ class _Failed:
     """A history read that failed: the prompt is neither found nor known to be absent."""
 
     def __init__(self, error: ComfyUIError) -> None:
+        self.error = error
+
+
+class _Unreadable:
+    """A history answer that made the parser raise an unexpected error: it will not get
+    better by asking again, so the prompt fails with ``error``."""
+
+    def __init__(self, error: ServerResponseError) -> None:
         self.error = error
 
 
@@ -96,13 +103,15 @@ class PromptTracker:
         self.timeouts = client.timeouts
         self.use_websocket = use_websocket
         self._handles: dict[str, PromptHandle] = {}
-        self._orphans: OrderedDict[str, list[Event]] = OrderedDict()
+        self._budgets: dict[PromptHandle, PromptBudget] = {}
+        self._orphans = OrphanFrames()
         self._recently_done: OrderedDict[str, None] = OrderedDict()
         self._feed = WebSocketFeed(client, self._dispatch, self._on_gap)
         self._last_poll = 0.0
         self._running_prompt: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._main_tasks: list[asyncio.Task[None]] = []
+        self._poll_task: asyncio.Task[None] | None = None
         self._started = False
         self._closed = False
         self.queue_remaining: int | None = None
@@ -206,10 +215,14 @@ class PromptTracker:
             idle_timeout=self.timeouts.idle_timeout if idle_timeout is _UNSET else idle_timeout,
         )
         self._handles[prompt_id] = handle
+        self._budgets[handle] = PromptBudget(prompt_id, lambda n: handle.class_type(n) is not None)
         self._recently_done.pop(prompt_id, None)
-        for event in self._orphans.pop(prompt_id, []):
-            self._route(handle, event)
+        self._replay_orphans(handle)
         return handle
+
+    def _replay_orphans(self, handle: PromptHandle) -> None:
+        for event, size in self._orphans.pop(handle.prompt_id):
+            self._deliver(handle, event, size)
 
     async def submit(
         self,
@@ -273,8 +286,7 @@ class PromptTracker:
             self._handles.pop(prompt_id, None)
             handle.prompt_id = result.prompt_id
             self._handles[result.prompt_id] = handle
-            for event in self._orphans.pop(result.prompt_id, []):
-                self._route(handle, event)
+            self._replay_orphans(handle)
         self.mark_submitted(handle.prompt_id, number=result.number, check_now=False)
         if self.report_positions:
             self._spawn(self._report_position(handle))
@@ -283,6 +295,7 @@ class PromptTracker:
     def _drop(self, handle: PromptHandle, error: ComfyUIError) -> None:
         if self._handles.get(handle.prompt_id) is handle:
             del self._handles[handle.prompt_id]
+        self._budgets.pop(handle, None)
         handle.fail("rejected", error)
 
     async def _server_knows(self, prompt_id: str) -> bool:
@@ -341,7 +354,7 @@ class PromptTracker:
         self._last_poll = 0.0  # poll at once: something may have finished meanwhile
         self._running_prompt = None
 
-    def _dispatch(self, event: Event) -> None:
+    def _dispatch(self, event: Event, size: int) -> None:
         if isinstance(event, ServerStatus):
             self.queue_remaining = event.queue_remaining
             return
@@ -358,15 +371,29 @@ class PromptTracker:
         if handle is None:
             if prompt_id in self._recently_done or isinstance(event, PreviewImage | ProgressText):
                 return  # late frames of a finished prompt, or bulky frames nobody follows
-            events = self._orphans.setdefault(prompt_id, [])
-            if len(events) < _ORPHAN_EVENTS:
-                events.append(event)
-            while len(self._orphans) > _ORPHAN_PROMPTS:
-                self._orphans.popitem(last=False)
+            self._orphans.add(prompt_id, event, size)
             return
         if isinstance(event, ExecutionStarted) and handle.ws_stream is None:
             handle.ws_stream = self._feed.connections
-        self._route(handle, event)
+        self._deliver(handle, event, size)
+
+    def _deliver(self, handle: PromptHandle, event: Event, size: int) -> None:
+        """Route ``event`` to ``handle`` as far as its budget allows. A frame whose handling
+        fails (odd values a parser let through) is dropped; if it was the prompt's last
+        word, its history settles it instead."""
+        budget = self._budgets.get(handle)
+        admitted = budget.admit(event, size) if budget is not None else event
+        if admitted is None:
+            if not handle.done():
+                handle.alive()  # not kept, but the server is at work on the prompt
+            return
+        try:
+            self._route(handle, admitted)
+        except Exception:
+            _log.debug("prompt %s: cannot use a %s frame", handle.prompt_id, type(event).__name__)
+            _log.debug("the frame's handling failed", exc_info=True)
+            if isinstance(event, ExecutionSuccess | ExecutionDone):
+                self._start_finalizer(handle)
 
     def _route(self, handle: PromptHandle, event: Event) -> None:
         if handle.done():
@@ -415,12 +442,13 @@ class PromptTracker:
         start = time.monotonic()
         delay = min(0.05, self.timeouts.poll_interval)
         while not handle.done():
-            try:
-                entry = await self.client.history(handle.prompt_id)
-            except ComfyUIError as exc:
-                _log.debug("history of %s not readable yet: %s", handle.prompt_id, exc)
-                entry = None
-            if entry is not None and entry.status is not PromptStatus.UNKNOWN:
+            entry = await self._read_history(handle)
+            if isinstance(entry, _Unreadable):
+                self._fail(handle, entry.error)
+                return
+            if isinstance(entry, _Failed):
+                _log.debug("history of %s not readable yet: %s", handle.prompt_id, entry.error)
+            elif entry is not None and entry.status is not PromptStatus.UNKNOWN:
                 self._complete_from_history(handle, entry, via="websocket")
                 return
             if time.monotonic() - start >= self.timeouts.lost_grace:
@@ -432,12 +460,46 @@ class PromptTracker:
     def _complete_from_history(
         self, handle: PromptHandle, entry: HistoryEntry, *, via: str
     ) -> None:
-        settle_from_history(self._server, handle, entry, via=via)
+        try:
+            settle_from_history(self._server, handle, entry, via=via)
+        except Exception as exc:  # odd values the history parser let through
+            self._fail(handle, self._unreadable(handle, exc).error)
+            return
         self._forget(handle)
+
+    def _fail(self, handle: PromptHandle, error: ComfyUIError) -> None:
+        handle.fail("error", error)
+        self._forget(handle)
+
+    def _unreadable(self, handle: PromptHandle, exc: BaseException) -> _Unreadable:
+        _log.debug("history of %s cannot be read", handle.prompt_id, exc_info=exc)
+        where = self.client.address.http_url("/history/" + handle.prompt_id)
+        return _Unreadable(
+            ServerResponseError(
+                f"the server's history entry for prompt {handle.prompt_id} cannot be read "
+                f"({type(exc).__name__}: {str(exc)[:200]})",
+                where=str(where),
+                hint="the server sent values no ComfyUI sends; check what answers at this URL",
+            )
+        )
+
+    async def _read_history(
+        self, handle: PromptHandle
+    ) -> HistoryEntry | _Failed | _Unreadable | None:
+        """The prompt's history entry; ``None`` while there is none; :class:`_Failed` when the
+        read failed (it may work next time); :class:`_Unreadable` when the answer made the
+        parser raise an unexpected error."""
+        try:
+            return await self.client.history(handle.prompt_id)
+        except ComfyUIError as exc:
+            return _Failed(exc)
+        except Exception as exc:
+            return self._unreadable(handle, exc)
 
     def _forget(self, handle: PromptHandle) -> None:
         if self._handles.get(handle.prompt_id) is handle:
             del self._handles[handle.prompt_id]
+        self._budgets.pop(handle, None)
         self._recently_done[handle.prompt_id] = None
         while len(self._recently_done) > _RECENT_DONE:
             self._recently_done.popitem(last=False)
@@ -446,20 +508,24 @@ class PromptTracker:
 
     # ------------------------------------------------------------------ supervision / polling
     async def _supervise(self) -> None:
+        """Every tick: end the prompts whose deadline or idle timeout passed, then start a poll
+        if one is due. A poll runs as its own task, bounded, so a server that never finishes
+        answering ``/queue`` or ``/history`` delays no deadline."""
         tick = max(0.005, min(self.timeouts.poll_interval, self.timeouts.watchdog / 4, 0.5))
         while not self._closed:
             await asyncio.sleep(tick)
             try:
-                await self._check()
-            except ComfyUIError as exc:
-                _log.debug("poll of %s failed: %s", self.client.address.url, exc)
+                self._expire()
+                if self._poll_task is None or self._poll_task.done():
+                    due = self._due()
+                    if due:
+                        self._poll_task = self._spawn(self._bounded_poll(due))
             except Exception:  # a bug must not stop the supervision of every prompt
                 _log.exception("prompt supervision failed")
 
-    async def _check(self) -> None:
+    def _expire(self) -> None:
         now = time.monotonic()
-        active = [h for h in self._handles.values() if not h.done()]
-        for handle in active:
+        for handle in [h for h in self._handles.values() if not h.done()]:
             if handle.deadline is not None and now > handle.deadline:
                 handle.fail(
                     "timeout", timed_out(self._server, handle.prompt_id, "its deadline passed")
@@ -471,9 +537,13 @@ class PromptTracker:
                     timed_out(self._server, handle.prompt_id, "the server showed no sign of it"),
                 )
                 self._forget(handle)
-        active = [h for h in active if not h.done() and h.finalizer is None]
-        if not active:
-            return
+
+    def _due(self) -> list[PromptHandle]:
+        """The prompts to look up in ``/queue`` and ``/history`` now (none between polls)."""
+        now = time.monotonic()
+        active = [h for h in self._handles.values() if not h.done() and h.finalizer is None]
+        if not active or now - self._last_poll < self.timeouts.poll_interval:
+            return []
         silent = self.connected and now - self._feed.last_message > self.timeouts.watchdog
         due = [
             h
@@ -483,10 +553,21 @@ class PromptTracker:
             or now - h.last_checked >= min(self.timeouts.watchdog, h.idle_timeout / 3)
             or h.absent_since is not None
         ]
-        if not due or now - self._last_poll < self.timeouts.poll_interval:
-            return
-        self._last_poll = now
-        await self._poll(due)
+        if due:
+            self._last_poll = now
+        return due
+
+    async def _bounded_poll(self, handles: list[PromptHandle]) -> None:
+        bound = max(self.timeouts.read, self.timeouts.poll_interval * 2)
+        try:
+            async with asyncio.timeout(bound):
+                await self._poll(handles)
+        except TimeoutError:
+            _log.debug("poll of %s took over %g s: given up", self.client.address.url, bound)
+        except ComfyUIError as exc:
+            _log.debug("poll of %s failed: %s", self.client.address.url, exc)
+        except Exception:  # an answer the queue parser could not take: try again later
+            _log.debug("poll of %s failed", self.client.address.url, exc_info=True)
 
     async def _poll(self, handles: list[PromptHandle]) -> None:
         queue = await self.client.queue()
@@ -511,11 +592,13 @@ class PromptTracker:
                 handle.position = position
                 handle.emit(PromptQueued(handle.prompt_id, position, handle.number))
         # Not in the queue: finished (history), not submitted yet, or lost.
-        entries = await asyncio.gather(*(self._history_or_none(h) for h in absent))
+        entries = await asyncio.gather(*(self._read_history(h) for h in absent))
         for handle, entry in zip(absent, entries, strict=True):
             if handle.done():
                 continue
-            if isinstance(entry, HistoryEntry) and entry.status is not PromptStatus.UNKNOWN:
+            if isinstance(entry, _Unreadable):
+                self._fail(handle, entry.error)
+            elif isinstance(entry, HistoryEntry) and entry.status is not PromptStatus.UNKNOWN:
                 self._complete_from_history(handle, entry, via="polling")
             elif entry is not None or not handle.submitted:  # a failed read proves nothing
                 continue
@@ -524,18 +607,15 @@ class PromptTracker:
             elif now - handle.absent_since >= self.timeouts.lost_grace:
                 self._give_up_on_history(handle)
 
-    async def _history_or_none(self, handle: PromptHandle) -> HistoryEntry | _Failed | None:
-        try:
-            return await self.client.history(handle.prompt_id)
-        except ComfyUIError as exc:
-            return _Failed(exc)
-
     def _give_up_on_history(self, handle: PromptHandle) -> None:
         """No history after ``lost_grace``: success from the WS outputs if the WS saw it
         succeed, else lost."""
-        if handle.ws_success:
-            handle.succeed(None, via="websocket")
-        else:
+        try:
+            settled = handle.ws_success and handle.succeed(None, via="websocket")
+        except Exception as exc:
+            self._fail(handle, self._unreadable(handle, exc).error)
+            return
+        if not settled:
             handle.fail("lost", lost(self._server, handle.prompt_id, self.timeouts.lost_grace))
         self._forget(handle)
 

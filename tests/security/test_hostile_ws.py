@@ -1,0 +1,203 @@
+"""Hostile WebSocket frames: odd node ids, floods of ``executed`` frames, secrets echoed back.
+
+The server is an honest emulator behind a relay whose WebSocket injects crafted frames right
+after the emulator's ``execution_start`` for our prompt (so they reach the tracker while the
+prompt runs); the CLI renders in a bounded child process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, WSMsgType, web
+
+from storycore.comfyui.emulator import Emulator
+from storycore.journal import Journal
+from storycore.manifest import records
+from storycore.project import load_project
+from tests.engine.conftest import make_project
+from tests.reliability.conftest import server_renders
+from tests.security._support import Handler, hostile_comfyui, run_storycore
+
+Inject = Callable[[str], Iterator[str]]
+"""Given our prompt id at ``execution_start``, the extra text frames to send at once."""
+
+FAST_ENV = {
+    "STORYCORE_RENDER__STEPS": "3",
+    "STORYCORE_RENDER__RENDER_LONG_SIDE": "128",
+    "STORYCORE_COMFYUI__HEALTH_CHECK_INTERVAL": "0.2",
+    "STORYCORE_COMFYUI__IDLE_TIMEOUT": "6",
+    "STORYCORE_COMFYUI__MAX_RETRIES": "1",
+}
+
+
+def injecting_ws(emulator: dict[str, Emulator], inject: Inject) -> Handler:
+    """A ``GET /ws`` handler relaying the emulator's frames, with ``inject``'s frames sent
+    right after each ``execution_start``."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        down = web.WebSocketResponse(heartbeat=None, max_msg_size=0)
+        await down.prepare(request)
+        upstream = emulator["emu"].url.replace("http", "ws", 1) + request.path_qs
+        async with ClientSession() as session, session.ws_connect(upstream) as up:
+
+            async def to_client() -> None:
+                async for msg in up:
+                    if msg.type is WSMsgType.BINARY:
+                        await down.send_bytes(msg.data)
+                        continue
+                    if msg.type is not WSMsgType.TEXT:
+                        break
+                    await down.send_str(msg.data)
+                    frame = json.loads(msg.data)
+                    if frame.get("type") == "execution_start":
+                        for extra in inject(str(frame["data"]["prompt_id"])):
+                            await down.send_str(extra)
+
+            async def to_server() -> None:
+                async for msg in down:
+                    if msg.type is WSMsgType.TEXT:
+                        await up.send_str(msg.data)
+
+            tasks = [asyncio.create_task(to_client()), asyncio.create_task(to_server())]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        await down.close()
+        return down
+
+    return handler
+
+
+def frame(kind: str, **data: Any) -> str:
+    return json.dumps({"type": kind, "data": data})
+
+
+async def _render(
+    tmp_path: Path, inject: Inject, *, shots: int = 1, env: dict[str, str] | None = None
+) -> tuple[Any, Path, Emulator]:
+    root = make_project(tmp_path / "p", shots)
+    holder: dict[str, Emulator] = {}
+    async with hostile_comfyui({"GET /ws": injecting_ws(holder, inject)}, tmp=tmp_path) as (
+        url,
+        emu,
+    ):
+        holder["emu"] = emu
+        result = await run_storycore(
+            "generate-images",
+            "--project",
+            str(root),
+            "--backend",
+            url,
+            env={**FAST_ENV, **(env or {})},
+            limit_s=60,
+        )
+    return result, root, emu
+
+
+@pytest.mark.parametrize("node", ["\u00b2", "9" * 5000, "", "x" * 100_000])
+async def test_one_odd_executing_frame_renders_the_panel_once(tmp_path: Path, node: str) -> None:
+    def inject(prompt_id: str) -> Iterator[str]:
+        yield frame("executing", node=node, display_node=node, prompt_id=prompt_id)
+
+    result, root, emu = await _render(tmp_path, inject)
+    result.assert_bounded(seconds=30)
+    assert result.rc == 0, result.output[-3000:]
+    assert "Traceback" not in result.output
+    assert len(emu.executed_prompt_ids) == 1, emu.executed_prompt_ids
+    assert server_renders([emu.output_dir]) == {"shot_01": 1}
+    assert [r.shot_id for r in records(load_project(root))] == ["shot_01"]
+
+
+async def test_unparseable_frames_never_stop_a_finished_render(tmp_path: Path) -> None:
+    def inject(prompt_id: str) -> Iterator[str]:
+        yield "{not json"
+        yield frame("executing", node={"a": 1}, prompt_id=prompt_id)
+        yield frame("executed", node=["5"], output=[], prompt_id=prompt_id)
+        yield frame("execution_cached", nodes=["\u00b2", "1" * 5000], prompt_id=prompt_id)
+        yield frame("progress_state", nodes={"\u00b2": {"state": "running"}}, prompt_id=prompt_id)
+        yield json.dumps({"type": "executing", "data": [prompt_id]})
+        yield "[" * 100_000 + "]" * 100_000
+
+    result, root, emu = await _render(tmp_path, inject)
+    result.assert_bounded(seconds=30)
+    assert result.rc == 0, result.output[-3000:]
+    assert len(emu.executed_prompt_ids) == 1, emu.executed_prompt_ids
+    assert [r.shot_id for r in records(load_project(root))] == ["shot_01"]
+
+
+async def test_a_flood_of_executed_frames_with_new_node_ids_keeps_memory_bounded(
+    tmp_path: Path,
+) -> None:
+    """700 ``executed`` frames of 1 MB each, every one for a node id never seen before, all
+    for the running prompt: 700 MB if the tracker kept them; the child must stay under 500 MB
+    and the prompt must still finish (the frames are not kept, but they are signs of life)."""
+    blob = "x" * 1_000_000
+
+    def inject(prompt_id: str) -> Iterator[str]:
+        for n in range(700):
+            yield frame("executed", node=f"flood{n}", output={"text": [blob]}, prompt_id=prompt_id)
+
+    result, root, emu = await _render(tmp_path, inject)
+    result.assert_bounded(seconds=60)
+    assert result.rc == 0, result.output[-3000:]
+    assert len(emu.executed_prompt_ids) == 1
+    assert [r.shot_id for r in records(load_project(root))] == ["shot_01"]
+
+
+async def test_execution_error_text_is_redacted_and_made_storable(tmp_path: Path) -> None:
+    """The server echoes the configured API key (and a lone surrogate) in its error text: the
+    panel fails with exit 8, and the key is in none of the files StoryCore writes."""
+    secret = "sk-live-0123456789abcdef"
+
+    def inject(prompt_id: str) -> Iterator[str]:
+        message = f"bad key {secret} \\ud800 in header"
+        yield (
+            '{"type": "execution_error", "data": {"prompt_id": "' + prompt_id + '", '
+            '"node_id": "3", "node_type": "KSampler", "exception_type": "ValueError '
+            + secret
+            + '", "exception_message": "'
+            + message
+            + '", "traceback": ["'
+            + secret
+            + '"]}}'
+        )
+
+    root = make_project(tmp_path / "p", 1)
+    holder: dict[str, Emulator] = {}
+    config = tmp_path / "xdg" / "storycore" / "config.toml"
+    config.parent.mkdir(parents=True)
+    async with hostile_comfyui({"GET /ws": injecting_ws(holder, inject)}, tmp=tmp_path) as (
+        url,
+        emu,
+    ):
+        holder["emu"] = emu
+        config.write_text(
+            f'[[backends]]\nurl = "{url}"\nheaders = {{ "X-Api-Key" = "{secret}" }}\n'
+        )
+        result = await run_storycore(
+            "generate-images",
+            "--project",
+            str(root),
+            env={**FAST_ENV, "XDG_CONFIG_HOME": str(tmp_path / "xdg")},
+            limit_s=60,
+        )
+    result.assert_bounded(seconds=40)
+    assert result.rc == 8, result.output[-3000:]
+    assert "Traceback" not in result.output
+    assert secret not in result.output
+    written = [p for p in (root / ".storycore").rglob("*") if p.is_file()]
+    written.append(root / "project.json")
+    for path in written:
+        assert secret.encode() not in path.read_bytes(), path
+    failed = [e for e in Journal(root).events() if e["event"] == "failed"]
+    assert failed and "***" in failed[-1]["error"], failed
