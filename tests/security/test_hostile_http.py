@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +72,14 @@ async def render(
     limit_s: float = 60,
     command: str = "generate-images",
     address_space_mb: int = 2048,
+    prepare: Callable[[Path], None] | None = None,
 ) -> tuple[ChildResult, Path]:
     """``storycore COMMAND`` of a one-shot project against a hostile ComfyUI; ``holder["emu"]``
     is the real emulator behind it while it runs. ``config``: a user config file's text (its
-    ``{url}`` is replaced by the server's URL)."""
+    ``{url}`` is replaced by the server's URL); ``prepare(project)`` edits the project first."""
     root = make_project(tmp_path / "project", 1)
+    if prepare is not None:
+        prepare(root)
     holder = holder if holder is not None else {}
     async with hostile_comfyui(overrides, tmp=tmp_path) as (url, emu):
         holder["emu"] = emu

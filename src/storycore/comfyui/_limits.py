@@ -16,15 +16,18 @@ thousand levels deep must be a clear error, not a ``RecursionError`` somewhere l
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from storycore._redact import redact
 from storycore.errors import ConfigError, ServerResponseError
 
 if TYPE_CHECKING:
@@ -37,7 +40,9 @@ __all__ = [
     "JsonTooComplex",
     "decode_json",
     "describe_complex",
+    "map_strings",
     "read_limited",
+    "redact_strings",
     "too_large",
 ]
 
@@ -157,12 +162,9 @@ def _check_shape(body: bytes, limit: int) -> None:
         raise JsonTooComplex(f"made of more than {allowed:,} JSON objects and lists")
 
 
-def _replace_surrogates(value: Any) -> Any:
-    """``value`` with every lone surrogate in its strings (keys too) made U+FFFD."""
-
-    def fix(text: str) -> str:
-        return _SURROGATE.sub("\ufffd", text)
-
+def map_strings(value: Any, fix: Callable[[str], str]) -> Any:
+    """``value`` (decoded JSON) with ``fix`` applied to every string in it, keys too; lists and
+    dicts are changed in place, iteratively (no recursion, whatever the depth)."""
     if isinstance(value, str):
         return fix(value)
     stack = [value]
@@ -181,11 +183,20 @@ def _replace_surrogates(value: Any) -> Any:
                     element = fix(element)
                 elif isinstance(element, list | dict):
                     stack.append(element)
-                if isinstance(key, str) and _SURROGATE.search(key):
+                new_key = fix(key) if isinstance(key, str) else key
+                if new_key != key:
                     del item[key]
-                    key = fix(key)
-                item[key] = element
+                item[new_key] = element
     return value
+
+
+def redact_strings(value: Any) -> Any:
+    """A copy of decoded JSON (a server's error object) with every known secret hidden."""
+    return map_strings(copy.deepcopy(value), redact)
+
+
+def _no_surrogates(text: str) -> str:
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 def decode_json(body: bytes, *, limit: int) -> Any:
@@ -200,7 +211,7 @@ def decode_json(body: bytes, *, limit: int) -> Any:
     except RecursionError:  # pragma: no cover - the shape check comes first
         raise JsonTooComplex(f"nested more than {MAX_JSON_DEPTH} levels deep") from None
     if _SURROGATE_ESCAPE.search(body):
-        value = _replace_surrogates(value)
+        value = map_strings(value, _no_surrogates)
     return value
 
 

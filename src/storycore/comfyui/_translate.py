@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from storycore._redact import redact
 from storycore.errors import (
     ComfyUIError,
     ServerResponseError,
@@ -205,7 +206,7 @@ def status_error(status: int, body: str, route: str, where: str) -> ServerRespon
         where=where,
         hint=status_hint(status),
         status=status,
-        body=body[:2000],
+        body=redact(body[:4000])[:2000],
     )
 
 
@@ -217,7 +218,7 @@ def not_json_error(content_type: str, body: str, route: str, where: str) -> Serv
         where=where,
         hint="check that the URL (and its path prefix) points at ComfyUI",
         status=200,
-        body=body[:2000],
+        body=redact(body[:4000])[:2000],
     )
 
 

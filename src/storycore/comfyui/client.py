@@ -20,8 +20,14 @@ from typing import Any
 
 import aiohttp
 
+from storycore._redact import redact
 from storycore.comfyui._download import download_to, fetch_bytes
-from storycore.comfyui._limits import ClientLimits, JsonTooComplex, describe_complex
+from storycore.comfyui._limits import (
+    ClientLimits,
+    JsonTooComplex,
+    describe_complex,
+    redact_strings,
+)
 from storycore.comfyui._models import (
     DownloadedFile,
     HistoryEntry,
@@ -298,7 +304,9 @@ class ComfyUIClient:
         response = await self.transport.request("POST", "/prompt", json_body=body)
         where = self._where("/prompt")
         if response.status == 400:
-            payload = self._decode(response, "/prompt")
+            # The server's text may quote a credential back: hidden before it goes anywhere
+            # (the error's fields are kept for diagnostics, which store them).
+            payload = redact_strings(self._decode(response, "/prompt"))
             error = payload.get("error") if isinstance(payload, dict) else None
             node_errors = payload.get("node_errors") if isinstance(payload, dict) else None
             if isinstance(error, str):
@@ -318,7 +326,7 @@ class ComfyUIClient:
                 where=where,
                 hint="check that the URL points at ComfyUI",
                 status=200,
-                body=response.text()[:2000],
+                body=redact(response.text()[:4000])[:2000],
             )
         problems = parse_node_errors(payload.get("node_errors"))
         if problems:
