@@ -3,7 +3,8 @@
 Pure helpers for :mod:`storycore.config` (no I/O). A value shown to a person is written the way
 they would write it in ``storycore.toml`` (``true``, ``"warning"``, ``["--a", "--b"]``,
 ``{ a = "b" }``); a backend's token, password, header values and the password in a URL are shown
-as ``"***"``, in tables, ``--json`` documents and error messages alike.
+as ``"***"``, in tables, ``--json`` documents and error messages alike. A settings file is
+checked for nesting before it is parsed (:func:`toml_nesting_problem`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "mask_settings",
     "mask_url",
     "settings_error",
+    "toml_nesting_problem",
     "toml_value",
     "unknown_variable",
 ]
@@ -51,7 +53,8 @@ _TYPE_WORDS = {
 # What a person may see of a [[backends]] entry; anything else there may be a credential.
 _SHOWN_BACKEND_KEYS = frozenset({"url", "name", "username", "managed", "cuda_device", "weight"})
 _SECRET_BACKEND_KEYS = ("token", "password")
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:)[^/@\s]*@")
+# user:password@ up to the last "@" before the path: a password may hold an "@" of its own
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:)[^/\s]*@")
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f"}
 _TOML_ESCAPES["\r"] = "\\r"
@@ -99,6 +102,101 @@ def _toml_string(text: str) -> str:
 
 def _toml_key(key: str) -> str:
     return key if _BARE_KEY.match(key) else _toml_string(key)
+
+
+# --- nesting, checked before parsing ------------------------------------------------------------
+# tomllib recurses once per nested array or inline table (100000 of them: RecursionError), and a
+# dotted key costs memory quadratic in its length (20000 parts: 1.5 GB). No settings file needs
+# more than a few levels, so a file is scanned first (strings and comments skipped) and refused
+# beyond these bounds.
+
+MAX_TOML_DEPTH = 32
+MAX_KEY_PARTS = 32
+_WORD = re.compile(r"[^\s.\[\]{}=,#\"']+")
+_BASIC_STOP = re.compile(r'["\\\n]')
+
+
+def toml_nesting_problem(text: str) -> str | None:
+    """Why ``text`` nests deeper than any settings file needs, or ``None``: more than
+    :data:`MAX_TOML_DEPTH` arrays/tables open at once, or a dotted name of more than
+    :data:`MAX_KEY_PARTS` parts. Linear in the text; a syntax error is left to the parser."""
+    depth, parts, dotted, i, n = 0, 0, False, 0, len(text)
+    while i < n:
+        char = text[i]
+        if char == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        if char in "[{":
+            depth += 1
+            if depth > MAX_TOML_DEPTH:
+                return (
+                    f"is nested too deeply (more than {MAX_TOML_DEPTH} arrays or tables inside "
+                    f"one another at line {text.count(chr(10), 0, i) + 1})"
+                )
+            parts, dotted, i = 0, False, i + 1
+            continue
+        if char in "]}":
+            depth, parts, dotted, i = max(0, depth - 1), 0, False, i + 1
+            continue
+        if char == ".":
+            dotted, i = parts > 0, i + 1
+            continue
+        if char in " \t":
+            i += 1
+            continue
+        if char in "\"'":
+            end = _string_end(text, i)
+            if end < 0:
+                return None  # an unterminated string: tomllib names the line
+        else:
+            word = _WORD.match(text, i)
+            if word is None:  # "=", ",", a line break: a name ends here
+                parts, dotted, i = 0, False, i + 1
+                continue
+            end = word.end()
+        parts, dotted, i = (parts + 1 if dotted else 1), False, end
+        if parts > MAX_KEY_PARTS:
+            return (
+                f"is nested too deeply (a dotted name of more than {MAX_KEY_PARTS} parts at "
+                f"line {text.count(chr(10), 0, i) + 1})"
+            )
+    return None
+
+
+def _string_end(text: str, start: int) -> int:
+    """Where the TOML string starting at ``start`` ends (just past it), or -1 if it does not."""
+    quote = text[start]
+    if text.startswith(quote * 3, start):
+        search = start + 3
+        while True:
+            close = text.find(quote * 3, search)
+            if close < 0:
+                return -1
+            slashes = 0
+            while (
+                quote == '"' and close - slashes - 1 >= search and text[close - slashes - 1] == "\\"
+            ):
+                slashes += 1
+            if slashes % 2:
+                search = close + 1
+                continue
+            end = close + 3
+            while end < len(text) and text[end] == quote and end < close + 5:
+                end += 1  # up to two quotes of the content may touch the closing ones
+            return end
+    if quote == "'":
+        close, line_end = text.find("'", start + 1), text.find("\n", start + 1)
+        return -1 if close < 0 or 0 <= line_end < close else close + 1
+    search = start + 1
+    while True:
+        stop = _BASIC_STOP.search(text, search)
+        if stop is None or stop.group() == "\n":
+            return -1
+        if stop.group() == "\\":
+            search = stop.start() + 2
+            continue
+        return stop.start() + 1
 
 
 # --- credentials ---------------------------------------------------------------------------------

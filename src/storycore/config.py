@@ -16,21 +16,26 @@ key inside a known section is an error, like an unknown key or section in a file
 closest known name ("did you mean ...").
 
 Credentials (a backend's token, password, header values, a password inside a URL) never appear
-in :meth:`ResolvedSettings.explain`, :meth:`ResolvedSettings.masked` or an error message.
+in :meth:`ResolvedSettings.explain`, :meth:`ResolvedSettings.masked` or an error message, and
+every one of them is handed to :func:`storycore._redact.remember_secret` when the settings are
+resolved, so a server that echoes one back cannot get it shown or stored.
+
+A project's ``storycore.toml`` is untrusted (a project may come from anyone): it may not set
+what picks a program, its arguments, a folder outside the project, a server or a credential.
+The declared list, and the ``[trust]`` opt-in that only the user config may give, are in
+:mod:`storycore._project_trust`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shlex
 import sys
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -42,17 +47,17 @@ from pydantic import (
     field_validator,
 )
 
+from storycore._config_layers import env_layer, given_file, read_toml, user_config_path
 from storycore._config_text import (
-    ENV_PREFIX,
     NAME_PATTERN,
     URL_PATTERN,
     mask_settings,
     settings_error,
     toml_value,
-    unknown_variable,
 )
+from storycore._project_trust import check_project_layer, check_trusted_server
+from storycore._redact import remember_basic_auth, remember_secret
 from storycore.assets._policy import RetentionPolicy
-from storycore.errors import ConfigError
 
 __all__ = [
     "BackendSettings",
@@ -63,6 +68,7 @@ __all__ = [
     "RenderSettings",
     "ResolvedSettings",
     "Settings",
+    "TrustSettings",
     "default_install_path",
     "resolve_settings",
     "toml_value",
@@ -77,13 +83,6 @@ def default_install_path() -> Path:
     if sys.platform == "win32":
         return Path(r"C:\storycore-engine\comfyui_portable")
     return Path.home() / "comfyui_portable"
-
-
-def user_config_path() -> Path:
-    """The user's config file (platform config folder)."""
-    import platformdirs
-
-    return platformdirs.user_config_path("storycore") / "config.toml"
 
 
 # "~/ComfyUI" in a file or a quoted variable means the home folder, as it would in a shell.
@@ -218,6 +217,36 @@ class MetricsSettings(_Model):
     prometheus_port: int | None = Field(default=None, ge=1, le=65535)
 
 
+def _absolute_folder(path: Path) -> Path:
+    if not path.is_absolute():
+        raise ValueError(f"{str(path)!r} should be an absolute folder path (e.g. /mnt/shared/refs)")
+    return path
+
+
+class TrustSettings(_Model):
+    """What a project's own files may choose beyond the project folder. Honoured from the user
+    config, the environment and flags only: a project's storycore.toml may not set it."""
+
+    # URLs ("http://farm-a:8188") or hosts ("render-host", "render-host:8188") a project's
+    # `backends` may name; their credentials come from the user's own [[backends]] entries.
+    project_servers: tuple[Annotated[str, AfterValidator(check_trusted_server)], ...] = ()
+    # Folders outside a project whose reference images and template files a project may read.
+    reference_folders: tuple[Annotated[UserPath, AfterValidator(_absolute_folder)], ...] = ()
+
+    @field_validator("project_servers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """``STORYCORE_TRUST__PROJECT_SERVERS=http://a:8188,render-host``."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("reference_folders", mode="before")
+    @classmethod
+    def _one_folder(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
 class Settings(_Model):
     """Every StoryCore setting. Build it with :func:`resolve_settings`."""
 
@@ -231,6 +260,7 @@ class Settings(_Model):
     templates: dict[str, UserPath] = Field(default_factory=dict)
     assets: RetentionPolicy = Field(default_factory=RetentionPolicy)
     state_dir: UserPath | None = None
+    trust: TrustSettings = Field(default_factory=TrustSettings)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -300,93 +330,78 @@ def resolve_settings(
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}
     tables: dict[str, list[str]] = {}
+    user_layer: tuple[dict[str, Any], str] | None = None
     if user_config is not None:
-        user_file = _given_file(user_config)
-        _merge(merged, sources, tables, _read_toml(user_file), f"config file {user_file}")
+        user_file = given_file(user_config)
+        user_layer = (read_toml(user_file), f"config file {user_file}")
     elif read_user_config:
         user_file = user_config_path()
         if user_file.is_file():
-            _merge(merged, sources, tables, _read_toml(user_file), f"user config {user_file}")
+            user_layer = (read_toml(user_file), f"user config {user_file}")
+    layers: list[tuple[Mapping[str, Any], str]] = [user_layer] if user_layer else []
+    variables, warnings = env_layer(os.environ if env is None else env, Settings)
+    later = [
+        (_nest(dotted, value), f"environment {name}") for dotted, (value, name) in variables.items()
+    ]
+    later += [
+        (_nest(dotted, value), "command line")
+        for dotted, value in (cli or {}).items()
+        if value is not None
+    ]
     if project_dir is not None:
         project_file = project_dir / PROJECT_CONFIG_NAME
         if project_file.is_file():
-            layer = _read_toml(project_file)
-            _merge(merged, sources, tables, layer, f"project {project_file}")
-    env_layer, warnings = _env_layer(os.environ if env is None else env)
-    for dotted, (value, variable) in env_layer.items():
-        _merge(merged, sources, tables, _nest(dotted, value), f"environment {variable}")
-    for dotted, value in (cli or {}).items():
-        if value is not None:
-            _merge(merged, sources, tables, _nest(dotted, value), "command line")
+            trust = _users_trust([*layers, *later])
+            layer = check_project_layer(
+                read_toml(project_file),
+                project_file,
+                model=Settings,
+                servers=trust.project_servers,
+                folders=trust.reference_folders,
+                user_backends=user_layer[0].get("backends") if user_layer else None,
+            )
+            layers.append((layer, f"project {project_file}"))
+    for layer_data, origin in [*layers, *later]:
+        _merge(merged, sources, tables, layer_data, origin)
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise settings_error(exc, Settings, sources, tables) from None
+    _remember_credentials(settings)
     return ResolvedSettings(settings=settings, sources=sources, warnings=tuple(warnings))
 
 
-def _given_file(path: Path) -> Path:
-    """The settings file named with ``--config``: it must be there."""
-    path = path.expanduser()
-    if path.is_file():
-        return path
-    what = "is a folder, not a settings file" if path.is_dir() else "does not exist"
-    raise ConfigError(
-        f"the settings file given with --config {what}",
-        where=str(path),
-        hint=f"Check the path (a relative one starts from {Path.cwd()}), or leave out --config "
-        f"to read the user config file {user_config_path()}",
-    )
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
+def _users_trust(layers: list[tuple[Mapping[str, Any], str]]) -> TrustSettings:
+    """``[trust]`` as the user's own layers (user config, environment, flags) give it."""
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    tables: dict[str, list[str]] = {}
+    for layer, origin in layers:
+        if "trust" in layer:
+            _merge(merged, sources, tables, {"trust": layer["trust"]}, origin)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot be read ({exc.strerror})", where=str(path), hint="Check the file's permissions"
-        ) from None
-    try:
-        # utf-8-sig: Notepad and other Windows editors may start the file with a byte-order mark
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ConfigError(
-            f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line})",
-            where=str(path),
-            hint="Save the file as UTF-8",
-        ) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(
-            f"is not valid TOML: {_toml_problem(str(exc))}",
-            where=str(path),
-            hint="Fix the syntax there (text values need quotes, each key appears once, each "
-            "[section] once)",
-        ) from None
+        return Settings.model_validate({"trust": merged.get("trust", {})}).trust
+    except ValidationError as exc:
+        raise settings_error(exc, Settings, sources, tables) from None
 
 
-_TUPLE = re.compile(r"\('[^']*',?(?: '[^']*',?)*\)")
-_TUPLE_PART = re.compile(r"'([^']*)'")
-_TOML_PROBLEMS = {
-    "Cannot overwrite a value": "this key was already set above",
-    "Invalid value": 'this value is not valid (text needs quotes, e.g. sampler = "euler")',
-    "Invalid statement": "this line is neither key = value nor a [section]",
-}
-
-
-def _toml_problem(message: str) -> str:
-    """``"Invalid value (at line 3, column 9)"`` -> ``"line 3, column 9: this value is ..."``."""
-    what, _, where = message.rpartition(" (at ")
-    if not what:
-        what, where = message, ""
-    # tomllib names tables as Python tuples: "Cannot declare ('render',) twice"
-    what = _TUPLE.sub(lambda m: "[" + ".".join(_TUPLE_PART.findall(m.group(0))) + "]", what)
-    what = _TOML_PROBLEMS.get(what, what[:1].lower() + what[1:])
-    if where.endswith(")"):
-        return f"{where[:-1]}: {what}"
-    return what
+def _remember_credentials(settings: Settings) -> None:
+    """Every credential the settings hold, for :func:`storycore._redact.redact`."""
+    for backend in settings.backends:
+        password = backend.password.get_secret_value() if backend.password else None
+        remember_secret(
+            backend.token.get_secret_value() if backend.token else None,
+            password,
+            *backend.headers.values(),
+        )
+        if backend.username and password:
+            remember_basic_auth(backend.username, password)
+        try:
+            in_url = urlsplit(backend.url).password
+        except ValueError:
+            in_url = None
+        if in_url:
+            remember_secret(in_url, unquote(in_url))
 
 
 def _nest(dotted: str, value: Any) -> dict[str, Any]:
@@ -420,60 +435,3 @@ def _merge(
         sources[dotted] = origin
         for name in [s for s in sources if s.startswith(dotted + ".")]:
             sources[name] = origin
-
-
-_LIST_FIELDS = {"comfyui.extra_args"}
-
-
-def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, tuple[Any, str]], list[str]]:
-    """The ``STORYCORE_*`` variables as dotted settings, and a warning for each one that names
-    no section (left over in a shell, or a typo): those are ignored, not fatal."""
-    layer: dict[str, tuple[Any, str]] = {}
-    warnings: list[str] = []
-    for variable, raw in sorted(env.items()):
-        if not variable.startswith(ENV_PREFIX):
-            continue
-        dotted = variable[len(ENV_PREFIX) :].lower().replace("__", ".")
-        if not dotted:
-            continue
-        if dotted.partition(".")[0] not in Settings.model_fields:
-            warnings.append(unknown_variable(variable, dotted, Settings))
-            continue
-        value: Any = raw
-        if dotted == "backends":
-            value = _parse_backends(raw, variable)
-        elif dotted in _LIST_FIELDS and not raw.strip().startswith("["):
-            try:
-                value = shlex.split(raw)
-            except ValueError as exc:  # "No closing quotation"
-                raise ConfigError(
-                    f"cannot be split into arguments ({str(exc).lower()})",
-                    where=f"environment {variable}",
-                    hint='Close the quote, or give a JSON list, e.g. ["--preview-method", "auto"]',
-                ) from None
-        elif raw.strip().startswith(("{", "[")):
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(
-                    f"is not valid JSON ({exc.msg} at column {exc.colno})",
-                    where=f"environment {variable}",
-                    hint='write tables and lists as JSON, e.g. {"name": "path"}',
-                ) from None
-        layer[dotted] = (value, variable)
-    return layer, warnings
-
-
-def _parse_backends(raw: str, variable: str) -> list[Any]:
-    text = raw.strip()
-    if text.startswith("["):
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"is not a valid JSON list ({exc.msg} at column {exc.colno})",
-                where=f"environment {variable}",
-                hint='Use e.g. [{"url": "http://gpu1:8188"}] or comma-separated URLs',
-            ) from None
-        return list(parsed) if isinstance(parsed, list) else [parsed]
-    return [{"url": part.strip()} for part in text.split(",") if part.strip()]

@@ -44,9 +44,13 @@ def test_defaults_when_nothing_is_set() -> None:
 
 
 def test_precedence_user_project_env_cli(tmp_path: Path) -> None:
-    user = _write(tmp_path / "user.toml", "[comfyui]\nport = 8001\nhost = '10.0.0.5'\n")
+    user = _write(
+        tmp_path / "user.toml",
+        "[comfyui]\nport = 8001\nhost = '10.0.0.5'\nstartup_timeout = 10\n[render]\nsteps = 5\n",
+    )
     project = tmp_path / "proj"
-    _write(project / "storycore.toml", "[comfyui]\nport = 8002\n[render]\nsteps = 9\n")
+    # a project may set how it renders (not the server: tests/security/test_project_trust.py)
+    _write(project / "storycore.toml", "[comfyui]\nstartup_timeout = 20\n[render]\nsteps = 9\n")
     env = {"STORYCORE_COMFYUI__PORT": "8003", "STORYCORE_RENDER__CFG": "4.5"}
     resolved = resolve_settings(
         project_dir=project, env=env, user_config=user, cli={"comfyui.port": 8004}
@@ -58,6 +62,7 @@ def test_precedence_user_project_env_cli(tmp_path: Path) -> None:
         9,
         4.5,
     )
+    assert s.comfyui.startup_timeout == 20
     assert resolved.source_of("comfyui.port") == "command line"
     assert resolved.source_of("comfyui.host") == f"config file {user}"
     assert resolved.source_of("render.steps").startswith("project ")

@@ -162,22 +162,22 @@ async def test_configured_backends_are_named_too_and_fallback_must_be_asked(
 ) -> None:
     root = make_project(tmp_path, 2)
     down = closed_url()
-    config = root / "storycore.toml"
+    # servers come from the user's settings (a project's storycore.toml may not name them)
+    config = tmp_path / "mine.toml"
     config.write_text(f'[[backends]]\nurl = "{down}"\n', encoding="utf-8")
-    code, _, err = await cli("generate-images", "-p", str(root))
+    mine = ("--config", str(config))
+    code, _, err = await cli("generate-images", "-p", str(root), *mine)
     assert code == 4, err
     assert f"{down}: nothing answers (connection refused)" in err
 
     # asked on the command line: placeholders, and exit 9 says so
-    code, _, err = await cli("generate-images", "-p", str(root), "--fallback", "mock")
+    code, _, err = await cli("generate-images", "-p", str(root), "--fallback", "mock", *mine)
     assert code == 9, err
     assert "PLACEHOLDER" in err and f"{down}: nothing answers (connection refused)" in err
 
     # render.fallback = "mock" written in a settings file is asking for it as well
-    config.write_text(
-        f'[render]\nfallback = "mock"\n\n[[backends]]\nurl = "{down}"\n', encoding="utf-8"
-    )
-    code, _, err = await cli("generate-images", "-p", str(root), "--force")
+    (root / "storycore.toml").write_text('[render]\nfallback = "mock"\n', encoding="utf-8")
+    code, _, err = await cli("generate-images", "-p", str(root), "--force", *mine)
     assert code == 9, err
 
 

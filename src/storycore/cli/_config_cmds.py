@@ -1,4 +1,4 @@
-"""``storycore config show`` and ``storycore config validate``."""
+"""``storycore config show``, ``storycore config validate`` and ``storycore config path``."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def register(app: typer.Typer) -> None:
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Print every setting in TOML syntax, with where its value came from (credentials
-        masked)."""
+        masked). trust.project_servers and trust.reference_folders (from your user config, the
+        environment or flags only) say which servers and outside folders a project may name."""
         out = Output(json_out)
         resolved = cli_settings(_project_dir(project))
         rows = resolved.explain()
@@ -63,6 +64,21 @@ def register(app: typer.Typer) -> None:
             out.data("Settings are valid.")
             for layer in layers:
                 out.data(f"  from {layer}")
+
+    @command(group, "path", reads_settings=False)
+    def path(json_out: bool = JSON_OPTION) -> None:
+        """Print where your user config file is (settings a project's storycore.toml may not
+        set, such as comfyui.install_path, backends or [trust], go there)."""
+        from storycore.config import user_config_path
+
+        out = Output(json_out)
+        where = user_config_path()
+        if json_out:
+            out.json({"ok": True, "path": str(where), "exists": where.is_file()})
+            return
+        out.console.print(str(where), markup=False, emoji=False, highlight=False)
+        if not where.is_file():
+            out.info("(it does not exist yet: create it to set something)")
 
 
 def _project_dir(project: Path | None) -> Path | None:
