@@ -1,8 +1,12 @@
-"""Render panels: what one storyboard shot needs to become one image (pure, no I/O).
+"""Render panels: what one storyboard shot needs to become one image.
 
 A :class:`Panel` is the resolved, render-ready form of a shot: composed prompts, size, seed,
 sampler settings, models, and the reference images it uses (paths already resolved against the
 project folder). :func:`panels_from_project` builds them from a loaded project and the settings.
+Pure, but for one check: a reference image must really lie (links followed) inside the project
+folder or a folder the user allowed (``trust.reference_folders``); a project may come from
+anyone, and what it names is uploaded to the server. That costs a few ``lstat`` calls per image,
+so callers in ``async`` code run it in a worker thread.
 
 Seeds are deterministic across runs, processes and machines: a stable hash (sha256), never
 Python's salted ``hash()``.
@@ -11,6 +15,7 @@ Python's salted ``hash()``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast
@@ -180,9 +185,24 @@ def _seed_for(shot: Shot, global_seed: int, policy: str) -> tuple[int, str]:
     return derive_shot_seed(global_seed, shot.shot_id), "derived"
 
 
-def _resolve(root: Path, relative: str) -> Path:
+def _resolve(root: Path, relative: str, allowed: Sequence[Path], shot_id: str, field: str) -> Path:
+    """``relative`` against the project folder, refused when it really lies outside it and the
+    user's reference folders (``../..``, an absolute path, a link in the project that leads
+    out)."""
+    from storycore._project_trust import REFERENCE_HINT, outside_reach, outside_words
+
     path = Path(relative)
-    return path if path.is_absolute() else root / path
+    resolved = path if path.is_absolute() else root / path
+    leads = outside_reach(root, resolved, allowed)
+    if leads is not None:
+        from storycore.errors import OutsideProjectError
+
+        raise OutsideProjectError(
+            outside_words("reference image", relative, root, leads),
+            where=f"{root / 'storyboard.json'}: shot {shot_id}, references.{field}",
+            hint=REFERENCE_HINT,
+        )
+    return resolved
 
 
 def panel_from_shot(project: Project, shot: Shot, settings: Settings) -> Panel:
@@ -203,7 +223,10 @@ def panel_from_shot(project: Project, shot: Shot, settings: Settings) -> Panel:
     seed, source = _seed_for(shot, project.global_seed, render.seed_policy)
     refs = shot.references
     negative = tech.negative_prompt if tech.negative_prompt is not None else render.negative_prompt
-    init_image = _resolve(project.root, refs.init_image) if refs.init_image else None
+    allowed, root, shot_id = settings.trust.reference_folders, project.root, shot.shot_id
+    init_image = (
+        _resolve(root, refs.init_image, allowed, shot_id, "init_image") if refs.init_image else None
+    )
     denoise = (
         tech.denoise
         if tech.denoise is not None
@@ -232,17 +255,20 @@ def panel_from_shot(project: Project, shot: Shot, settings: Settings) -> Panel:
             LoraSpec(lora.name, lora.strength_model, lora.strength_clip) for lora in refs.loras
         ),
         init_image=init_image,
-        references=tuple(_resolve(project.root, ref) for ref in refs.characters),
+        references=tuple(
+            _resolve(root, ref, allowed, shot_id, f"characters[{i}]")
+            for i, ref in enumerate(refs.characters)
+        ),
         controls=tuple(
             ControlImage(
                 kind=c.kind,
-                path=_resolve(project.root, c.path),
+                path=_resolve(root, c.path, allowed, shot_id, f"controls[{i}].path"),
                 strength=c.strength,
                 start_percent=c.start_percent,
                 end_percent=c.end_percent,
                 preprocess=c.preprocess,
             )
-            for c in refs.controls
+            for i, c in enumerate(refs.controls)
         ),
         template=shot.template or render.template,
         target_width=target[0] if target else None,

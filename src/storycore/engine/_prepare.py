@@ -59,17 +59,34 @@ def graph_options(settings: Settings) -> GraphOptions:
 def load_templates(
     settings: Settings, project: Project, object_info: Mapping[str, Any] | None
 ) -> dict[str, WorkflowTemplate]:
-    """The user templates declared in the settings (``[templates] name = "file"``)."""
+    """The user templates declared in the settings (``[templates] name = "file"``).
+
+    A relative path is the project's: it must really lie (links followed) inside the project
+    folder or a ``trust.reference_folders`` folder. A binding file there is project content, so
+    the workflow it names must lie there too. A binding file elsewhere was named by the user
+    (a project's storycore.toml may not name one: storycore._project_trust) and may name any
+    workflow."""
+    from storycore._project_trust import REFERENCE_HINT, outside_reach, outside_words
+
+    allowed = settings.trust.reference_folders
     templates: dict[str, WorkflowTemplate] = {}
     for name, path in settings.templates.items():
         binding = path if path.is_absolute() else project.root / path
+        leads = outside_reach(project.root, binding, allowed)
+        if leads is not None and not path.is_absolute():
+            raise TemplateError(
+                outside_words("template file", str(path), project.root, leads),
+                where=f"setting templates.{name}",
+                hint=REFERENCE_HINT,
+            )
         if not binding.is_file():
             raise TemplateError(
                 f"template {name!r} points at {binding}, which does not exist",
                 where=f"setting templates.{name}",
                 hint="give the path of the binding file, relative to the project folder",
             )
-        templates[name] = load_template(binding, object_info, name=name)
+        confined = (project.root, *allowed) if leads is None else None
+        templates[name] = load_template(binding, object_info, name=name, confined_to=confined)
     return templates
 
 

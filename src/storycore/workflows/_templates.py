@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storycore._config_text import toml_nesting_problem
+from storycore._project_trust import REFERENCE_HINT, outside_reach, outside_words
 from storycore.errors import TemplateError
 from storycore.panels import CONTROL_KINDS, Panel
 from storycore.workflows._graph import (
@@ -276,22 +278,29 @@ def _is_output(node: Mapping[str, Any], catalog: NodeCatalog) -> bool:
 def _read_structured(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise TemplateError(
-            f"cannot read the file ({exc.strerror or exc})",
+            f"cannot read the file ({reason or exc})",
             where=str(path),
             hint="check the path in the template declaration",
         ) from None
+    kind = path.suffix.lstrip(".").upper() or "JSON"
+    nesting = toml_nesting_problem(text) if kind == "TOML" else None
     try:
-        if path.suffix.lower() == ".toml":
+        if nesting is None and kind == "TOML":
             return tomllib.loads(text)
-        return json.loads(text)
+        if nesting is None:
+            return json.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise TemplateError(
-            f"the file is not valid {path.suffix.lstrip('.').upper() or 'JSON'} ({exc})",
-            where=str(path),
-            hint="fix the syntax error",
+            f"the file is not valid {kind} ({exc})", where=str(path), hint="fix the syntax error"
         ) from None
+    except RecursionError:
+        nesting = "is nested too deeply (arrays or objects inside one another)"
+    raise TemplateError(
+        f"the file {nesting}", where=str(path), hint="export the workflow from ComfyUI again"
+    )
 
 
 def load_template(
@@ -299,8 +308,13 @@ def load_template(
     object_info: NodeCatalog | Mapping[str, Any] | None = None,
     *,
     name: str | None = None,
+    confined_to: Sequence[Path] | None = None,
 ) -> WorkflowTemplate:
-    """Read a binding file (TOML or JSON) and the workflow it names (relative to it)."""
+    """Read a binding file (TOML or JSON) and the workflow it names (relative to it).
+
+    ``confined_to`` (the project folder and the user's reference folders, for a binding file
+    that is project content): the workflow must really lie (links followed) inside one of
+    them."""
     data = _read_structured(binding_file)
     where = str(binding_file)
     if not isinstance(data, Mapping):
@@ -312,6 +326,15 @@ def load_template(
             where=f"{where}, field workflow",
             hint='add workflow = "<file exported from ComfyUI>.json"',
         )
+    if confined_to:
+        root, *allowed = confined_to
+        leads = outside_reach(root, binding_file.parent / workflow_name, allowed)
+        if leads is not None:
+            raise TemplateError(
+                outside_words("workflow", workflow_name, root, leads),
+                where=f"{where}, field workflow",
+                hint=REFERENCE_HINT,
+            )
     workflow_path = (binding_file.parent / workflow_name).resolve()
     workflow = _read_structured(workflow_path)
     return template_from_data(
