@@ -314,10 +314,13 @@ def report_error(err: StoryCoreError, json_mode: bool) -> int:
 
 
 class _SafeFormatter(logging.Formatter):
-    """Log lines carry server text (error messages, URLs): shown inert, like every print."""
+    """Log lines carry server text (error messages, URLs): shown inert, like every print, and
+    with every known credential masked (a server may echo one back)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return terminal_safe(super().format(record))
+        from storycore._redact import redact
+
+        return terminal_safe(redact(super().format(record)))
 
 
 def configure_logging(level: str | None) -> None:

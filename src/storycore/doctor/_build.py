@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from storycore._redact import redact
 from storycore.config import ResolvedSettings, Settings, resolve_settings
 from storycore.diagnostics import LOADER_INPUT_FOLDERS, DiagnosticHistory
 from storycore.doctor._report import (
@@ -184,18 +185,20 @@ async def _probe(spec: BackendSpec, probe_timeout: float) -> ServerCheck:
             check.reachable = True
             system = stats.get("system") if isinstance(stats.get("system"), dict) else {}
             assert isinstance(system, dict)
+            # Server text is shown and stored as data: a credential it echoes is masked.
             check.version = _str(system.get("comfyui_version"))
             check.python = _str(system.get("python_version"))
             check.pytorch = _str(system.get("pytorch_version"))
-            check.argv = [str(a) for a in system.get("argv") or []]
+            check.argv = [redact(str(a)) for a in system.get("argv") or []]
             check.emulator = system.get("storycore_emulator") is True
-            check.devices = [d for d in stats.get("devices") or [] if isinstance(d, dict)]
+            devices = [d for d in stats.get("devices") or [] if isinstance(d, dict)]
+            check.devices = [_redacted(d) for d in devices]
             info = await client.object_info()
             check.node_classes = len(info or {})
             check.classes = sorted(info or {})
             for folder in await client.models():
                 if folder in LOADER_FOLDERS:
-                    check.models[folder] = await client.models(folder)
+                    check.models[folder] = [redact(n) for n in await client.models(folder)]
     except (ComfyUIError, TimeoutError) as exc:
         if isinstance(exc, ComfyUIError):
             check.error = exc.message
@@ -212,7 +215,21 @@ LOADER_FOLDERS = frozenset({*LOADER_INPUT_FOLDERS.values(), "clip_vision"})
 
 
 def _str(value: Any) -> str | None:
-    return None if value is None else str(value)
+    return None if value is None else redact(str(value))
+
+
+def _redacted(value: Any, depth: int = 0) -> Any:
+    """``value`` (a server's JSON) with every remembered credential masked in its strings; what
+    lies deeper than a device record ever does is dropped."""
+    if isinstance(value, str):
+        return redact(value)
+    if depth > 8 and isinstance(value, dict | list):
+        return "(nested too deeply)"
+    if isinstance(value, dict):
+        return {redact(str(k)): _redacted(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v, depth + 1) for v in value]
+    return value
 
 
 def _classes(server: ServerCheck) -> set[str] | None:
@@ -249,7 +266,8 @@ async def _project(
     check = ProjectCheck(path=str(project_dir))
     try:
         project = await asyncio.to_thread(load_project, project_dir)
-        panels = panels_from_project(project, settings)
+        # follows the links of reference images (a few lstat calls each): in a worker thread
+        panels = await asyncio.to_thread(panels_from_project, project, settings)
         options = graph_options(settings)
     except StoryCoreError as exc:
         check.error = exc.paragraph()
