@@ -91,12 +91,15 @@ class WebSocketFeed:
         async for message in ws:
             self.last_message = time.monotonic()
             event: Event | None = None
-            if message.type == aiohttp.WSMsgType.TEXT:
-                event = parse_text_frame(message.data)
-            elif message.type == aiohttp.WSMsgType.BINARY:
-                event = parse_binary_frame(message.data)
-            else:
+            if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                 break
+            try:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    event = parse_text_frame(message.data)
+                else:
+                    event = parse_binary_frame(message.data)
+            except Exception:  # the parsers never raise; a frame is never worth the connection
+                _log.debug("a WebSocket frame could not be parsed", exc_info=True)
             if event is not None:
                 try:
                     self._on_event(event, len(message.data))

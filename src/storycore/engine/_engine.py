@@ -46,7 +46,13 @@ from storycore.engine._events import (
     PanelSkipped,
     RunStarted,
 )
-from storycore.engine._jobs import JobOutcome, PanelJob, Requeue, run_on_backend
+from storycore.engine._jobs import (
+    JobOutcome,
+    PanelJob,
+    Requeue,
+    run_on_backend,
+    unexpected_error,
+)
 from storycore.engine._outputs import check_render_targets
 from storycore.engine._persist import ProjectWriter
 from storycore.engine._plan import cache_decision, plan_board
@@ -212,7 +218,7 @@ class ImageEngine:
                 for diagnosis in run.diagnoses:
                     await asyncio.to_thread(history.record, diagnosis)
         order = [p.shot_id for p in panels]
-        outcomes = [run.outcomes.get(s, PanelOutcome(s, "stopped")) for s in order]
+        outcomes = [run.outcomes.get(s) or self._unfinished(s) for s in order]
         return RenderSummary(
             project=project.root,
             outcomes=outcomes,
@@ -366,6 +372,8 @@ class ImageEngine:
                 self._retry_later(run, job)
             else:
                 self.fail(run, job.shot_id, err)
+        except Exception as exc:  # a bug, or a server answer no check foresaw
+            self.fail(run, job.shot_id, unexpected_error(exc, backend.url))
         finally:
             release()
             job.release()
@@ -376,6 +384,17 @@ class ImageEngine:
             run.changed.set()
             for other in run.backends:
                 other.wake.set()
+
+    def _unfinished(self, shot_id: str) -> PanelOutcome:
+        """A panel the run ended without: stopped by the user, else failed (never silent)."""
+        if self.stopping:
+            return PanelOutcome(shot_id, "stopped")
+        return PanelOutcome(
+            shot_id,
+            "failed",
+            error=f"{shot_id}: the run ended before this panel was rendered (a StoryCore bug). "
+            "Run again (with -v for details); finished panels are kept.",
+        )
 
     def _retry_later(self, run: _Run, job: PanelJob) -> None:
         """Queue ``job`` again after a bounded, jittered backoff (0.5 s doubling, at most 10 s):

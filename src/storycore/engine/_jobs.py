@@ -20,21 +20,20 @@ from typing import Any, Protocol
 
 from storycore.comfyui import (
     OutputFile,
-    OverallProgress,
     PromptHandle,
     PromptResult,
 )
-from storycore.comfyui.events import NodeProgress
 from storycore.engine._backends import Backend
-from storycore.engine._events import EventSink, PanelProgress, PanelSubmitted
+from storycore.engine._events import EventSink, PanelSubmitted
+from storycore.engine._follow import follow_prompt, journal_text, withdraw
 from storycore.errors import (
     AssetError,
-    ComfyUIError,
     ExecutionFailed,
     OutputNotFetched,
     PromptInterrupted,
     PromptLost,
     PromptRejected,
+    RenderError,
     ServerResponseError,
     ServerTimeout,
     ServerUnreachable,
@@ -54,8 +53,10 @@ __all__ = [
     "PanelJob",
     "Requeue",
     "follow_prompt",
+    "journal_text",
     "pick_next",
     "run_on_backend",
+    "unexpected_error",
 ]
 
 LOADER_CLASSES = frozenset(
@@ -155,6 +156,22 @@ class JobOutcome:
     resumed: bool = False
 
 
+def unexpected_error(exc: BaseException, where: str) -> RenderError:
+    """A panel's work raised something that is no StoryCoreError (a bug, or a server answer no
+    check foresaw): a clear error for the panel. The traceback goes to the debug log (-v)."""
+    _log.debug("unexpected error while rendering", exc_info=exc)
+    try:
+        text = journal_text(exc)[:300]
+    except Exception:  # an exception whose own text cannot be made
+        text = ""
+    return RenderError(
+        f"unexpected error while rendering: {type(exc).__name__}" + (f": {text}" if text else ""),
+        where=where,
+        hint="this is a StoryCore bug (or an answer no ComfyUI sends); run again with -v and "
+        "report the log",
+    )
+
+
 class Requeue(Exception):
     """The panel did not finish on this backend for a reason another try may fix."""
 
@@ -208,66 +225,6 @@ def _timings(handle: PromptHandle, submitted_at: float) -> Timings:
         sampling=total(SAMPLER_CLASSES),
         execution=round(execution, 4) if execution is not None else None,
     )
-
-
-async def _pump_progress(handle: PromptHandle, shot_id: str, emit: EventSink) -> None:
-    """Overall progress as nodes finish, and each sampler step (``progress`` value/max) with
-    the class of the node that reports it."""
-    async for event in handle.events():
-        if isinstance(event, OverallProgress):
-            node_class = handle.class_type(event.node_id)
-            emit(PanelProgress(shot_id, event.fraction, node=event.node_id, node_class=node_class))
-        elif isinstance(event, NodeProgress) and event.max:
-            emit(
-                PanelProgress(
-                    shot_id,
-                    handle.progress,
-                    step=int(event.value),
-                    steps=int(event.max),
-                    node=event.node_id,
-                    node_class=handle.class_type(event.node_id),
-                )
-            )
-
-
-async def follow_prompt(
-    handle: PromptHandle, shot_id: str, emit: EventSink, backend: Backend, grace: float
-) -> PromptResult:
-    """Wait for the prompt's outcome, streaming progress.
-
-    When the backend is marked down, the prompt is not given up at once: a busy server may just
-    miss a probe. Only if the backend stays down for ``grace`` seconds is the prompt reported
-    lost (so the panel can go to another server); if it answers again, following goes on and
-    the tracker settles the prompt from ``/history`` and ``/queue``.
-    """
-    pump = asyncio.create_task(_pump_progress(handle, shot_id, emit))
-    result_task = asyncio.ensure_future(handle.result())
-    waiters: set[asyncio.Future[Any]] = set()
-    try:
-        while True:
-            down_task = asyncio.ensure_future(backend.down.wait())
-            waiters.add(down_task)
-            await asyncio.wait({result_task, down_task}, return_when=asyncio.FIRST_COMPLETED)
-            if result_task.done():
-                return result_task.result()
-            up_task = asyncio.ensure_future(backend.up.wait())
-            waiters.add(up_task)
-            await asyncio.wait({result_task, up_task}, timeout=grace)
-            if result_task.done():
-                return result_task.result()
-            if not up_task.done():
-                raise PromptLost(
-                    f"the server stayed down for {grace:g} s while prompt {handle.prompt_id} "
-                    "was queued or running",
-                    where=shot_id,
-                    hint="it will be submitted again",
-                )
-    finally:
-        for task in (pump, result_task, *waiters):
-            task.cancel()
-        for task in (pump, result_task, *waiters):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
 
 
 async def _fetch(backend: Backend, ref: OutputFile, attempts: int = 4) -> bytes:
@@ -386,6 +343,22 @@ async def collect_output(
     return await asyncio.to_thread(store.land, panel.shot_id, panel.version, draft, data)
 
 
+async def _server_chose_id(
+    journal: Journal, ours: str, theirs: str, announced: dict[str, Any]
+) -> str:
+    """The server runs the prompt under an id of its own (an older ComfyUI ignores the one it
+    is sent): the journal names that id, so a resume after a crash follows the prompt instead
+    of rendering the panel again; ours is closed. Returns the server's id."""
+    _log.debug("the server runs prompt %s as %s", ours, theirs)
+    await asyncio.to_thread(
+        journal.append, "submit", prompt_id=theirs, client_prompt_id=ours, **announced
+    )
+    await asyncio.to_thread(
+        journal.append, "lost", prompt_id=ours, error=f"the server runs it as prompt {theirs}"
+    )
+    return theirs
+
+
 async def run_on_backend(
     job: PanelJob,
     backend: Backend,
@@ -407,18 +380,16 @@ async def run_on_backend(
     try:
         names = await _upload_images(job, backend, journal)
         graph = bind_uploads(job.built, names)
-        await asyncio.to_thread(
-            journal.append,
-            "submit",
-            prompt_id=prompt_id,
-            shot_id=job.shot_id,
-            backend=backend.url,
-            client_id=backend.client.client_id,
-            workflow_sha256=job.fingerprint,
-            filename_prefix=job.built.filename_prefix,
-            seed=job.panel.seed,
-            attempt=job.attempts,
-        )
+        announced: dict[str, Any] = {
+            "shot_id": job.shot_id,
+            "backend": backend.url,
+            "client_id": backend.client.client_id,
+            "workflow_sha256": job.fingerprint,
+            "filename_prefix": job.built.filename_prefix,
+            "seed": job.panel.seed,
+            "attempt": job.attempts,
+        }
+        await asyncio.to_thread(journal.append, "submit", prompt_id=prompt_id, **announced)
         submitted_at = time.monotonic()
         extra = {"extra_pnginfo": {"storycore": {"shot_id": job.shot_id, "prompt_id": prompt_id}}}
         handle = await backend.tracker.submit(
@@ -428,6 +399,8 @@ async def run_on_backend(
             outputs=job.built.output_node_ids,
         )
         submitted = True
+        if handle.prompt_id != prompt_id:
+            prompt_id = await _server_chose_id(journal, prompt_id, handle.prompt_id, announced)
         _log.debug(
             "submitted %s as prompt %s to %s (attempt %d)",
             job.shot_id,
@@ -446,12 +419,16 @@ async def run_on_backend(
         )
     except PromptRejected as err:
         _log.debug("prompt %s rejected by %s: %s", prompt_id, backend.url, err.message)
-        await asyncio.to_thread(journal.append, "failed", prompt_id=prompt_id, error=str(err))
+        await asyncio.to_thread(
+            journal.append, "failed", prompt_id=prompt_id, error=journal_text(err)
+        )
         release_slot()
         raise
     except (ExecutionFailed, PromptInterrupted) as err:
         _log.debug("prompt %s on %s settled: %s", prompt_id, backend.url, err.message)
-        await asyncio.to_thread(journal.append, "failed", prompt_id=prompt_id, error=str(err))
+        await asyncio.to_thread(
+            journal.append, "failed", prompt_id=prompt_id, error=journal_text(err)
+        )
         release_slot()
         raise
     except TRANSIENT as err:
@@ -459,17 +436,25 @@ async def run_on_backend(
             "prompt %s on %s: %s (%s)", prompt_id, backend.url, err.message, type(err).__name__
         )
         release_slot()
-        await asyncio.to_thread(journal.append, "lost", prompt_id=prompt_id, error=str(err))
-        if submitted and isinstance(err, ServerTimeout):
-            with contextlib.suppress(ComfyUIError):
-                await backend.tracker.cancel(prompt_id)
-        raise Requeue(
-            err, backend_down=isinstance(err, ServerUnreachable) or backend.down.is_set()
-        ) from err
+        gone = not submitted or handle is None or (isinstance(err, PromptLost) and handle.done())
+        finished = None
+        if gone:  # never reached the server, or the tracker saw it is neither queued nor done
+            await asyncio.to_thread(
+                journal.append, "lost", prompt_id=prompt_id, error=journal_text(err)
+            )
+        else:
+            assert handle is not None
+            finished = await withdraw(handle, backend, journal, err)
+        if finished is None:
+            raise Requeue(
+                err, backend_down=isinstance(err, ServerUnreachable) or backend.down.is_set()
+            ) from err
+        result = finished
     except BaseException:
         release_slot()
         raise
-    release_slot()
+    else:
+        release_slot()
     try:
         record = await collect_output(
             job=job,
@@ -481,14 +466,18 @@ async def run_on_backend(
             prompt_id=prompt_id,
         )
     except UnsafePathError as err:
-        await asyncio.to_thread(journal.append, "failed", prompt_id=prompt_id, error=str(err))
+        await asyncio.to_thread(
+            journal.append, "failed", prompt_id=prompt_id, error=journal_text(err)
+        )
         raise
     except ServerUnreachable as err:
         # The server went away with the image (after the fetch's retries): render the panel
         # again rather than leave a hole in the board. A restarted server forgets its history,
         # so the next run could not find the image either.
         with contextlib.suppress(OSError):
-            await asyncio.to_thread(journal.append, "lost", prompt_id=prompt_id, error=str(err))
+            await asyncio.to_thread(
+                journal.append, "lost", prompt_id=prompt_id, error=journal_text(err)
+            )
         raise Requeue(err, backend_down=True) from err
     except (*TRANSIENT, AssetError) as err:
         # The image is rendered on the server; only fetching it failed (a flaky /view, a full
@@ -496,7 +485,7 @@ async def run_on_backend(
         # /history instead of rendering it again.
         with contextlib.suppress(OSError):
             await asyncio.to_thread(
-                journal.append, "download_failed", prompt_id=prompt_id, error=str(err)
+                journal.append, "download_failed", prompt_id=prompt_id, error=journal_text(err)
             )
         raise OutputNotFetched(
             f"rendered as prompt {prompt_id}, but the image could not be fetched: {err.message}",

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING
 
 from storycore.comfyui import PromptStatus
 from storycore.engine._events import Notice
-from storycore.engine._jobs import JobOutcome, PanelJob, collect_output, follow_prompt
+from storycore.engine._jobs import (
+    JobOutcome,
+    PanelJob,
+    collect_output,
+    follow_prompt,
+    journal_text,
+    unexpected_error,
+)
 from storycore.errors import ComfyUIError, StoryCoreError
 
 if TYPE_CHECKING:
@@ -48,10 +55,11 @@ async def reconcile_journal(engine: ImageEngine, run: _Run, jobs: list[PanelJob]
         try:
             entry = await backend.client.history(item.prompt_id)
             queue = await backend.client.queue() if entry is None else None
-        except ComfyUIError as err:
+        except Exception as exc:  # unreachable, or an answer that cannot be read
+            err = exc if isinstance(exc, ComfyUIError) else unexpected_error(exc, backend.url)
             engine.emit(Notice("warning", f"could not check prompt {item.prompt_id}: {err}"))
             await asyncio.to_thread(
-                journal.append, "lost", prompt_id=item.prompt_id, error=str(err)
+                journal.append, "lost", prompt_id=item.prompt_id, error=journal_text(err)
             )
             continue
         still_wanted = job is not None and job.fingerprint == item.workflow_sha256
@@ -63,8 +71,9 @@ async def reconcile_journal(engine: ImageEngine, run: _Run, jobs: list[PanelJob]
             try:
                 result = await follow_prompt(handle, job.shot_id, engine.emit, backend, grace)
                 outcome = await _collect(run, job, backend, item.prompt_id, result)
-            except StoryCoreError as err:
-                engine.emit(Notice("warning", f"{job.shot_id}: could not pick up: {err}"))
+            except Exception as exc:
+                why = exc if isinstance(exc, StoryCoreError) else unexpected_error(exc, backend.url)
+                engine.emit(Notice("warning", f"{job.shot_id}: could not pick up: {why}"))
                 await asyncio.to_thread(journal.append, "lost", prompt_id=item.prompt_id)
                 continue
             await engine.record_outcome(run, job, outcome)
@@ -88,8 +97,9 @@ async def reconcile_journal(engine: ImageEngine, run: _Run, jobs: list[PanelJob]
                 run.tasks.add(task)
                 task.add_done_callback(run.tasks.discard)
             else:
-                with contextlib.suppress(ComfyUIError):
-                    await backend.tracker.cancel(item.prompt_id)
+                with contextlib.suppress(ComfyUIError, TimeoutError):
+                    async with asyncio.timeout(engine.settings.comfyui.connect_timeout * 2):
+                        await backend.tracker.cancel(item.prompt_id)
                 await asyncio.to_thread(journal.append, "cancelled", prompt_id=item.prompt_id)
         else:
             await asyncio.to_thread(
@@ -147,8 +157,11 @@ async def _follow_open(
         result = await follow_prompt(handle, job.shot_id, engine.emit, backend, grace)
         outcome = await _collect(run, job, backend, prompt_id, result)
         await engine.record_outcome(run, job, outcome)
-    except StoryCoreError as err:
-        await asyncio.to_thread(run.journal.append, "lost", prompt_id=prompt_id, error=str(err))
+    except Exception as exc:
+        err = exc if isinstance(exc, StoryCoreError) else unexpected_error(exc, backend.url)
+        await asyncio.to_thread(
+            run.journal.append, "lost", prompt_id=prompt_id, error=journal_text(err)
+        )
         run.pending.append(job)
     finally:
         run.in_flight.pop(job.shot_id, None)

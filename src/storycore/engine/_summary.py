@@ -80,10 +80,11 @@ class RenderSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 ok; 130 stopped by the user; 8 some panels failed; 9 the board holds placeholders."""
+        """0 ok; 130 stopped by the user; 8 some panels failed (or were left undone without a
+        stop: never a silent success); 9 the board holds placeholders."""
         if self.stopped and self.counts["stopped"]:
             return EXIT_INTERRUPTED
-        if self.counts["failed"]:
+        if self.counts["failed"] or self.counts["stopped"]:
             return RenderError.exit_code
         if any(o.placeholder for o in self.outcomes):
             return EXIT_PLACEHOLDERS
