@@ -141,8 +141,9 @@ def project_leaves(layer: Mapping[str, Any], model: type[BaseModel], prefix: str
             continue
         dotted = f"{prefix}{key}"
         sub = info.annotation
-        if isinstance(sub, type) and issubclass(sub, BaseModel) and isinstance(value, Mapping):
-            found += project_leaves(value, sub, dotted + ".") or [dotted]
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            if isinstance(value, Mapping):  # else not a table: validation says so
+                found += project_leaves(value, sub, dotted + ".")
         else:
             found.append(dotted)
     return found

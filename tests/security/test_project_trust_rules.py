@@ -18,9 +18,10 @@ from storycore._project_trust import (
     server_trusted,
 )
 from storycore.config import Settings, resolve_settings
-from storycore.errors import ConfigError, OutsideProjectError
+from storycore.errors import ConfigError, OutsideProjectError, TemplateError
 from storycore.panels import panels_from_project
 from storycore.project import load_project
+from storycore.workflows import load_template
 from tests.security._trust_support import edit_shot, received_project, secret_png
 
 
@@ -185,3 +186,43 @@ def test_every_kind_of_reference_image_is_checked(
         read_user_config=False,
     ).settings
     assert panels_from_project(project, allowed)[0].shot_id == "shot_01"
+
+
+def test_a_project_file_setting_only_what_it_may_is_read_as_before(tmp_path: Path) -> None:
+    root = received_project(
+        tmp_path,
+        "log_level = 'info'\n[comfyui]\n[render]\nsteps = 7\n[controlnet.models]\npose = 'p.pth'\n"
+        "[comfyui.nothing]\n[templates]\nmine = 'templates/t.binding.toml'\n",
+    )
+    with pytest.raises(ConfigError) as caught:  # a typo is still a typo, not a refusal
+        resolve_settings(project_dir=root, env={}, read_user_config=False)
+    assert "[comfyui] has no setting `nothing`" in caught.value.message
+    text = (root / "storycore.toml").read_text().replace("[comfyui.nothing]\n", "")
+    (root / "storycore.toml").write_text(text)
+    settings = resolve_settings(project_dir=root, env={}, read_user_config=False).settings
+    assert settings.render.steps == 7 and settings.controlnet.models == {"pose": "p.pth"}
+    assert settings.templates == {"mine": Path("templates/t.binding.toml")}
+    (root / "storycore.toml").write_text("comfyui = 5\n")
+    with pytest.raises(ConfigError, match="`comfyui` is a section"):
+        resolve_settings(project_dir=root, env={}, read_user_config=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("t.binding.toml", "x = " + "[" * 100_000 + "]" * 100_000 + "\n"),
+        ("t.binding.json", "[" * 100_000 + "]" * 100_000),
+        ("wf.json", '{"a": ' * 100_000 + "1" + "}" * 100_000),
+    ],
+)
+def test_a_deeply_nested_template_file_is_a_template_error(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    binding = tmp_path / "t.binding.toml"
+    binding.write_text('workflow = "wf.json"\n', encoding="utf-8")
+    (tmp_path / "wf.json").write_text("{}", encoding="utf-8")
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    with pytest.raises(TemplateError) as caught:
+        load_template(tmp_path / (name if "binding" in name else "t.binding.toml"))
+    assert "nested too deeply" in caught.value.message
+    assert name in (caught.value.where or "")
