@@ -54,8 +54,8 @@ __all__ = [
 _PROGRAM = "it picks the program StoryCore starts"
 _ARGUMENTS = "it becomes part of the command line of the ComfyUI StoryCore starts"
 _SERVER = (
-    "it picks the server StoryCore sends your prompts and images to (and the address a ComfyUI "
-    "it starts listens on)"
+    "it picks the server StoryCore sends your prompts and images to, and the address a ComfyUI "
+    "it starts listens on"
 )
 _SERVERS = "it picks the servers StoryCore sends your prompts, images and credentials to"
 _FOLDER = "it picks a folder outside the project that StoryCore writes to"
@@ -276,9 +276,12 @@ def _refusal(
     file: Path, problems: Sequence[tuple[str, str]], hint: str | None = None
 ) -> ConfigError:
     names = list(dict.fromkeys(name for name, _ in problems))
-    text = "; ".join(
-        f"`{name}` may not be set in a project's storycore.toml: {why}" for name, why in problems
-    )
+    if len(problems) == 1:
+        name, why = problems[0]
+        text = f"`{name}` may not be set in a project's storycore.toml: {why}"
+    else:
+        listed = "; ".join(f"`{name}` ({why})" for name, why in problems)
+        text = f"sets what a project's storycore.toml may not choose: {listed}"
     if hint is None:
         places = []
         for name in names:
