@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from storycore._config_text import mask_url
 from storycore._redact import redact
 from storycore.config import ResolvedSettings, Settings, resolve_settings
 from storycore.diagnostics import LOADER_INPUT_FOLDERS, DiagnosticHistory
@@ -162,7 +163,7 @@ async def _find_server(
         if check.reachable:
             check.desktop = spec.desktop
             return check
-        tried.append({"url": spec.label, "why": check.error or "no answer"})
+        tried.append({"url": mask_url(spec.label), "why": check.error or "no answer"})
         first = first or check
     assert first is not None  # backend_specs always gives one
     return first
@@ -172,7 +173,7 @@ async def _probe(spec: BackendSpec, probe_timeout: float) -> ServerCheck:
     from storycore.comfyui import ClientTimeouts, ComfyUIClient
 
     url = spec.url
-    check = ServerCheck(url=url, reachable=False)
+    check = ServerCheck(url=mask_url(url), reachable=False)
     started = time.perf_counter()
     timeouts = ClientTimeouts(connect=probe_timeout, read=probe_timeout)
     try:
