@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import hashlib
 import logging
 import time
 import uuid
@@ -17,8 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-
-import aiohttp
 
 from storycore._redact import redact
 from storycore.comfyui._download import download_to, fetch_bytes
@@ -43,8 +40,8 @@ from storycore.comfyui._models import (
 )
 from storycore.comfyui._translate import not_json_error, status_error
 from storycore.comfyui._transport import ClientTimeouts, HttpResponse, ServerAddress, Transport
+from storycore.comfyui._upload import image_ext, image_form, read_image, sha256_of
 from storycore.errors import (
-    AssetError,
     ComfyUIError,
     PromptRejected,
     ServerResponseError,
@@ -402,33 +399,20 @@ class ComfyUIClient:
     ) -> UploadedImage:
         """Upload an image once per content: the same bytes are not sent again.
 
-        Always use the returned ``name`` (the server renames on clashes).
+        Always use the returned ``name`` (the server renames on clashes). A file is read only
+        if it is a regular file of at most :attr:`ClientLimits.image` bytes.
         """
-        if isinstance(image, Path):
-            try:
-                data = await asyncio.to_thread(image.read_bytes)
-            except OSError as exc:
-                raise AssetError(
-                    f"cannot read the image to upload ({exc.strerror or exc})",
-                    where=str(image),
-                    hint="check that the file exists and is readable",
-                ) from None
-        else:
-            data = image
-        digest = await asyncio.to_thread(_sha256, data) if len(data) > 1 << 20 else _sha256(data)
+        data = await read_image(image, self.limits.image) if isinstance(image, Path) else image
+        digest = (
+            await asyncio.to_thread(sha256_of, data) if len(data) > 1 << 20 else sha256_of(data)
+        )
         key = (digest, subfolder, type)
         async with self._upload_lock:
             cached = self._uploads.get(key)
             if cached is not None:
                 return cached
-            name = filename or f"storycore_{digest[:16]}{_image_ext(data)}"
-            form = aiohttp.FormData()
-            form.add_field("image", data, filename=name, content_type=_image_mime(data))
-            form.add_field("type", type)
-            if subfolder:
-                form.add_field("subfolder", subfolder)
-            if overwrite:
-                form.add_field("overwrite", "true")
+            name = filename or f"storycore_{digest[:16]}{image_ext(data)}"
+            form = image_form(data, name, type=type, subfolder=subfolder, overwrite=overwrite)
             response = await self.transport.request("POST", "/upload/image", data=form)
             self._check_status(response, "/upload/image")
             payload = self._decode(response, "/upload/image")
@@ -511,19 +495,3 @@ def _view_params(ref: OutputFile | Mapping[str, Any]) -> dict[str, str]:
         "subfolder": str(ref.get("subfolder") or ""),
         "type": str(ref.get("type") or "output"),
     }
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _image_ext(data: bytes) -> str:
-    if data.startswith(b"\xff\xd8\xff"):
-        return ".jpg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp"
-    return ".png"
-
-
-def _image_mime(data: bytes) -> str:
-    return {".jpg": "image/jpeg", ".webp": "image/webp"}.get(_image_ext(data), "image/png")
