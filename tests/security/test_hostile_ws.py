@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession, WSMsgType, web
 
-from storycore.comfyui.emulator import Emulator
+from storycore.comfyui.emulator import Emulator, EmulatorOptions
 from storycore.journal import Journal
 from storycore.manifest import records
 from storycore.project import load_project
@@ -83,14 +83,18 @@ def frame(kind: str, **data: Any) -> str:
 
 
 async def _render(
-    tmp_path: Path, inject: Inject, *, shots: int = 1, env: dict[str, str] | None = None
+    tmp_path: Path, inject: Inject, *args: str, step_seconds: float = 0.0
 ) -> tuple[Any, Path, Emulator]:
-    root = make_project(tmp_path / "p", shots)
+    root = make_project(tmp_path / "p", 1)
     holder: dict[str, Emulator] = {}
-    async with hostile_comfyui({"GET /ws": injecting_ws(holder, inject)}, tmp=tmp_path) as (
-        url,
-        emu,
-    ):
+    options = EmulatorOptions(
+        output_dir=tmp_path / "server-output",
+        input_dir=tmp_path / "server-input",
+        temp_dir=tmp_path / "tmp",
+        step_seconds=step_seconds,
+    )
+    ws = injecting_ws(holder, inject)
+    async with hostile_comfyui({"GET /ws": ws}, tmp=tmp_path, options=options) as (url, emu):
         holder["emu"] = emu
         result = await run_storycore(
             "generate-images",
@@ -98,7 +102,8 @@ async def _render(
             str(root),
             "--backend",
             url,
-            env={**FAST_ENV, **(env or {})},
+            *args,
+            env=FAST_ENV,
             limit_s=60,
         )
     return result, root, emu
@@ -119,7 +124,13 @@ async def test_one_odd_executing_frame_renders_the_panel_once(tmp_path: Path, no
 
 
 async def test_unparseable_frames_never_stop_a_finished_render(tmp_path: Path) -> None:
+    """Frames of every wrong shape right after ``execution_start``: the panel renders once, and
+    the WebSocket keeps working (the sampler's steps still arrive: a number too large for a
+    float in a ``progress`` frame used to end the connection for the rest of the run)."""
+
     def inject(prompt_id: str) -> Iterator[str]:
+        yield frame("progress", value=10**400, max=3, prompt_id=prompt_id, node="3")
+        yield frame("progress", value=1, max=10**400, prompt_id=prompt_id, node="3")
         yield "{not json"
         yield frame("executing", node={"a": 1}, prompt_id=prompt_id)
         yield frame("executed", node=["5"], output=[], prompt_id=prompt_id)
@@ -128,27 +139,39 @@ async def test_unparseable_frames_never_stop_a_finished_render(tmp_path: Path) -
         yield json.dumps({"type": "executing", "data": [prompt_id]})
         yield "[" * 100_000 + "]" * 100_000
 
-    result, root, emu = await _render(tmp_path, inject)
+    result, root, emu = await _render(tmp_path, inject, "--json")
     result.assert_bounded(seconds=30)
     assert result.rc == 0, result.output[-3000:]
     assert len(emu.executed_prompt_ids) == 1, emu.executed_prompt_ids
     assert [r.shot_id for r in records(load_project(root))] == ["shot_01"]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    steps = [e["step"] for e in lines if e["event"] == "panel_progress" and e.get("step")]
+    assert steps and max(steps) == 3, lines
 
 
 async def test_a_flood_of_executed_frames_with_new_node_ids_keeps_memory_bounded(
     tmp_path: Path,
 ) -> None:
-    """700 ``executed`` frames of 1 MB each, every one for a node id never seen before, all
-    for the running prompt: 700 MB if the tracker kept them; the child must stay under 500 MB
-    and the prompt must still finish (the frames are not kept, but they are signs of life)."""
-    blob = "x" * 1_000_000
+    """40 ``executed`` frames of 1 MB, each for a node id never seen before, all for the running
+    prompt, each output a list of 333,000 empty lists (21 MB once parsed): 850 MB if the tracker
+    kept them. The prompt renders for 4.5 s, so every frame arrives while it runs. The child
+    must stay under 500 MB and the prompt still finish."""
+    flood = "[" + ",".join(["[]"] * 333_000) + "]"
 
     def inject(prompt_id: str) -> Iterator[str]:
-        for n in range(700):
-            yield frame("executed", node=f"flood{n}", output={"text": [blob]}, prompt_id=prompt_id)
+        for n in range(40):
+            yield (
+                '{"type": "executed", "data": {"node": "flood'
+                + str(n)
+                + '", "prompt_id": "'
+                + prompt_id
+                + '", "output": {"text": '
+                + flood
+                + "}}}"
+            )
 
-    result, root, emu = await _render(tmp_path, inject)
-    result.assert_bounded(seconds=60)
+    result, root, emu = await _render(tmp_path, inject, step_seconds=1.5)
+    result.assert_bounded(seconds=40)
     assert result.rc == 0, result.output[-3000:]
     assert len(emu.executed_prompt_ids) == 1
     assert [r.shot_id for r in records(load_project(root))] == ["shot_01"]

@@ -80,7 +80,8 @@ async def test_server_assigned_ids_kill_9_and_resume_render_each_shot_once(
         {"POST /prompt": _own_ids(holder, seen)}, tmp=tmp_path, options=options
     ) as (url, emu):
         holder["emu"] = emu
-        env = {**os.environ, **FAST_ENV, "PYTHONPATH": str(REPO_ROOT)}
+        paths = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        env = {**os.environ, **FAST_ENV, "PYTHONPATH": os.pathsep.join(paths)}
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

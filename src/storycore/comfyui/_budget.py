@@ -41,8 +41,9 @@ _log = logging.getLogger("storycore.comfyui.tracker")
 MiB = 1 << 20
 MAX_EXTRA_NODES = 256
 """Node ids a prompt may report beyond those of its graph."""
-MAX_OUTPUT_BYTES = 8 * MiB
-"""``executed`` frames kept per prompt, in all (a SaveImage frame is a few hundred bytes)."""
+MAX_OUTPUT_BYTES = 1 * MiB
+"""``executed`` frames kept per prompt, in all, on the wire (a SaveImage frame is a few hundred
+bytes; parsed, a hostile frame of empty lists costs twenty times its size)."""
 MAX_PREVIEW_BYTES = 8 * MiB
 """The largest preview image kept (ComfyUI's previews are small JPEGs)."""
 ORPHAN_PROMPTS = 64
