@@ -279,3 +279,38 @@ def test_fuzzed_messages_never_raise(kind: str, data: dict[str, Any]) -> None:
 def test_fuzzed_binary_never_raises(tail: bytes, kind: int) -> None:
     result = ev.parse_binary_frame(struct.pack(">I", kind) + tail)
     assert result is None or isinstance(result, ev.PreviewImage | ev.ProgressText)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"prompt_id": "p", "value": 10**400, "max": 3, "node": "3"},
+        {"prompt_id": "p", "value": 1, "max": 10**400, "node": "3"},
+        {"prompt_id": "p", "value": float("inf"), "max": 3, "node": "3"},
+    ],
+)
+def test_numbers_past_a_float_make_a_progress_frame_unparseable(data: dict[str, Any]) -> None:
+    assert ev.parse_message({"type": "progress", "data": data}) is None
+
+
+def test_ids_past_the_length_limit_are_refused_and_surrogates_replaced() -> None:
+    long_id = "9" * (ev.MAX_ID_LENGTH + 1)
+    assert (
+        ev.parse_message({"type": "executing", "data": {"prompt_id": "p", "node": long_id}}) is None
+    )
+    assert (
+        ev.parse_message({"type": "executing", "data": {"prompt_id": long_id, "node": "1"}}) is None
+    )
+    cached = ev.parse_message(
+        {"type": "execution_cached", "data": {"prompt_id": "p", "nodes": ["1", long_id, 10**2000]}}
+    )
+    assert cached == ev.CachedNodes("p", ("1",))
+    error = ev.parse_text_frame(
+        '{"type": "execution_error", "data": {"prompt_id": "p", "exception_message": "a\\ud800b"}}'
+    )
+    assert isinstance(error, ev.ExecutionError)
+    assert error.exception_message == "a\ufffdb"
+    state = ev.parse_message(
+        {"type": "progress_state", "data": {"prompt_id": "p", "nodes": {long_id: {"state": "x"}}}}
+    )
+    assert state == ev.ProgressState("p", ())

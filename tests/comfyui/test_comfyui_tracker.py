@@ -690,3 +690,29 @@ async def test_a_missing_executed_frame_for_a_needed_output_reads_history(
     assert result.history is not None  # settled from /history
     assert sorted(f.node_id for f in result.files) == ["98", "99"]
     assert any(line.startswith("ok GET /comfy/history/") for line in log)
+
+
+def test_prompt_budget_keeps_the_graph_and_a_bounded_share_of_the_rest() -> None:
+    from storycore.comfyui._budget import MAX_EXTRA_NODES, MAX_OUTPUT_BYTES, PromptBudget
+
+    budget = PromptBudget("p", lambda node: node in {"1", "9"})
+    for n in range(MAX_EXTRA_NODES):
+        assert budget.admit(ev.NodeExecuting("p", f"x{n}"), 50) is not None
+    assert budget.admit(ev.NodeExecuting("p", "one-too-many"), 50) is None
+    assert budget.admit(ev.NodeExecuting("p", "9"), 50) is not None  # the graph's always
+    cached = budget.admit(ev.CachedNodes("p", ("1", "new", "x0")), 50)
+    assert cached == ev.CachedNodes("p", ("1", "x0"))
+    assert budget.admit(ev.NodeExecuted("p", "9", {}), MAX_OUTPUT_BYTES - 10) is not None
+    assert budget.admit(ev.NodeExecuted("p", "9", {}), 11) is None  # past the output budget
+
+
+def test_orphan_frames_stay_within_their_byte_budget() -> None:
+    from storycore.comfyui._budget import ORPHAN_BYTES, OrphanFrames
+
+    orphans = OrphanFrames()
+    size = ORPHAN_BYTES // 16
+    for n in range(100):
+        orphans.add(f"p{n}", ev.ExecutionSuccess(f"p{n}"), size)
+    assert len(orphans) <= 16
+    assert orphans.pop("p0") == []
+    assert [e for e, _ in orphans.pop("p99")] == [ev.ExecutionSuccess("p99")]
