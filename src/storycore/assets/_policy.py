@@ -15,7 +15,6 @@ The shot's active render is always kept, whatever the policy says.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,15 +64,9 @@ def load_retention_policy(
     path = project_dir / _PROJECT_CONFIG
     table: dict[str, Any] = {}
     if path.is_file():
-        try:
-            with path.open("rb") as handle:
-                raw = tomllib.load(handle)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(
-                f"is not valid TOML ({exc})", where=str(path), hint="Fix the syntax at that line"
-            ) from None
-        except OSError as exc:
-            raise ConfigError(f"cannot be read ({exc.strerror})", where=str(path)) from None
+        from storycore._config_layers import read_toml
+
+        raw = read_toml(path)  # size and nesting bounded, errors in words
         section = raw.get(ASSETS_TABLE, {})
         if not isinstance(section, dict):
             raise ConfigError(

@@ -67,7 +67,8 @@ class _Console(Console):
     included) passes :func:`~storycore._text.terminal_safe` before rich renders it, so an
     escape sequence, a carriage return or a direction override shows as ``\\x1b``-style text;
     emoji codes (``:warning:``) stay text. Rich markup is ours: callers put server and project
-    text inside it with :func:`shown`. A closed stdout ends with exit 141 (like
+    text inside it with :func:`shown`. Known credentials are masked (:mod:`storycore._redact`).
+    A closed stdout ends with exit 141 (like
     ``git log | head``).
     """
 
@@ -76,7 +77,10 @@ class _Console(Console):
         super().__init__(**kwargs)
 
     def render_str(self, text: str, **kwargs: Any) -> Text:
-        return super().render_str(terminal_safe(text), **kwargs)
+        from storycore._redact import redact
+
+        # A credential a server echoed back never reaches the screen, whatever printed it.
+        return super().render_str(terminal_safe(redact(text)), **kwargs)
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
@@ -280,8 +284,11 @@ class Output:
         self.err_console.print(f"[bold yellow]warning:[/] {shown(text)}")
 
     def json(self, data: Mapping[str, Any] | list[Any]) -> None:
-        """One JSON document on stdout (a line when streaming events)."""
-        sys.stdout.write(json_line(data) + "\n")
+        """One JSON document on stdout (a line when streaming events); known credentials
+        masked (``***`` keeps the document valid JSON)."""
+        from storycore._redact import redact
+
+        sys.stdout.write(redact(json_line(data)) + "\n")
         sys.stdout.flush()
 
 
