@@ -1,11 +1,11 @@
 """Benchmark 4: ``ComfyUIClient.download`` (``/view``) vs raw aiohttp streaming of the same files.
 
-The files (random bytes, so nothing compresses) sit in an emulator process's output folder.
-Both sides stream with 64 KiB chunks into a file on the same disk; the raw side does nothing
-else, the client also hashes (sha256), checks sizes, writes through a ``.part`` file, fsyncs and
-renames. A third side streams raw but with the client's guarantees (sha256 + fsync), to
-separate the cost of those guarantees from the client's own. Runs alternate and the best of
-each is compared.
+The files (PNGs of random pixels, so nothing compresses) sit in an emulator process's output
+folder. Both sides stream with 64 KiB chunks into a file on the same disk; the raw side does
+nothing else, the client also hashes (sha256), checks sizes, writes through a ``.part`` file,
+checks that it is an image (Pillow: chunks and CRCs), fsyncs and renames. A third side streams
+raw but with the client's guarantees (sha256 + fsync), to separate the cost of those
+guarantees from the client's own. Runs alternate and the best of each is compared.
 """
 
 from __future__ import annotations
@@ -21,6 +21,22 @@ import aiohttp
 
 from bench._common import Row, emulators
 from storycore.comfyui import ComfyUIClient
+
+
+def _noise_png(size: int) -> bytes:
+    """A real PNG of about ``size`` bytes of random pixels (the client checks that what it
+    downloads is an image, so the files must be ones; random pixels do not compress)."""
+    import io
+    import math
+
+    from PIL import Image
+
+    side = math.isqrt(size // 3)
+    out = io.BytesIO()
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(
+        out, format="PNG", compress_level=0
+    )
+    return out.getvalue()
 
 
 async def _raw(url: str, names: list[str], dest: Path) -> float:
@@ -70,7 +86,7 @@ async def run(work: Path, *, quick: bool) -> list[Row]:
     async with emulators(1, work / "emu-download", step_seconds=0.0) as (emu,):
         emu.output_dir.mkdir(parents=True, exist_ok=True)
         for name in names:
-            (emu.output_dir / name).write_bytes(os.urandom(size_mib << 20))
+            (emu.output_dir / name).write_bytes(_noise_png(size_mib << 20))
         raw_times: list[float] = []
         checked_times: list[float] = []
         client_times: list[float] = []
