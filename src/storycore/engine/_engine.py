@@ -152,7 +152,10 @@ class ImageEngine:
         project = await asyncio.to_thread(load_project, request.project)
         for warning in storyboard_warnings(project):  # typos such as technical.stpes
             self.emit(Notice("warning", warning.text()))
-        panels = panels_from_project(project, self.settings, list(request.shots) or None)
+        # Reference paths are checked on disk (links, allowed folders): off the event loop.
+        panels = await asyncio.to_thread(
+            panels_from_project, project, self.settings, list(request.shots) or None
+        )
         project.drop_shots()  # the panels hold what the run needs
         options = graph_options(self.settings)
         if request.dry_run:  # no server started or contacted, nothing written
@@ -166,7 +169,10 @@ class ImageEngine:
                 dry_run=True,
             )
         journal = Journal(project.root)
-        run = _Run(project, journal, ProjectWriter(project, journal), outcomes={})
+        writer = ProjectWriter(
+            project, journal, notify=lambda text: self.emit(Notice("warning", text))
+        )
+        run = _Run(project, journal, writer, outcomes={})
         self._wake = run.changed
         try:
             async with contextlib.AsyncExitStack() as stack:
