@@ -137,13 +137,15 @@ class ComfyUISettings(_Model):
     reserve_vram_gb: float | None = Field(default=None, ge=0, le=1024)
     memory_limit_gb: float | None = Field(default=None, gt=0, le=4096)
     # What a server may send (storycore.comfyui.ClientLimits): one request's total deadline,
-    # the largest answer per endpoint (MiB; unlisted endpoints keep their default) and image.
+    # the largest answer per endpoint (MiB; unlisted endpoints keep their default), the largest
+    # image (MiB) and its pixels (decoding it for the storyboard must stay bounded too).
     request_deadline: float = Field(default=120.0, gt=0, le=24 * 3600)
     max_response_mb: dict[
         Literal["system_stats", "object_info", "models", "history", "queue", "other"],
         Annotated[float, Field(gt=0, le=65536)],
     ] = Field(default_factory=dict)
     max_image_mb: float = Field(default=128.0, gt=0, le=65536)
+    max_image_megapixels: float = Field(default=40.0, gt=0, le=10_000)
 
     @field_validator("extra_args", mode="before")
     @classmethod

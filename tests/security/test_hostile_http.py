@@ -113,14 +113,18 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def png_stream(width: int, height: int, *, rows: int = 64) -> Iterator[bytes]:
-    """A valid 16-bit RGBA PNG, made as it is sent: its IDAT holds stored (uncompressed)
-    deflate blocks, so the file is as large as its pixels (8 bytes each) and never in memory."""
+def png_stream(
+    width: int, height: int, *, rows: int = 64, depth: int = 16, channels: int = 4, level: int = 0
+) -> Iterator[bytes]:
+    """A valid PNG made as it is sent: by default 16-bit RGBA whose IDAT holds stored
+    (uncompressed) deflate blocks, so the file is as large as its pixels (8 bytes each) and
+    never in memory; ``level`` 9 makes black pixels compress to almost nothing."""
+    color = {1: 0, 3: 2, 4: 6}[channels]
     yield b"\x89PNG\r\n\x1a\n" + png_chunk(
-        b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0)
+        b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color, 0, 0, 0)
     )
-    packer = zlib.compressobj(0)
-    row = bytes(1 + width * 8)
+    packer = zlib.compressobj(level)
+    row = bytes(1 + width * channels * depth // 8)
     for start in range(0, height, rows):
         data = packer.compress(row * min(rows, height - start))
         if data:

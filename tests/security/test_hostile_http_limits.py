@@ -117,14 +117,50 @@ async def test_a_history_of_millions_of_entries_takes_no_gigabytes(tmp_path: Pat
     assert records(load_project(root)) == []
 
 
-async def test_a_one_gigabyte_png_is_refused_while_it_streams(tmp_path: Path) -> None:
-    """A valid 16384 x 8192 16-bit RGBA PNG, 1 GiB on the wire (made as it is sent)."""
+@pytest.mark.parametrize(
+    ("width", "height", "words"),
+    [
+        (16384, 8192, "16384x8192 pixels"),  # 1 GiB: too many pixels, seen in its header
+        (6000, 6000, "larger than 134217728 bytes (128 MiB)"),  # 275 MiB: cut off at 128
+    ],
+)
+async def test_a_huge_png_is_refused_while_it_streams(
+    tmp_path: Path, width: int, height: int, words: str
+) -> None:
+    """A valid 16-bit RGBA PNG, 8 bytes a pixel on the wire (made as it is sent)."""
     result, root = await render(
-        tmp_path, {"GET /view": streaming(png_stream(16384, 8192))}, limit_s=60
+        tmp_path, {"GET /view": streaming(png_stream(width, height))}, limit_s=60
     )
-    assert_failed_clearly(result, 8, "larger than 134217728 bytes (128 MiB)")
+    assert_failed_clearly(result, 8, words)
     result.assert_bounded(seconds=40)
     assert records(load_project(root)) == []
+
+
+@pytest.mark.parametrize(("depth", "channels"), [(8, 3), (16, 4)])
+async def test_an_image_at_the_pixel_limit_renders_in_bounded_memory(
+    tmp_path: Path, depth: int, channels: int
+) -> None:
+    """6320 x 6320 (39.9 megapixels, the limit is 40) black pixels, RGB or 16-bit RGBA, a few
+    hundred KB on the wire: landed, and the storyboard's thumbnail decodes it, all under
+    500 MB; one row more is refused from the header."""
+    image = b"".join(png_stream(6320, 6320, depth=depth, channels=channels, level=9))
+    too_big = b"".join(png_stream(6320, 6330, depth=depth, channels=channels, level=9))
+    assert len(image) < 2 << 20
+
+    async def view(request: web.Request) -> web.Response:
+        return web.Response(body=image, content_type="image/png")
+
+    result, root = await render(tmp_path / "fits", {"GET /view": view}, limit_s=90)
+    result.assert_bounded(seconds=60)
+    assert result.rc == 0, result.output[-3000:]
+    [record] = records(load_project(root))
+    assert (record.width, record.height) == (6320, 6320)
+
+    async def view_too_big(request: web.Request) -> web.Response:
+        return web.Response(body=too_big, content_type="image/png")
+
+    result, root = await render(tmp_path / "over", {"GET /view": view_too_big}, limit_s=90)
+    assert_failed_clearly(result, 8, "6320x6330 pixels, more than the 40,000,000 allowed")
 
 
 async def test_a_decompression_bomb_is_refused_from_its_header(tmp_path: Path) -> None:

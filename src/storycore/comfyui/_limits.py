@@ -67,8 +67,9 @@ class ClientLimits:
     ``object_info`` with many node packs is tens of MB; ``system_stats`` a few KB; ``queue``
     holds every pending prompt's graph; ``other`` covers ``/prompt``, ``/upload/image``,
     ``/interrupt`` and the rest. ``image`` bounds one ``/view`` download; ``image_pixels`` its
-    width x height (the default is where Pillow itself refuses to decode: a decompression
-    bomb). ``ws_message`` bounds one WebSocket frame.
+    width x height: 40 megapixels (an 8K UHD frame is 33), so that decoding it (the
+    storyboard's thumbnails do) stays within a few hundred MB however well it compressed on the
+    wire (a decompression bomb). ``ws_message`` bounds one WebSocket frame.
     """
 
     system_stats: int = 1 * MiB
@@ -78,7 +79,7 @@ class ClientLimits:
     queue: int = 32 * MiB
     other: int = 4 * MiB
     image: int = 128 * MiB
-    image_pixels: int = 178_956_970
+    image_pixels: int = 40_000_000
     ws_message: int = 16 * MiB
 
     def __post_init__(self) -> None:
@@ -93,11 +94,13 @@ class ClientLimits:
 
     @classmethod
     def from_settings(cls, comfyui: ComfyUISettings) -> ClientLimits:
-        """The limits set in the ``comfyui`` settings (``max_response_mb``, ``max_image_mb``)."""
+        """The limits set in the ``comfyui`` settings (``max_response_mb``, ``max_image_mb``,
+        ``max_image_megapixels``)."""
         sizes: dict[str, int] = {
             name: max(1, int(mb * MiB)) for name, mb in dict(comfyui.max_response_mb).items()
         }
         sizes["image"] = max(1, int(comfyui.max_image_mb * MiB))
+        sizes["image_pixels"] = max(1, int(comfyui.max_image_megapixels * 1_000_000))
         return cls(**sizes)
 
     def for_route(self, route: str) -> tuple[int, str]:
