@@ -163,6 +163,20 @@ async def test_an_image_at_the_pixel_limit_renders_in_bounded_memory(
     assert_failed_clearly(result, 8, "6320x6330 pixels, more than the 40,000,000 allowed")
 
 
+async def test_an_image_just_under_the_size_limit_renders_in_bounded_memory(
+    tmp_path: Path,
+) -> None:
+    """4000 x 4000 16-bit RGBA, stored: 122 MiB on the wire (the limit is 128), landed with its
+    provenance and shown on the storyboard under 500 MB."""
+    result, root = await render(
+        tmp_path, {"GET /view": streaming(png_stream(4000, 4000))}, limit_s=90
+    )
+    result.assert_bounded(seconds=60)
+    assert result.rc == 0, result.output[-3000:]
+    [record] = records(load_project(root))
+    assert record.size > 120 << 20
+
+
 async def test_a_decompression_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
     """A tiny PNG that says it is 100000 x 100000 pixels (10 G pixels of zeros)."""
     import struct
