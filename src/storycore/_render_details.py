@@ -31,6 +31,8 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from storycore._text import node_sort_key
+
 __all__ = [
     "DETAILS_FORMAT",
     "ModelUse",
@@ -254,14 +256,10 @@ def _json_object(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _node_order(node_id: str) -> tuple[int, str]:
-    return (int(node_id), "") if node_id.isdigit() else (1 << 62, node_id)
-
-
 def _nodes(graph: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     """``(id, class_type, inputs)`` of every node, in id order; samplers first."""
     out = []
-    for node_id in sorted(graph, key=_node_order):
+    for node_id in sorted(graph, key=node_sort_key):
         node = graph[node_id]
         if isinstance(node, dict) and isinstance(node.get("inputs"), dict):
             out.append((node_id, str(node.get("class_type", "")), node["inputs"]))

@@ -1,11 +1,12 @@
 """Words for people, shared by every layer: ``plural(2, "file")`` -> ``"2 files"``; text from
-servers and projects made safe to show (:func:`terminal_safe`)."""
+servers and projects made safe to show (:func:`terminal_safe`); node ids in the order people
+expect (:func:`node_sort_key`)."""
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["plural", "terminal_safe"]
+__all__ = ["node_sort_key", "plural", "terminal_safe"]
 
 
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:
@@ -47,3 +48,16 @@ def terminal_safe(text: str, *, keep_newlines: bool = True) -> str:
     if _UNSAFE.search(text) is None:
         return text
     return _UNSAFE.sub(_visible, text)
+
+
+def node_sort_key(node_id: str) -> tuple[int, int, str, str]:
+    """Sort node ids as people expect (``"2"`` before ``"10"``, then the others by text).
+
+    Any id a server or a workflow file holds works: ``"\u00b2"`` is a digit to
+    :meth:`str.isdigit` but not to :func:`int`, and an id of 5000 digits is past :func:`int`'s
+    limit, so ids are compared by their ASCII digits, never converted.
+    """
+    if node_id.isascii() and node_id.isdigit():
+        digits = node_id.lstrip("0") or "0"
+        return (0, len(digits), digits, node_id)
+    return (1, 0, node_id, node_id)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storycore._text import node_sort_key
+
 __all__ = [
     "DownloadedFile",
     "HistoryEntry",
@@ -114,19 +116,6 @@ def parse_node_errors(node_errors: Any) -> list[NodeError]:
             )
     result.sort(key=lambda e: (node_sort_key(e.node_id), e.input_name or ""))
     return result
-
-
-def node_sort_key(node_id: str) -> tuple[int, int, str, str]:
-    """Sort node ids as people expect (``"2"`` before ``"10"``, then the others by text).
-
-    Any id a server sends works: ``"\u00b2"`` is a digit to :meth:`str.isdigit` but not to
-    :func:`int`, and an id of 5000 digits is past :func:`int`'s limit, so ids are compared by
-    their ASCII digits, never converted.
-    """
-    if node_id.isascii() and node_id.isdigit():
-        digits = node_id.lstrip("0") or "0"
-        return (0, len(digits), digits, node_id)
-    return (1, 0, node_id, node_id)
 
 
 def describe_node_errors(error: Mapping[str, Any] | None, node_errors: Any) -> str:

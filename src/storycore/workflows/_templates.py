@@ -30,6 +30,7 @@ from typing import Any
 
 from storycore._config_text import toml_nesting_problem
 from storycore._project_trust import REFERENCE_HINT, outside_reach, outside_words
+from storycore._text import node_sort_key
 from storycore.errors import TemplateError
 from storycore.panels import CONTROL_KINDS, Panel
 from storycore.workflows._graph import (
@@ -120,10 +121,11 @@ class _Resolver:
                 "give the nodes different titles or bind by node id",
             )
         titles = ", ".join(sorted({repr(_title(n)) for n in self.graph.values()}))
+        ids = ", ".join(sorted(self.graph, key=node_sort_key))
         raise self.error(
             binding,
             f"no node has the id or title {node!r}",
-            f"use a node id ({', '.join(sorted(self.graph, key=_id_key))}) or a title ({titles})",
+            f"use a node id ({ids}) or a title ({titles})",
         )
 
     def target(self, binding: str, spec: Any, default_input: str | None) -> InputTarget:
@@ -183,10 +185,6 @@ def _title(node: Any) -> str | None:
     meta = node.get("_meta") if isinstance(node, Mapping) else None
     title = meta.get("title") if isinstance(meta, Mapping) else None
     return title if isinstance(title, str) else None
-
-
-def _id_key(node_id: str) -> tuple[int, str]:
-    return (int(node_id), node_id) if node_id.isdigit() else (1 << 62, node_id)
 
 
 def template_from_data(
@@ -266,7 +264,7 @@ def template_from_data(
         if "init_image" in bindings
         else (),
         controls=controls,
-        output_node_ids=tuple(sorted(outputs, key=_id_key)),
+        output_node_ids=tuple(sorted(outputs, key=node_sort_key)),
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from storycore._text import node_sort_key
 from storycore.errors import TemplateError
 from storycore.workflows._node_packs import pack_for_class
 from storycore.workflows._nodedefs import InputSpec, NodeCatalog, NodeDef
@@ -55,12 +56,28 @@ class _Converter:
         self.links: dict[int, tuple[str, int]] = {}
         for link in data.get("links") or []:
             if isinstance(link, list) and len(link) >= 5:
-                self.links[int(link[0])] = (str(link[1]), int(link[2]))
+                origin, slot = str(link[1]), self.number(link[2], "the origin slot of a link")
+                self.links[self.number(link[0], "a link id")] = (origin, slot)
             elif isinstance(link, Mapping) and "id" in link:
-                self.links[int(link["id"])] = (str(link["origin_id"]), int(link["origin_slot"]))
+                origin = str(link.get("origin_id"))
+                slot = self.number(link.get("origin_slot"), "the origin slot of a link")
+                self.links[self.number(link["id"], "a link id")] = (origin, slot)
 
     def error(self, message: str, hint: str) -> TemplateError:
         return TemplateError(message, where=self.source, hint=hint)
+
+    def number(self, value: Any, what: str) -> int:
+        """A link id or slot: a whole number (written as one, or as a short string of ASCII
+        digits); anything else (``"²"``, 5000 digits, ``1e400``) is a clear error."""
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 1 << 63:
+            return value
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+            return int(value)
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise self.error(
+            f"{what} in the UI workflow is {shown}, not a whole number",
+            "re-save the workflow in ComfyUI",
+        )
 
     def convert(self) -> dict[str, Any]:
         if any(
@@ -85,14 +102,14 @@ class _Converter:
                 "workflow with 'Export (API)'",
             )
         graph: dict[str, Any] = {}
-        for node_id in sorted(real, key=_id_key):
+        for node_id in sorted(real, key=node_sort_key):
             node = real[node_id]
             definition = self.catalog[str(node["type"])]
             inputs = self.widget_inputs(node, definition)
             for slot in node.get("inputs") or []:
                 if not isinstance(slot, Mapping) or slot.get("link") is None:
                     continue
-                source = self.resolve(int(slot["link"]), 0)
+                source = self.resolve(self.number(slot["link"], "a link id"), 0)
                 if source is None:
                     inputs.pop(str(slot.get("name")), None)
                 else:
@@ -155,7 +172,8 @@ class _Converter:
             if candidate.get("link") is None:
                 continue
             if node.get("type") == "Reroute" or candidate.get("type") in (wanted, "*"):
-                return self.resolve(int(candidate["link"]), hops + 1)
+                link = self.number(candidate["link"], "a link id")
+                return self.resolve(link, hops + 1)
         return None
 
 
@@ -166,10 +184,6 @@ def _has_companion_widget(spec: InputSpec, next_value: Any) -> bool:
     if spec.image_upload:
         return next_value in ("image", "upload", None)
     return False
-
-
-def _id_key(node_id: str) -> tuple[int, str]:
-    return (int(node_id), node_id) if node_id.isdigit() else (1 << 62, node_id)
 
 
 def _with_pack(name: str) -> str:

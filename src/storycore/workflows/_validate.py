@@ -14,6 +14,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from storycore._text import node_sort_key
 from storycore.workflows._graph import UPLOAD_PLACEHOLDER_PREFIX
 from storycore.workflows._node_packs import pack_for_class
 from storycore.workflows._nodedefs import InputSpec, NodeCatalog, NodeDef, model_folder_for
@@ -291,9 +292,8 @@ def _class_of(node: Any) -> str | None:
     return class_type if isinstance(class_type, str) and class_type else None
 
 
-def _id_key(node_id: Any) -> tuple[int, str]:
-    text = str(node_id)
-    return (int(text), text) if text.isdigit() else (1 << 62, text)
+def _id_key(node_id: Any) -> tuple[int, int, str, str]:
+    return node_sort_key(str(node_id))
 
 
 def _upstream(graph: Mapping[str, Any], roots: Sequence[str]) -> set[str]:
