@@ -79,6 +79,7 @@ USER_ONLY_SETTINGS: Mapping[str, tuple[str, str]] = MappingProxyType(
         "comfyui.request_deadline": (_LIMIT, ""),
         "comfyui.max_response_mb": (_LIMIT, ""),
         "comfyui.max_image_mb": (_LIMIT, ""),
+        "comfyui.max_image_megapixels": (_LIMIT, ""),
         "backends": (_SERVERS, "--backend"),
         "state_dir": (_FOLDER, ""),
         "metrics.prometheus_port": (_PORT, ""),
