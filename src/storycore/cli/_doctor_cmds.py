@@ -37,7 +37,8 @@ def register(app: typer.Typer) -> None:
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Check platform, GPUs, ComfyUI install and server, models and the project; exit 4 when
-        no ComfyUI answers, 1 when something else must be fixed before rendering."""
+        no ComfyUI answers (or it cannot give its node and model lists), 1 when something
+        else must be fixed before rendering."""
         from storycore.doctor import build_report
         from storycore.errors import ConfigError, NoServerReachable
 
@@ -55,7 +56,7 @@ def register(app: typer.Typer) -> None:
             out.json(report.to_dict())
         else:
             _render_report(out, report)
-        if not report.server.reachable:
+        if not report.server.complete:  # none answered, or its node or model lists failed
             raise typer.Exit(NoServerReachable.exit_code)
         if not report.ok:
             raise typer.Exit(1)
@@ -103,11 +104,13 @@ def _render_report(out: Output, report: DoctorReport) -> None:
             what = "StoryCore's emulator (placeholders)"
         else:
             what = f"{'ComfyUI Desktop' if server.desktop else 'ComfyUI'} {server.version}"
+        nodes = "" if server.node_classes is None else f"{server.node_classes} node classes, "
         c.print(
-            f"[bold]Server[/]    {shown(server.url)}: {shown(what)}, "
-            f"{server.node_classes} node classes, {shown(devices)} "
+            f"[bold]Server[/]    {shown(server.url)}: {shown(what)}, {nodes}{shown(devices)} "
             f"({server.elapsed_ms or 0:.0f} ms)"
         )
+        if server.error is not None:
+            c.print(f"            [bold red]failed[/] {shown(server.error)}")
         for tried in server.tried:
             c.print(f"            {shown(tried['url'])}: {shown(tried['why'])}")
     else:

@@ -32,17 +32,18 @@ class ServerFacts:
 
 
 async def read_server_facts(spec: Any, settings: Any, limit: float) -> ServerFacts:
-    """``/system_stats``, ``/object_info`` and the model folders of one server, within ``limit``."""
-    from storycore.comfyui import ComfyUIClient
-    from storycore.engine import client_timeouts, read_node_and_model_lists
-    from storycore.errors import ServerTimeout
+    """``/system_stats``, ``/object_info`` and the model folders of one server, within ``limit``
+    (``--timeout``) in all; each request also within the settings' deadline and size limits."""
+    from storycore.engine import client_for, read_node_and_model_lists
+    from storycore.errors import ServerTimeout, StoryCoreError
 
     try:
-        async with asyncio.timeout(limit):
-            async with ComfyUIClient(spec.address(), client_timeouts(settings)) as client:
-                stats = await client.system_stats()
-                object_info, models = await read_node_and_model_lists(client)
-    except TimeoutError:
+        async with asyncio.timeout(limit), client_for(spec, settings) as client:
+            stats = await client.system_stats()
+            object_info, models = await read_node_and_model_lists(client)
+    except TimeoutError as exc:
+        if isinstance(exc, StoryCoreError):  # the client's own deadline: its words are right
+            raise
         raise ServerTimeout(
             f"the server did not give its node and model lists within {limit:g} s",
             where=spec.url,

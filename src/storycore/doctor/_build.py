@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ from storycore._config_text import mask_url
 from storycore._redact import redact
 from storycore.config import ResolvedSettings, Settings, resolve_settings
 from storycore.diagnostics import LOADER_INPUT_FOLDERS, DiagnosticHistory
+from storycore.doctor._problems import platform_problems, project_problems, server_problems
 from storycore.doctor._report import (
     DoctorReport,
     InstallCheck,
@@ -45,7 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["build_report"]
 
 GIB = 1024**3
-TESTED_VERSION = "0.3.64"
 LOW_DISK_BYTES = 5 * GIB
 RECENT_DIAGNOSES = 5
 
@@ -83,13 +84,13 @@ async def build_report(
     project: ProjectCheck | None = None
     if project_dir is not None:
         project = await _project(project_dir, settings, server, inventory, launch.device)
-        if not server.reachable and install.models_dir is not None:
+        if not server.complete and install.models_dir is not None:
             custom = Path(install.models_dir).parent / "custom_nodes"
             project.nodes_missing = await asyncio.to_thread(_packs_absent, project, custom)
-    problems += _platform_problems(gpus, launch.device, server)
-    problems += _server_problems(server, install)
+    problems += platform_problems(gpus, launch.device, server)
+    problems += server_problems(server, install)
     if project is not None:
-        problems += _project_problems(project, server, inventory)
+        problems += project_problems(project, server, inventory)
     problems += await _disk_problems(project_dir or Path.cwd())
     recent: list[dict[str, Any]] = []
     if project_dir is not None:
@@ -158,7 +159,7 @@ async def _find_server(
     tried: list[dict[str, str]] = []
     first: ServerCheck | None = None
     for spec in specs:
-        check = await _probe(spec, probe_timeout)
+        check = await _probe(spec, settings, probe_timeout)
         check.tried = tried
         if check.reachable:
             check.desktop = spec.desktop
@@ -169,17 +170,24 @@ async def _find_server(
     return first
 
 
-async def _probe(spec: BackendSpec, probe_timeout: float) -> ServerCheck:
-    from storycore.comfyui import ClientTimeouts, ComfyUIClient
+async def _probe(spec: BackendSpec, settings: Settings, probe_timeout: float) -> ServerCheck:
+    """Ask one server what it is, its node list and its models, as generate-images would (the
+    settings' credentials, request deadline and size limits; connect and read within
+    ``probe_timeout``), all of it within ``4 * probe_timeout``. A server that answers
+    ``/system_stats`` is reachable; when a later request fails, :attr:`ServerCheck.failed`
+    names it and :attr:`ServerCheck.error` says why."""
+    from storycore.engine import client_for, client_timeouts
 
     url = spec.url
     check = ServerCheck(url=mask_url(url), reachable=False)
     started = time.perf_counter()
-    timeouts = ClientTimeouts(connect=probe_timeout, read=probe_timeout)
+    timeouts = replace(client_timeouts(settings), connect=probe_timeout, read=probe_timeout)
+    limit = probe_timeout * 4
+    step = "GET /system_stats"
     try:
         async with (
-            asyncio.timeout(probe_timeout * 4),
-            ComfyUIClient(spec.address(), timeouts) as client,
+            asyncio.timeout(limit),
+            client_for(spec, settings, timeouts=timeouts) as client,
         ):
             stats = await client.system_stats()
             check.elapsed_ms = (time.perf_counter() - started) * 1000.0
@@ -194,17 +202,27 @@ async def _probe(spec: BackendSpec, probe_timeout: float) -> ServerCheck:
             check.emulator = system.get("storycore_emulator") is True
             devices = [d for d in stats.get("devices") or [] if isinstance(d, dict)]
             check.devices = [_redacted(d) for d in devices]
-            info = await client.object_info()
-            check.node_classes = len(info or {})
-            check.classes = sorted(info or {})
+            step = "GET /object_info"
+            info = await client.object_info() or {}
+            check.node_classes, check.classes = len(info), sorted(info)
+            step = "GET /models"
+            models: dict[str, list[str]] = {}
             for folder in await client.models():
                 if folder in LOADER_FOLDERS:
-                    check.models[folder] = [redact(n) for n in await client.models(folder)]
+                    step = f"GET /models/{folder}"
+                    models[folder] = [redact(n) for n in await client.models(folder)]
+            check.models = models
     except (ComfyUIError, TimeoutError) as exc:
         if isinstance(exc, ComfyUIError):
-            check.error = exc.message
+            why, check.hint = exc.message, exc.hint
         else:
-            check.error = f"no complete answer within {probe_timeout * 4:g} s"
+            why = f"no complete answer to {step} within {limit:g} s"
+        if check.reachable:  # it answered as ComfyUI, then failed: the check failed all the same
+            check.failed = step
+            route = step.split(" ", 1)[1]
+            check.error = why if route in why else f"{step}: {why}"
+        else:
+            check.error = why
         host = urlsplit(url).hostname or ""
         if not check.reachable and host in ("127.0.0.1", "localhost", "::1"):
             port = urlsplit(url).port or 80
@@ -234,7 +252,7 @@ def _redacted(value: Any, depth: int = 0) -> Any:
 
 
 def _classes(server: ServerCheck) -> set[str] | None:
-    return set(server.classes) if server.reachable and server.classes else None
+    return set(server.classes) if server.complete and server.classes else None
 
 
 def _graph_needs(graph: Mapping[str, Any], needs: dict[str, set[str]], classes: set[str]) -> None:
@@ -290,7 +308,7 @@ async def _project(
             continue
         _graph_needs(built.graph, needs, classes)
     check.models_needed = {folder: sorted(names) for folder, names in sorted(needs.items())}
-    if server.reachable:
+    if server.complete:
         available = server.models
         check.checked_against = f"server {server.url}"
     else:
@@ -334,164 +352,6 @@ def _advice(
         gpu=gpu,
         ram_bytes=int(psutil.virtual_memory().total),
     )
-
-
-def _platform_problems(
-    gpus: list[GPUInfo], device: GPUInfo | None, server: ServerCheck
-) -> list[Problem]:
-    problems: list[Problem] = []
-    if not gpus:
-        problems.append(
-            Problem(
-                "warning",
-                "no_gpu",
-                "no GPU was found: a local ComfyUI runs on the CPU (--cpu), minutes per panel",
-                "install the GPU driver (nvidia-smi must work), or render on a remote server "
-                "with --backend URL",
-            )
-        )
-    for gpu in gpus:
-        if gpu.vendor == "nvidia" and gpu.source == "sysfs":
-            problems.append(
-                Problem(
-                    "warning",
-                    "nvidia_driver",
-                    "an NVIDIA GPU is present but nvidia-smi does not work",
-                    "install or repair the NVIDIA driver, then check that `nvidia-smi` runs",
-                )
-            )
-    local = (urlsplit(server.url).hostname or "") in ("127.0.0.1", "localhost", "::1")
-    on_cpu = bool(server.devices) and all(d.get("type") == "cpu" for d in server.devices)
-    if server.reachable and local and device is not None and on_cpu:
-        problems.append(
-            Problem(
-                "warning",
-                "server_on_cpu",
-                f"the local ComfyUI runs on the CPU although {device.name} is present",
-                "restart it without --cpu, with a PyTorch build for your GPU "
-                "(`storycore comfyui start` picks the flags)",
-            )
-        )
-    return problems
-
-
-def _server_problems(server: ServerCheck, install: InstallCheck) -> list[Problem]:
-    problems: list[Problem] = []
-    if server.reachable:
-        if server.version and server.version != TESTED_VERSION:
-            problems.append(
-                Problem(
-                    "info",
-                    "version",
-                    f"ComfyUI {server.version} answers; StoryCore was checked against "
-                    f"{TESTED_VERSION}",
-                    "if rendering misbehaves, compare with ComfyUI " + TESTED_VERSION,
-                )
-            )
-        if server.desktop:
-            problems.append(
-                Problem(
-                    "info",
-                    "desktop",
-                    f"nothing answers at {server.tried[0]['url']}; ComfyUI Desktop answers at "
-                    f"{server.url} and is used (generate-images and preflight use it too)",
-                    "set comfyui.port to choose the server yourself",
-                )
-            )
-        if server.emulator:
-            problems.append(
-                Problem(
-                    "warning",
-                    "emulator",
-                    f"{server.url} is StoryCore's emulator: it renders placeholder frames",
-                    "start a real ComfyUI to render the board",
-                )
-            )
-        return problems
-    port = urlsplit(server.url).port
-    if server.port_holder is not None:
-        pid, name = server.port_holder
-        problems.append(
-            Problem(
-                "error",
-                "port_in_use",
-                f"port {port} is held by pid {pid} (`{name}`), which does not answer like ComfyUI",
-                "stop that program, or choose another port (comfyui.port or --backend URL)",
-            )
-        )
-    elif install.found:
-        problems.append(
-            Problem(
-                "warning",
-                "server_down",
-                f"ComfyUI is not running at {', '.join(t['url'] for t in server.tried)}",
-                "`storycore comfyui start` starts the installed one",
-            )
-        )
-    else:
-        problems.append(
-            Problem(
-                "error",
-                "no_comfyui",
-                f"no ComfyUI answers at {', '.join(t['url'] for t in server.tried)} and none "
-                f"is installed at {install.path}",
-                "start ComfyUI and pass --backend URL, or set comfyui.install_path to its "
-                "folder; `generate-images --fallback mock` renders placeholder frames",
-            )
-        )
-    return problems
-
-
-def _project_problems(
-    project: ProjectCheck, server: ServerCheck, inventory: ModelInventory | None
-) -> list[Problem]:
-    problems: list[Problem] = []
-    if project.error:
-        problems.append(
-            Problem("error", "project", project.error, "fix the project files named above")
-        )
-    if project.checked_against != "nothing":
-        for folder, names in project.models_missing.items():
-            if server.reachable:
-                have = server.models.get(folder, [])
-            else:
-                have = inventory.names(folder) if inventory is not None else []
-            installed = ", ".join(f"`{n}`" for n in have[:8]) or "nothing"
-            for name in names:
-                problems.append(
-                    Problem(
-                        "error",
-                        "model_missing",
-                        f"{folder.rstrip('s')} `{name}` is needed by the project but not "
-                        f"installed ({project.checked_against})",
-                        f"put it in models/{folder}, or pick one of the installed: {installed}",
-                    )
-                )
-    offered_by = "the server does not offer it" if server.reachable else "its pack is not installed"
-    for class_type in project.nodes_missing:
-        pack = project.nodes_needed.get(class_type)
-        problems.append(
-            Problem(
-                "error",
-                "custom_node_missing",
-                f"the node `{class_type}` is needed but {offered_by}",
-                f"install the custom node pack {pack} and restart ComfyUI"
-                if pack
-                else "install the custom node pack that provides it and restart ComfyUI",
-            )
-        )
-    for advice in project.advice:
-        for note in advice.notes:
-            problems.append(
-                Problem(
-                    "warning" if advice.fit.verdict == "too_big" else "info",
-                    "panel_advice",
-                    f"shot {advice.panel_id}: {note}",
-                    f"use {advice.suggested_width}x{advice.suggested_height}, "
-                    f"{advice.suggested_steps} steps",
-                )
-            )
-    return problems
 
 
 async def _disk_problems(folder: Path) -> list[Problem]:

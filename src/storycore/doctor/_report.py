@@ -56,6 +56,15 @@ class ServerCheck:
     tried: list[dict[str, str]] = field(default_factory=list)
     desktop: bool = False  # ComfyUI Desktop's port, used because comfyui.port did not answer
     emulator: bool = False  # StoryCore's emulator (placeholder frames)
+    # the request that failed after the server answered /system_stats ("GET /object_info"):
+    # reachable, but its node or model lists are unknown, so the check failed all the same
+    failed: str | None = None
+    hint: str | None = None  # what to do about ``error``, when the client said
+
+    @property
+    def complete(self) -> bool:
+        """It answered every request: its node classes and model lists are known."""
+        return self.reachable and self.error is None
 
 
 @dataclass

@@ -39,6 +39,7 @@ __all__ = [
     "Backend",
     "BackendSpec",
     "backend_specs",
+    "client_for",
     "connect_backend",
     "desktop_port_for",
     "desktop_spec",
@@ -137,6 +138,21 @@ def client_timeouts(settings: Settings) -> ClientTimeouts:
         watchdog=max(c.health_check_interval * 2, 1.0),
         # a prompt absent from queue and history this long is lost (a restarted server)
         lost_grace=max(2.0, c.health_check_interval * 2),
+    )
+
+
+def client_for(
+    spec: BackendSpec, settings: Settings, *, timeouts: ClientTimeouts | None = None
+) -> ComfyUIClient:
+    """A client (not yet open) for ``spec``'s server as the settings ask: its credentials, the
+    timeouts and total deadline of a request (:func:`client_timeouts`, or ``timeouts``) and
+    the size limits of the answers (``comfyui.max_response_mb``, ``max_image_mb``,
+    ``max_image_megapixels``). Every command that talks to a configured server builds its
+    client here (generate-images, preflight, doctor)."""
+    return ComfyUIClient(
+        spec.address(),
+        timeouts or client_timeouts(settings),
+        limits=ClientLimits.from_settings(settings.comfyui),
     )
 
 
@@ -246,11 +262,7 @@ async def connect_backend(
     """
     _log.debug("connecting to %s", spec.label)
     started = time.perf_counter()
-    client = ComfyUIClient(
-        spec.address(),
-        client_timeouts(settings),
-        limits=ClientLimits.from_settings(settings.comfyui),
-    )
+    client = client_for(spec, settings)
     await client.open()
     tracker: PromptTracker | None = None
     try:
