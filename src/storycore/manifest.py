@@ -42,12 +42,14 @@ __all__ = [
     "add_record",
     "asset_index",
     "asset_relpath",
+    "finite_seconds",
     "highest_render_on_disk",
     "next_render_number",
     "records",
     "resolve_asset",
     "set_approved",
     "set_shot_status",
+    "whole_number",
 ]
 
 GENERATED_DIR = PurePosixPath("assets/images/generated")
@@ -114,13 +116,13 @@ class AssetRecord:
         for key in _REQUIRED_TEXT:
             values[key] = _required(data, key, _text)
         for key in ("version", "render"):
-            values[key] = _required(data, key, _whole)
+            values[key] = _required(data, key, whole_number)
         values["created_at"] = _text(data.get("created_at")) or ""
         for key in ("size", "width", "height"):
-            values[key] = _whole(data.get(key)) or 0
+            values[key] = whole_number(data.get(key)) or 0
         for key in _OPTIONAL_TEXT:
             values[key] = _text(data.get(key))
-        values["seed"] = _whole(data.get("seed"))
+        values["seed"] = whole_number(data.get("seed"))
         values["placeholder"] = data.get("placeholder") is True
         values["approved"] = data.get("approved") is True
         models = data.get("models")
@@ -130,7 +132,7 @@ class AssetRecord:
         timings = data.get("timings")
         values["timings"] = Timings(
             **{
-                key: _seconds(timings.get(key)) if isinstance(timings, dict) else None
+                key: finite_seconds(timings.get(key)) if isinstance(timings, dict) else None
                 for key in Timings.__dataclass_fields__
             }
         )
@@ -164,7 +166,7 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _whole(value: Any) -> int | None:
+def whole_number(value: Any) -> int | None:
     """A whole number from JSON (``12``, ``12.0``, ``"12"``), else None."""
     if isinstance(value, bool):
         return None
@@ -179,7 +181,7 @@ def _whole(value: Any) -> int | None:
     return None
 
 
-def _seconds(value: Any) -> float | None:
+def finite_seconds(value: Any) -> float | None:
     """A finite number of seconds (``1.5``, ``"1.5"``), else None."""
     if isinstance(value, bool):
         return None
@@ -193,7 +195,7 @@ def _seconds(value: Any) -> float | None:
     return None
 
 
-_KINDS: dict[Callable[[Any], Any], str] = {_text: "text", _whole: "a whole number"}
+_KINDS: dict[Callable[[Any], Any], str] = {_text: "text", whole_number: "a whole number"}
 
 
 def asset_relpath(shot_id: str, version: int, render: int) -> PurePosixPath:

@@ -18,11 +18,10 @@ whatever that reader let through:
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
-from storycore.manifest import AssetRecord, Timings
+from storycore.manifest import AssetRecord, Timings, finite_seconds, whole_number
 
 __all__ = ["read_record"]
 
@@ -46,33 +45,8 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _whole(value: Any) -> int | None:
-    """A whole number (``12``, ``12.0``, ``"12"``: whichever reader let it through), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
-        return int(value)
-    if isinstance(value, str) and len(value) <= 30 and value.strip().isascii():
-        digits = value.strip()
-        return int(digits) if digits.isdigit() else None
-    return None
-
-
 def _shown(value: Any) -> str | None:
     return _SURROGATE.sub("\ufffd", value) if isinstance(value, str) else None
-
-
-def _seconds(value: Any) -> float | None:
-    if isinstance(value, str) and len(value) <= 40:
-        try:
-            value = float(value)
-        except ValueError:
-            return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def read_record(item: Any) -> tuple[AssetRecord | None, str | None]:
@@ -96,17 +70,17 @@ def read_record(item: Any) -> tuple[AssetRecord | None, str | None]:
             return None, f"'{name}' holds a character that is not valid Unicode (a lone surrogate)"
     for name in _IDENTITY_WHOLE:
         value = getattr(record, name)
-        number = _whole(value)
+        number = whole_number(value)
         if number is None or number < 0:
             return None, f"'{name}' is {_kind(value)}, not a whole number"
         setattr(record, name, number)
     for name in _SIZES:
-        number = _whole(getattr(record, name))
+        number = whole_number(getattr(record, name))
         setattr(record, name, number if number is not None and number >= 0 else 0)
     for name in _OPTIONAL_TEXT:
         setattr(record, name, _shown(getattr(record, name)))
     record.created_at = _shown(record.created_at) or ""
-    record.seed = _whole(record.seed)
+    record.seed = whole_number(record.seed)
     record.placeholder = record.placeholder is True
     raw_approved = item.get("approved")
     odd = raw_approved is not None and not isinstance(raw_approved, bool)
@@ -116,5 +90,5 @@ def read_record(item: Any) -> tuple[AssetRecord | None, str | None]:
         [m for m in (_shown(m) for m in models) if m] if isinstance(models, list) else []
     )
     read = record.timings if isinstance(record.timings, Timings) else Timings()
-    record.timings = Timings(**{name: _seconds(getattr(read, name)) for name in _TIMINGS})
+    record.timings = Timings(**{name: finite_seconds(getattr(read, name)) for name in _TIMINGS})
     return record, None
