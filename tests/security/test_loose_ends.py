@@ -128,3 +128,25 @@ async def test_a_trickled_node_list_ends_at_the_request_deadline(
     _clean(result, COMFYUI_EXIT, "GET /object_info within 3 s")
     assert "within 30 s" not in result.output, result.output[-3000:]
     result.assert_bounded(seconds=15)
+
+
+async def test_doctor_passes_over_a_server_without_a_node_list(tmp_path: Path) -> None:
+    """Two configured backends, the first without a node list: doctor checks the second, as
+    generate-images would render there, and names why it passed over the first."""
+    broken = {"GET /object_info": _answer('{"error": "boom"}', 500)}
+    async with (
+        hostile_comfyui(broken, tmp=tmp_path / "a") as (first, _a),
+        hostile_comfyui({}, tmp=tmp_path / "b") as (second, _b),
+    ):
+        config = tmp_path / "config.toml"
+        config.write_text(f'backends = ["{first}", "{second}"]\n', encoding="utf-8")
+        result = await run_storycore(
+            "doctor", "--json", "--config", str(config), env=FAST_ENV, limit_s=60
+        )
+    _clean(result, result.rc)
+    assert result.rc in (0, 1), result.output[-3000:]  # whatever else it finds: not ComfyUI's
+    server = json.loads(result.stdout)["server"]
+    assert server["url"] == second and server["error"] is None, server
+    assert server["tried"] == [
+        {"url": first, "why": "HTTP 500 from /object_info: the server failed (see its log)"}
+    ]

@@ -146,9 +146,11 @@ async def _install(settings: Settings) -> tuple[InstallCheck, Path | None, Path 
 async def _find_server(
     settings: Settings, resolved: ResolvedSettings | None, url: str | None, probe_timeout: float
 ) -> ServerCheck:
-    """The first server that answers, as ``generate-images`` would find it: ``url`` (``--backend``),
-    else the configured backends, else ``comfyui.host:port`` and then ComfyUI Desktop's port
-    (when the user chose no port). When none answers: the first, with every URL tried and why."""
+    """The first server that answers every request, as ``generate-images`` would find it:
+    ``url`` (``--backend``), else the configured backends, else ``comfyui.host:port`` and then
+    ComfyUI Desktop's port (when the user chose no port). Each one tried before is listed with
+    why it was passed over. When none does: the first that answered but failed a request
+    (generate-images would not use it either), else the first, with every URL tried and why."""
     from storycore.engine import backend_specs, desktop_port_for, desktop_spec
 
     urls = [url] if url else []
@@ -158,16 +160,21 @@ async def _find_server(
         specs.append(desktop)
     tried: list[dict[str, str]] = []
     first: ServerCheck | None = None
+    answered: ServerCheck | None = None  # the first that answered, then failed a request
     for spec in specs:
         check = await _probe(spec, settings, probe_timeout)
-        check.tried = tried
-        if check.reachable:
-            check.desktop = spec.desktop
+        check.desktop = spec.desktop
+        if check.complete:
+            check.tried = tried
             return check
+        check.tried = list(tried)  # those before it (all of them, for one that never answered)
         tried.append({"url": mask_url(spec.label), "why": check.error or "no answer"})
+        if not check.reachable:
+            check.tried = tried
+        answered = answered or (check if check.reachable else None)
         first = first or check
     assert first is not None  # backend_specs always gives one
-    return first
+    return answered or first
 
 
 async def _probe(spec: BackendSpec, settings: Settings, probe_timeout: float) -> ServerCheck:
