@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from aiohttp import ClientSession, WSMsgType, web
+from aiohttp import ClientSession, web
 
 Delay = Callable[[str, str], float]
 Inject = Callable[[], Sequence[str | bytes]]
@@ -35,40 +35,14 @@ class Proxy:
 async def _relay_ws(
     proxy: Proxy, request: web.Request, session: ClientSession
 ) -> web.StreamResponse:
-    client_ws = web.WebSocketResponse(heartbeat=None)
-    await client_ws.prepare(request)
-    upstream_url = proxy.upstream.replace("http", "ws", 1) + request.path_qs
-    async with session.ws_connect(upstream_url) as server_ws:
+    from tests.security._support import relay_ws
 
-        async def down() -> None:
-            async for msg in server_ws:
-                for extra in proxy.inject():
-                    proxy.injected += 1
-                    if isinstance(extra, bytes):
-                        await client_ws.send_bytes(extra)
-                    else:
-                        await client_ws.send_str(extra)
-                if msg.type is WSMsgType.TEXT:
-                    await client_ws.send_str(msg.data)
-                elif msg.type is WSMsgType.BINARY:
-                    await client_ws.send_bytes(msg.data)
-                else:
-                    break
+    def before() -> Sequence[str | bytes]:
+        extras = proxy.inject()
+        proxy.injected += len(extras)
+        return extras
 
-        async def up() -> None:
-            async for msg in client_ws:
-                if msg.type is WSMsgType.TEXT:
-                    await server_ws.send_str(msg.data)
-
-        tasks = [asyncio.create_task(down()), asyncio.create_task(up())]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-    await client_ws.close()
-    return client_ws
+    return await relay_ws(request, session, proxy.upstream, before=before)
 
 
 @contextlib.asynccontextmanager

@@ -19,7 +19,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,7 +149,7 @@ async def hostile_comfyui(
             if handler is not None:
                 return await handler(request)
             if request.headers.get("Upgrade", "").lower() == "websocket":
-                return await _relay_ws(request, session, emulator.url)
+                return await relay_ws(request, session, emulator.url)
             async with session.request(
                 request.method,
                 emulator.url + request.path_qs,
@@ -169,21 +169,46 @@ async def hostile_comfyui(
             yield url, emulator
 
 
-async def _relay_ws(
-    request: web.Request, session: ClientSession, upstream: str
-) -> web.StreamResponse:
+async def relay_ws(
+    request: web.Request,
+    session: ClientSession,
+    upstream: str,
+    *,
+    before: Callable[[], Iterable[str | bytes]] | None = None,
+    after_text: Callable[[str], Iterable[str | bytes]] | None = None,
+) -> web.WebSocketResponse:
+    """Relay the WebSocket of ``request`` to the server at ``upstream`` (``http://...``).
+
+    ``before()`` may return extra frames sent to the client ahead of each relayed frame;
+    ``after_text(text)`` extra frames sent right after a relayed text frame (the attacker's
+    frames, placed where a real server's would be).
+    """
     from aiohttp import WSMsgType
 
     down_ws = web.WebSocketResponse(heartbeat=None)
     await down_ws.prepare(request)
+
+    async def send(frames: Iterable[str | bytes]) -> None:
+        for extra in frames:
+            if isinstance(extra, bytes):
+                await down_ws.send_bytes(extra)
+            else:
+                await down_ws.send_str(extra)
+
     async with session.ws_connect(upstream.replace("http", "ws", 1) + request.path_qs) as up_ws:
 
         async def down() -> None:
             async for msg in up_ws:
+                if before is not None:
+                    await send(before())
                 if msg.type is WSMsgType.TEXT:
                     await down_ws.send_str(msg.data)
+                    if after_text is not None:
+                        await send(after_text(msg.data))
                 elif msg.type is WSMsgType.BINARY:
                     await down_ws.send_bytes(msg.data)
+                else:
+                    break
 
         async def up() -> None:
             async for msg in down_ws:

@@ -7,15 +7,13 @@ prompt runs); the CLI renders in a bounded child process.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientSession, WSMsgType, web
+from aiohttp import ClientSession, web
 
 from storycore.comfyui.emulator import Emulator, EmulatorOptions
 from storycore.journal import Journal
@@ -23,7 +21,7 @@ from storycore.manifest import records
 from storycore.project import load_project
 from tests.engine.conftest import make_project
 from tests.reliability.conftest import server_renders
-from tests.security._support import Handler, hostile_comfyui, run_storycore
+from tests.security._support import Handler, hostile_comfyui, relay_ws, run_storycore
 
 Inject = Callable[[str], Iterator[str]]
 """Given our prompt id at ``execution_start``, the extra text frames to send at once."""
@@ -42,38 +40,13 @@ def injecting_ws(emulator: dict[str, Emulator], inject: Inject) -> Handler:
     right after each ``execution_start``."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        down = web.WebSocketResponse(heartbeat=None, max_msg_size=0)
-        await down.prepare(request)
-        upstream = emulator["emu"].url.replace("http", "ws", 1) + request.path_qs
-        async with ClientSession() as session, session.ws_connect(upstream) as up:
+        def after(text: str) -> Iterator[str]:
+            event = json.loads(text)
+            if event.get("type") == "execution_start":
+                yield from inject(str(event["data"]["prompt_id"]))
 
-            async def to_client() -> None:
-                async for msg in up:
-                    if msg.type is WSMsgType.BINARY:
-                        await down.send_bytes(msg.data)
-                        continue
-                    if msg.type is not WSMsgType.TEXT:
-                        break
-                    await down.send_str(msg.data)
-                    frame = json.loads(msg.data)
-                    if frame.get("type") == "execution_start":
-                        for extra in inject(str(frame["data"]["prompt_id"])):
-                            await down.send_str(extra)
-
-            async def to_server() -> None:
-                async for msg in down:
-                    if msg.type is WSMsgType.TEXT:
-                        await up.send_str(msg.data)
-
-            tasks = [asyncio.create_task(to_client()), asyncio.create_task(to_server())]
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        await down.close()
-        return down
+        async with ClientSession() as session:
+            return await relay_ws(request, session, emulator["emu"].url, after_text=after)
 
     return handler
 
