@@ -32,7 +32,7 @@ from storycore.comfyui import (
 )
 from storycore.comfyui.install import DESKTOP_PORT
 from storycore.config import BackendSettings, ResolvedSettings, Settings
-from storycore.errors import ComfyUIError, NoServerReachable, ServerTimeout
+from storycore.errors import ComfyUIError, NoServerReachable, ServerTimeout, ServerUnreachable
 
 __all__ = [
     "MODEL_FOLDERS",
@@ -388,13 +388,22 @@ def describe_unreachable(failed: Sequence[tuple[BackendSpec, ComfyUIError]]) -> 
     return "; ".join(f"{spec.label}: {err.message.rstrip('.')}" for spec, err in failed)
 
 
+def _with_hint(err: ComfyUIError) -> str:
+    return f"{err.message.rstrip('.')} ({err.hint.rstrip('.')})" if err.hint else err.message
+
+
 def unreachable_error(
     failed: Sequence[tuple[BackendSpec, ComfyUIError]], *, named: bool, renders: bool = True
 ) -> NoServerReachable:
     """ "No ComfyUI reachable" (exit 4): one line for each URL tried and why. ``named``: the URLs
     came from ``--backend`` or the configured ``backends``; ``renders``: the command could
     render placeholders instead (``generate-images``), so the hint says how to ask for that."""
-    tried = [(spec.label, err.message) for spec, err in failed]
+    # A server that answered but was refused (an answer over its size limit, not ComfyUI) keeps
+    # its own hint: it says which setting to change, which the general hint below cannot.
+    tried = [
+        (spec.label, _with_hint(err) if not isinstance(err, ServerUnreachable) else err.message)
+        for spec, err in failed
+    ]
     if named:
         hint = "check that each server runs and that its URL (and path prefix) is right"
     else:
