@@ -32,7 +32,7 @@ from storycore.comfyui import (
 )
 from storycore.comfyui.install import DESKTOP_PORT
 from storycore.config import BackendSettings, ResolvedSettings, Settings
-from storycore.errors import ComfyUIError, NoServerReachable, ServerTimeout, ServerUnreachable
+from storycore.errors import ComfyUIError, NoServerReachable, ServerTimeout
 
 __all__ = [
     "MODEL_FOLDERS",
@@ -389,7 +389,9 @@ def describe_unreachable(failed: Sequence[tuple[BackendSpec, ComfyUIError]]) -> 
 
 
 def _with_hint(err: ComfyUIError) -> str:
-    return f"{err.message.rstrip('.')} ({err.hint.rstrip('.')})" if err.hint else err.message
+    if err.hint and "comfyui." in err.hint:
+        return f"{err.message.rstrip('.')} ({err.hint.rstrip('.')})"
+    return err.message
 
 
 def unreachable_error(
@@ -398,12 +400,9 @@ def unreachable_error(
     """ "No ComfyUI reachable" (exit 4): one line for each URL tried and why. ``named``: the URLs
     came from ``--backend`` or the configured ``backends``; ``renders``: the command could
     render placeholders instead (``generate-images``), so the hint says how to ask for that."""
-    # A server that answered but was refused (an answer over its size limit, not ComfyUI) keeps
-    # its own hint: it says which setting to change, which the general hint below cannot.
-    tried = [
-        (spec.label, _with_hint(err) if not isinstance(err, ServerUnreachable) else err.message)
-        for spec, err in failed
-    ]
+    # A server that answered but was refused by one of our limits keeps its own hint: it says
+    # which setting to change, which the general hint below cannot.
+    tried = [(spec.label, _with_hint(err)) for spec, err in failed]
     if named:
         hint = "check that each server runs and that its URL (and path prefix) is right"
     else:
