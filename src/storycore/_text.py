@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["node_sort_key", "plural", "terminal_safe"]
+__all__ = ["node_sort_key", "plural", "terminal_safe", "without_surrogates"]
 
 
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:
@@ -61,3 +61,12 @@ def node_sort_key(node_id: str) -> tuple[int, int, str, str]:
         digits = node_id.lstrip("0") or "0"
         return (0, len(digits), digits, node_id)
     return (1, 0, node_id, node_id)
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def without_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate (a ``"\\ud800"`` escape in received JSON, which no UTF-8
+    file, PNG chunk or server can hold) replaced by U+FFFD."""
+    return _SURROGATES.sub("\ufffd", text)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast
 
+from storycore._text import without_surrogates
+
 if TYPE_CHECKING:
     from storycore.config import ResolvedSettings, Settings
     from storycore.project import Project, Shot
@@ -238,8 +240,9 @@ def panel_from_shot(project: Project, shot: Shot, settings: Settings) -> Panel:
         shot_number=shot.shot_number,
         version=parse_version(shot.version),
         title=shot.title,
-        positive=compose_prompt(shot, project.coherence_anchors),
-        negative=negative,
+        # A lone surrogate in a received storyboard would fail the server's PNG writer.
+        positive=without_surrogates(compose_prompt(shot, project.coherence_anchors)),
+        negative=without_surrogates(negative),
         width=width,
         height=height,
         seed=seed,
