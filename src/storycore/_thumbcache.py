@@ -207,12 +207,26 @@ def _open_image(source: Path | bytes | None) -> Image.Image | None:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(handle) as opened:
                 opened.draft("RGB", (HTML_THUMB_W * 2, HTML_THUMB_W * 2))
+                if opened.mode in _SHRINK_FIRST:  # decoded once, shrunk, then converted
+                    _shrink(opened)
+                    return opened.convert("RGB")
                 image = opened.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError):
         return None
+    _shrink(image)
+    return image
+
+
+# Modes Pillow shrinks in place, whose thumbnail converted to RGB is the RGB image's thumbnail:
+# shrinking first keeps one full-size copy of the pixels instead of two (an RGB image's convert
+# is a copy). Others (alpha, which Pillow premultiplies into a copy of its own; palettes, which
+# it would shrink by nearest neighbour) are converted first, as before.
+_SHRINK_FIRST = frozenset({"RGB", "L"})
+
+
+def _shrink(image: Image.Image) -> None:
     # reducing_gap: a cheap box reduction first, LANCZOS for the last factor of two or less
     image.thumbnail((HTML_THUMB_W, HTML_THUMB_W * 4), Image.Resampling.LANCZOS, reducing_gap=2.0)
-    return image
 
 
 class Thumbnails:
