@@ -150,6 +150,19 @@ class _FullDisk:
 
         return write
 
+    def streamer(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        """The same for a render streamed into the project (``_outputs._render_temp``)."""
+
+        @contextlib.contextmanager
+        def stream(root: Path, path: Path) -> Iterator[Any]:
+            if self.armed and path.suffix == ".png":
+                self.hits += 1
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            with original(root, path) as out:
+                yield out
+
+        return stream
+
 
 async def test_disk_fills_up_during_downloads_then_rerun(
     tmp_path: Path, report: Report, monkeypatch: pytest.MonkeyPatch
@@ -161,6 +174,9 @@ async def test_disk_fills_up_during_downloads_then_rerun(
         if not mounted:
             monkeypatch.setattr(
                 outputs_mod, "atomic_write_bytes", fake.writer(outputs_mod.atomic_write_bytes)
+            )
+            monkeypatch.setattr(
+                outputs_mod, "_render_temp", fake.streamer(outputs_mod._render_temp)
             )
         filler: list[Path] = []
         async with Emulator(EmulatorOptions(step_seconds=0.03)) as emu:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from storycore.comfyui import (
+    DownloadedFile,
     OutputFile,
     PromptHandle,
     PromptResult,
@@ -26,6 +27,7 @@ from storycore.comfyui import (
 from storycore.engine._backends import Backend
 from storycore.engine._events import EventSink, PanelSubmitted
 from storycore.engine._follow import follow_prompt, journal_text, withdraw
+from storycore.engine._outputs import discard_download, download_name, render_folder
 from storycore.errors import (
     AssetError,
     ExecutionFailed,
@@ -43,7 +45,7 @@ from storycore.errors import (
 from storycore.journal import Journal
 from storycore.manifest import AssetRecord, Timings, asset_relpath
 from storycore.panels import Panel
-from storycore.project import now_iso
+from storycore.project import Project, now_iso
 from storycore.workflows import BuiltGraph, bind_uploads
 
 _log = logging.getLogger("storycore.engine")
@@ -227,12 +229,19 @@ def _timings(handle: PromptHandle, submitted_at: float) -> Timings:
     )
 
 
-async def _fetch(backend: Backend, ref: OutputFile, attempts: int = 4) -> bytes:
-    """Fetch one output into memory, retrying transient trouble (bounded, 0.5 s doubling)."""
+async def _download(
+    backend: Backend, ref: OutputFile, root: Path, shot_id: str, attempts: int = 4
+) -> DownloadedFile:
+    """Download one output into the shot's render folder under a fresh temporary name
+    (:func:`download_name`), streamed, hashed and checked as an image by the client; transient
+    trouble is retried (bounded, 0.5 s doubling). The client removes a partial file itself."""
+    folder = await asyncio.to_thread(render_folder, root, shot_id)
     delay = 0.5
     for attempt in range(1, attempts + 1):
         try:
-            return await backend.client.fetch(ref)
+            return await backend.client.download(
+                ref, folder, inside=root, name=download_name(shot_id), verify=True
+            )
         except TRANSIENT:
             if attempt == attempts:
                 raise
@@ -242,14 +251,17 @@ async def _fetch(backend: Backend, ref: OutputFile, attempts: int = 4) -> bytes:
 
 
 class RenderStore(Protocol):
-    """Where a fetched image lands: the engine's ``ProjectWriter``."""
+    """Where a downloaded image lands: the engine's ``ProjectWriter``."""
+
+    @property
+    def project(self) -> Project: ...
 
     def land(
         self,
         shot_id: str,
         version: int,
         draft: Callable[[int], tuple[AssetRecord, dict[str, Any]]],
-        data: bytes,
+        download: Path,
     ) -> AssetRecord: ...
 
 
@@ -263,8 +275,9 @@ async def collect_output(
     handle: PromptHandle | None,
     prompt_id: str,
 ) -> AssetRecord:
-    """Download the panel's image into memory, then land it in the project (provenance, image,
-    sidecar, journal) in one worker-thread step."""
+    """Download the panel's image into a temporary file in its shot folder, then land it in the
+    project (provenance, image, sidecar, journal) in one worker-thread step, which consumes the
+    file; it is removed too when anything fails (or the run is cancelled) before that."""
     images = [f for f in result.files if f.kind.value == "image" and f.type == "output"]
     wanted = set(job.built.output_node_ids)
     preferred = [f for f in images if f.node_id in wanted] or images
@@ -274,17 +287,40 @@ async def collect_output(
             where=f"{backend.url} (shot {job.shot_id})",
             hint="check that the workflow ends in a SaveImage node",
         )
+    root = store.project.root
     started = time.monotonic()
-    data = await _fetch(backend, preferred[0])
-    download_s = time.monotonic() - started
-    _log.debug(
-        "downloaded %r (%d bytes in %.3f s) of prompt %s from %s",
-        preferred[0].filename,
-        len(data),
-        download_s,
-        prompt_id,
-        backend.url,
-    )
+    downloaded = await _download(backend, preferred[0], root, job.shot_id)
+    try:
+        download_s = time.monotonic() - started
+        _log.debug(
+            "downloaded %r (%d bytes in %.3f s) of prompt %s from %s",
+            preferred[0].filename,
+            downloaded.size,
+            download_s,
+            prompt_id,
+            backend.url,
+        )
+        draft = _drafter(job, backend, prompt_id, handle, submitted_at, download_s)
+        panel = job.panel
+        return await asyncio.to_thread(
+            store.land, panel.shot_id, panel.version, draft, downloaded.path
+        )
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(asyncio.to_thread(discard_download, root, downloaded.path))
+        raise
+
+
+def _drafter(
+    job: PanelJob,
+    backend: Backend,
+    prompt_id: str,
+    handle: PromptHandle | None,
+    submitted_at: float,
+    download_s: float,
+) -> Callable[[int], tuple[AssetRecord, dict[str, Any]]]:
+    """``draft(number)``: the record and the provenance of render ``number`` of the panel (it
+    runs in a worker thread, so everything it reads is read here)."""
     panel = job.panel
     template = job.built.template  # read here: draft() runs in a worker thread
     timings = _timings(handle, submitted_at) if handle is not None else Timings()
@@ -340,7 +376,7 @@ async def collect_output(
         )
         return record, provenance
 
-    return await asyncio.to_thread(store.land, panel.shot_id, panel.version, draft, data)
+    return draft
 
 
 async def _server_chose_id(

@@ -1,180 +1,157 @@
 """Putting a rendered image into the project: provenance in the PNG, atomic file, sidecar.
 
-A PNG from the server is never decoded and re-encoded here: its chunks are checked (structure
-and CRCs, which catch a damaged transfer) and a ``storycore`` text chunk is spliced in before the
-image data, next to ComfyUI's own ``prompt`` and ``workflow`` chunks. Other formats (a graph
-ending in a JPEG or WebP saver) are converted to PNG with Pillow.
+The server's image arrives as a file: the engine downloads it into the shot's folder under a
+fresh temporary name (:func:`download_name`, one ``storycore assets clean`` knows as StoryCore's
+own), hashed and checked by the client on the way. :func:`finish_render` then writes the render
+from it, file to file, with StoryCore's provenance chunk spliced in
+(:mod:`storycore.engine._provenance`: a PNG is copied chunk by chunk, never decoded; other
+formats are converted to PNG), into a ``.<render>.<8 hex>.tmp`` file whose sha256 and size are
+taken as it is written, fsynced and renamed into place; the sidecar follows and one folder
+fsync covers both. Nothing holds the whole image in memory; the downloaded file is removed
+whatever happens.
 
-Every write stays inside the project: the image and its sidecar are written with
-``atomic_write_bytes(..., inside=root)``, so a shot folder (or ``assets``, ...) that is a link
-leaving the project is refused with an :class:`~storycore.errors.OutsideProjectError` naming the
-link, and a link at the file's own name is replaced, never written through. A folder link that
-stays inside the project is followed (a shot kept elsewhere in the project is fine).
-:func:`check_render_targets` runs the same checks for a whole run before anything is submitted,
-so a hostile project stops the run (exit 3) before a server renders or a byte is downloaded.
+Every write stays inside the project: the image and its sidecar are written inside ``root``, so
+a shot folder (or ``assets``, ...) that is a link leaving the project is refused with an
+:class:`~storycore.errors.OutsideProjectError` naming the link, and a link at the file's own
+name is replaced, never written through. A folder link that stays inside the project is followed
+(a shot kept elsewhere in the project is fine). :func:`check_render_targets` runs the same
+checks for a whole run before anything is submitted, so a hostile project stops the run
+(exit 3) before a server renders or a byte is downloaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
-import json
 import os
-import zlib
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-from PIL import Image, PngImagePlugin
+from typing import Any, BinaryIO
 
 from storycore._fsutil import (
+    O_NOFOLLOW,
     atomic_write_bytes,
     ensure_inside,
     fsync_dir,
     json_bytes,
     mkdirs_inside,
+    open_inside,
+    unlink_inside,
 )
 from storycore._statefiles import STATE_DIR, check_state_file
-from storycore.errors import AssetError
+from storycore.engine._provenance import (
+    PROVENANCE_KEY,
+    HashingWriter,
+    embed_provenance,
+    write_with_provenance,
+)
+from storycore.errors import StoryCoreError
 from storycore.manifest import GENERATED_DIR, AssetRecord
 
 __all__ = [
     "PROVENANCE_KEY",
     "check_render_targets",
+    "discard_download",
+    "download_name",
     "embed_provenance",
     "finish_render",
     "render_folder",
     "store_render",
 ]
 
-PROVENANCE_KEY = "storycore"
 
-_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
-
-
-class _NotPNG(ValueError):
-    """The bytes do not start with the PNG signature (convert with Pillow instead)."""
-
-
-def _chunks(data: bytes) -> list[tuple[bytes, int, int]]:
-    """``(type, start, end)`` of every chunk of a PNG, checked; ValueError when damaged."""
-    if not data.startswith(_SIGNATURE):
-        raise _NotPNG("not a PNG")
-    view = memoryview(data)
-    out: list[tuple[bytes, int, int]] = []
-    pos = len(_SIGNATURE)
-    while pos < len(data):
-        if pos + 12 > len(data):
-            raise ValueError(f"truncated chunk header at byte {pos}")
-        length = int.from_bytes(view[pos : pos + 4], "big")
-        kind = bytes(view[pos + 4 : pos + 8])
-        end = pos + 12 + length
-        if end > len(data):
-            raise ValueError(f"chunk {kind!r} at byte {pos} runs past the end of the file")
-        crc = int.from_bytes(view[end - 4 : end], "big")
-        if zlib.crc32(view[pos + 4 : end - 4]) != crc:
-            raise ValueError(f"chunk {kind!r} at byte {pos} has a bad CRC")
-        out.append((kind, pos, end))
-        pos = end
-        if kind == b"IEND":
-            break
-    if not out or out[0][0] != b"IHDR" or out[-1][0] != b"IEND":
-        raise ValueError("the PNG lacks its IHDR or IEND chunk")
-    if not any(kind == b"IDAT" for kind, _, _ in out):
-        raise ValueError("the PNG has no image data")
-    return out
-
-
-def _is_ours(data: bytes, kind: bytes, start: int) -> bool:
-    keyword = data[start + 8 : start + 8 + len(PROVENANCE_KEY) + 1]
-    return kind in _TEXT_CHUNKS and keyword == PROVENANCE_KEY.encode() + b"\0"
-
-
-def _text_chunk(keyword: str, text: str) -> bytes:
-    body = b"tEXt" + keyword.encode("latin-1") + b"\0" + text.encode("latin-1")
-    return (len(body) - 4).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
-
-
-def _splice(data: bytes, provenance: dict[str, Any]) -> tuple[bytes, int, int]:
-    chunks = _chunks(data)
-    ihdr_start = chunks[0][1]
-    width = int.from_bytes(data[ihdr_start + 8 : ihdr_start + 12], "big")
-    height = int.from_bytes(data[ihdr_start + 12 : ihdr_start + 16], "big")
-    if width <= 0 or height <= 0:
-        raise ValueError(f"the PNG says it is {width}x{height}")
-    # ASCII JSON, so a tEXt chunk holds it; before the first IDAT, where readers look first.
-    ours = _text_chunk(PROVENANCE_KEY, json.dumps(provenance, sort_keys=True))
-    parts: list[bytes | memoryview] = [_SIGNATURE]
-    view = memoryview(data)
-    inserted = False
-    for kind, start, end in chunks:
-        if _is_ours(data, kind, start):
-            continue  # a stale copy (an image that went through StoryCore before)
-        if kind == b"IDAT" and not inserted:
-            parts.append(ours)
-            inserted = True
-        parts.append(view[start:end])
-    return b"".join(parts), width, height
-
-
-def _convert(data: bytes, provenance: dict[str, Any]) -> tuple[bytes, int, int]:
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        info = PngImagePlugin.PngInfo()
-        for key, value in (image.info or {}).items():
-            if isinstance(key, str) and isinstance(value, str) and key != PROVENANCE_KEY:
-                info.add_text(key, value)
-        info.add_text(PROVENANCE_KEY, json.dumps(provenance, sort_keys=True))
-        out = io.BytesIO()
-        image.save(out, format="PNG", pnginfo=info)
-        return out.getvalue(), image.width, image.height
-
-
-def embed_provenance(data: bytes, provenance: dict[str, Any]) -> tuple[bytes, int, int]:
-    """Return PNG bytes with ``provenance`` in a ``storycore`` text chunk, and the image size.
-
-    ComfyUI's own chunks (``prompt``, ``workflow``) are kept. Non-PNG input is converted to PNG.
-    """
-    try:
-        try:
-            return _splice(data, provenance)
-        except _NotPNG:
-            return _convert(data, provenance)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise AssetError(
-            f"the server sent an image that cannot be decoded ({exc})",
-            where=str(provenance.get("server_url", "server")),
-            hint="check the workflow's output node; the panel will be retried on the next run",
-        ) from None
+def download_name(shot_id: str) -> str:
+    """A fresh name for a shot's downloaded image, before its provenance is added:
+    ``.<shot>.<8 hex>.part``, a partial download for ``storycore assets clean`` (left behind
+    only by a crash between the download and the render's rename)."""
+    return f".{shot_id}.{secrets.token_hex(4)}.part"
 
 
 def store_render(root: Path, record: AssetRecord, data: bytes) -> AssetRecord:
-    """Write the image (durably) and its sidecar atomically; fill in size and sha256.
-
-    The sidecar is a convenience copy of the record for people and tools: the journal's
-    ``done`` event carries the same record durably, so the sidecar skips its own fsync, and
-    one folder fsync covers both renames.
-    """
+    """Write the image bytes ``data`` (durably) and its sidecar atomically; fill in size and
+    sha256 (the in-memory form of :func:`finish_render`, for an image made here)."""
     target = root / record.path
     record.size = len(data)
     record.sha256 = hashlib.sha256(data).hexdigest()
     atomic_write_bytes(target, data, sync_folder=False, inside=root)
+    _write_sidecar(root, record)
+    return record
+
+
+def finish_render(
+    root: Path, record: AssetRecord, source: Path, provenance: dict[str, Any]
+) -> AssetRecord:
+    """Write the render from the server's image, the downloaded file ``source``, with
+    ``provenance`` spliced in; fill in the record's size, sha256 (of the final file), width and
+    height; then its sidecar (blocking).
+
+    The image is durable (fsynced, renamed, its folder fsynced) when this returns, so the
+    journal's ``done`` may follow. ``source`` is removed whatever happens. A damaged image is
+    an :class:`~storycore.errors.AssetError`; a disk that refuses the write, its ``OSError``.
+    """
+    target = root / record.path
+    try:
+        with _open_download(source) as src, _render_temp(root, target) as out:
+            record.width, record.height = write_with_provenance(src, out, provenance)
+            record.size, record.sha256 = out.size, out.digest.hexdigest()
+    finally:
+        discard_download(root, source)
+    _write_sidecar(root, record)
+    return record
+
+
+def discard_download(root: Path, source: Path) -> None:
+    """Remove a downloaded file (blocking; quiet when it is gone or its folder now leads out of
+    ``root``: nothing outside the project is deleted)."""
+    with contextlib.suppress(OSError, StoryCoreError):
+        unlink_inside(root, source, what="downloaded image")
+
+
+def _write_sidecar(root: Path, record: AssetRecord) -> None:
+    """The sidecar is a convenience copy of the record for people and tools: the journal's
+    ``done`` event carries the same record durably, so the sidecar skips its own fsync, and
+    one folder fsync covers its rename and the image's."""
     atomic_write_bytes(
         root / record.sidecar_path,
         json_bytes(record.to_dict()),
         durable=False,
         inside=root,
     )
-    fsync_dir(target.parent)
-    return record
+    fsync_dir((root / record.path).parent)
 
 
-def finish_render(
-    root: Path, record: AssetRecord, data: bytes, provenance: dict[str, Any]
-) -> tuple[AssetRecord, bytes]:
-    """Embed ``provenance`` in the server's image, then store it; the record and the PNG."""
-    png, record.width, record.height = embed_provenance(data, provenance)
-    return store_render(root, record, png), png
+def _open_download(source: Path) -> BinaryIO:
+    """The downloaded file, open for reading (never through a link)."""
+    return os.fdopen(os.open(source, os.O_RDONLY | O_NOFOLLOW), "rb")
+
+
+@contextlib.contextmanager
+def _render_temp(root: Path, target: Path) -> Iterator[HashingWriter]:
+    """Stream into ``target`` atomically: a new ``.<name>.<8 hex>.tmp`` file beside it (inside
+    ``root``, never through a link), fsynced and renamed over ``target`` when the block ends
+    without an error, removed when it does not. The folder's fsync is the caller's."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = open_inside(root, temp, flags, 0o666, what="render")
+        except FileExistsError:
+            continue
+        break
+    else:  # pragma: no cover - 100 clashes of 32 random bits
+        raise FileExistsError(f"no free temporary name beside {target}")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield HashingWriter(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        ensure_inside(root, target.parent, what="render folder")
+        os.replace(temp, target)  # a link at ``target`` is replaced, never written through
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 # ----------------------------------------------------------------------------- containment

@@ -5,7 +5,7 @@ For each finished panel, in one worker-thread step (:meth:`ProjectWriter.land`):
 1. the next render number of the shot is taken, the image gets its provenance, and the image
    and its sidecar are written atomically (``_outputs.finish_render``);
 2. the journal gets ``done`` with the record's path (fsynced): the panel is now durable;
-3. the storyboard sheet's thumbnail is made from the bytes in memory (best effort);
+3. the storyboard sheet's thumbnail is made from the image file (best effort);
 
 then, on the event loop (:meth:`ProjectWriter.add`), the record joins the in-memory manifest,
 and ``project.json`` is saved atomically by a background saver at most once per
@@ -206,12 +206,13 @@ class ProjectWriter:
         shot_id: str,
         version: int,
         draft: Callable[[int], tuple[AssetRecord, dict[str, Any]]],
-        data: bytes,
+        download: Path,
     ) -> AssetRecord:
         """Steps 1-3 of a finished panel (run it in a worker thread). ``draft(number)`` makes
-        the record and the provenance for the render number taken here."""
+        the record and the provenance for the render number taken here; ``download`` (the
+        server's image, downloaded into the shot's folder) is consumed."""
         record, provenance = draft(self.take_render_number(shot_id, version))
-        record, png = finish_render(self.project.root, record, data, provenance)
+        record = finish_render(self.project.root, record, download, provenance)
         self.journal.append(
             "done",
             prompt_id=record.prompt_id,
@@ -222,7 +223,7 @@ class ProjectWriter:
             record=record.to_dict(),
         )
         with contextlib.suppress(OSError, StoryCoreError, ValueError):
-            cache_thumbnail(self._thumbs, self.project.root, record, png)
+            cache_thumbnail(self._thumbs, self.project.root, record)
         return record
 
     async def add(self, record: AssetRecord) -> None:
