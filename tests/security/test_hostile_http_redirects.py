@@ -23,7 +23,7 @@ from aiohttp import ClientSession, web
 from storycore.comfyui.emulator import Emulator
 from storycore.manifest import records
 from storycore.project import load_project
-from tests.security._support import _relay_ws, serve
+from tests.security._support import relay_ws, serve
 from tests.security.test_hostile_http import assert_failed_clearly, relay, render
 
 TOKEN = "tok-5f1e2d3c4b5a6978"
@@ -62,7 +62,7 @@ class Other:
         self.requests.append((request.method, request.path, dict(request.headers)))
         if request.headers.get("Upgrade", "").lower() == "websocket":
             async with ClientSession() as session:
-                return await _relay_ws(request, session, self.holder["emu"].url)
+                return await relay_ws(request, session, self.holder["emu"].url)
         if request.path == "/view" and self.view_body is not None:
             return web.Response(body=self.view_body, content_type="text/html")
         status, body, ctype = await relay(self.holder["emu"], request)

@@ -39,6 +39,7 @@ _CHUNK = 256 * 1024  # what one read from the response hands over, at most
 _PIECE = 1 << 20  # what one hash/write step in a worker thread takes
 _SYNC_EVERY = 4 << 20  # the writer flushes to disk this often (the final fsync waits less)
 _IN_FLIGHT = 8 << 20  # received bytes that may wait for the hash and write workers
+_SMALL = 4 << 20  # an answer announced at most this long is received whole (no workers)
 _datasync = getattr(os, "fdatasync", os.fsync)  # Windows has no fdatasync
 
 
@@ -235,6 +236,28 @@ async def download_to(
                 header = HeaderCheck(
                     max_pixels=transport.limits.image_pixels, name=str(filename), where=where
                 )
+                expected = (expected_size, expected_sha256)
+                if announced is not None and announced <= _SMALL:
+                    # A small answer (most frames): received whole, then written, hashed,
+                    # checked and renamed in one worker step, without the streaming workers.
+                    body = bytearray()
+                    async for chunk in response.content.iter_chunked(_CHUNK):
+                        size += len(chunk)
+                        if size > limit:
+                            raise _too_big(filename, limit, where)
+                        if verify:
+                            header.feed(chunk)
+                        body += chunk
+                    _check_size(params, where, size, announced)
+                    if verify:
+                        header.finish()
+                    check = (
+                        (transport.limits.image_pixels, str(filename), where) if verify else None
+                    )
+                    landed = await _local(
+                        target, _land_whole, bytes(body), root, part, target, expected, check
+                    )
+                    return _downloaded(target, size, landed[0], content_type, landed[1])
                 handle = await _local(target, _open_part, root, part)
                 sink = _Sink(target, handle)
                 try:
@@ -255,19 +278,8 @@ async def download_to(
                         await sink.put(batch, batched)
                     await sink.drain()
                     _check_size(params, where, size, announced)
-                    if expected_size is not None and size != expected_size:
-                        raise ChecksumMismatch(
-                            f"{filename!r} has {size} bytes, expected {expected_size}",
-                            where=where,
-                            hint="the server file differs from what was expected",
-                        )
                     hexdigest = sink.digest.hexdigest()
-                    if expected_sha256 is not None and hexdigest != expected_sha256.lower():
-                        raise ChecksumMismatch(
-                            f"{filename!r} has sha256 {hexdigest}, expected {expected_sha256}",
-                            where=where,
-                            hint="the server file differs from what was expected",
-                        )
+                    _check_expected(expected, filename, size, hexdigest, where)
                     facts: tuple[int, int, str] | None = None
                     if verify:
                         header.finish()
@@ -287,16 +299,68 @@ async def download_to(
                     raise
                 finally:
                     sink.close()
+    return _downloaded(target, size, hexdigest, content_type, facts)
+
+
+def _downloaded(
+    target: Path, size: int, sha256: str, content_type: str, facts: tuple[int, int, str] | None
+) -> DownloadedFile:
     width, height, kind = facts if facts is not None else (None, None, None)
     return DownloadedFile(
         path=target,
         size=size,
-        sha256=hexdigest,
+        sha256=sha256,
         content_type=content_type,
         width=width,
         height=height,
         format=kind,
     )
+
+
+def _check_expected(
+    expected: tuple[int | None, str | None], name: str | None, size: int, sha256: str, where: str
+) -> None:
+    expected_size, expected_sha256 = expected
+    if expected_size is not None and size != expected_size:
+        raise ChecksumMismatch(
+            f"{name!r} has {size} bytes, expected {expected_size}",
+            where=where,
+            hint="the server file differs from what was expected",
+        )
+    if expected_sha256 is not None and sha256 != expected_sha256.lower():
+        raise ChecksumMismatch(
+            f"{name!r} has sha256 {sha256}, expected {expected_sha256}",
+            where=where,
+            hint="the server file differs from what was expected",
+        )
+
+
+def _land_whole(
+    data: bytes,
+    root: Path,
+    part: Path,
+    target: Path,
+    expected: tuple[int | None, str | None],
+    check: tuple[int, str, str] | None,
+) -> tuple[str, tuple[int, int, str] | None]:
+    """A whole small body: hashed and checked, written to its ``.part``, checked as an image,
+    fsynced and renamed into place; the ``.part`` removed on any failure (blocking)."""
+    sha256 = hashlib.sha256(data).hexdigest()
+    name = check[1] if check is not None else target.name
+    _check_expected(expected, name, len(data), sha256, check[2] if check else str(target))
+    handle = _open_part(root, part)
+    try:
+        handle.write(data)
+        facts: tuple[int, int, str] | None = None
+        if check is not None:
+            handle.flush()
+            max_pixels, name, where = check
+            facts = verify_image(part, max_pixels=max_pixels, name=name, where=where)
+        _finish(handle, part, target, root)
+    except BaseException:
+        _discard(handle, part)
+        raise
+    return sha256, facts
 
 
 async def fetch_bytes(
