@@ -225,6 +225,48 @@ def _first_link_out(root: Path, path: Path, real_root: str) -> tuple[Path, str] 
     return None
 
 
+_real_roots: dict[tuple[str, int, int, int], str] = {}
+
+
+def _real_root(root: Path) -> str:
+    """``realpath(root)``, remembered per folder identity (device, inode, change time): every
+    write of a run checks against the same project, and a root replaced meanwhile (even by a
+    folder that reuses the inode) has another identity."""
+    try:
+        info = os.stat(root)
+    except OSError:
+        return os.path.realpath(root)
+    key = (os.path.abspath(root), info.st_dev, info.st_ino, info.st_ctime_ns)
+    real = _real_roots.get(key)
+    if real is None:
+        if len(_real_roots) > 64:
+            _real_roots.clear()
+        real = _real_roots[key] = os.path.realpath(root)
+    return real
+
+
+def _real_path_under(root: Path, real_root: str, path: Path) -> str:
+    """``realpath(path)`` for a path written under ``root``: walks only the components below
+    ``root`` (one ``lstat`` each, links followed), not the whole path again."""
+    try:
+        parts = Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).parts
+    except ValueError:
+        return os.path.realpath(path)
+    if ".." in parts:
+        return os.path.realpath(path)
+    current = real_root
+    for index, part in enumerate(parts):
+        candidate = os.path.join(current, part)
+        try:
+            info = os.lstat(candidate)
+        except FileNotFoundError:
+            return os.path.join(candidate, *parts[index + 1 :])  # the rest does not exist yet
+        except OSError:
+            return os.path.realpath(path)
+        current = os.path.realpath(candidate) if stat.S_ISLNK(info.st_mode) else candidate
+    return current
+
+
 def ensure_inside(root: Path, path: Path, *, what: str = "file") -> Path:
     """``path`` if its real path (links followed) stays inside ``root``'s real folder.
 
@@ -232,8 +274,8 @@ def ensure_inside(root: Path, path: Path, *, what: str = "file") -> Path:
     that leads out. ``what`` says what the path is for the message (``"journal"``,
     ``"render folder"``). The final component may be missing (about to be created).
     """
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(path)
+    real_root = _real_root(root)
+    real = _real_path_under(root, real_root, path)
     if _is_within(real, real_root):
         return path
     from storycore.errors import OutsideProjectError
@@ -258,6 +300,8 @@ def ensure_inside(root: Path, path: Path, *, what: str = "file") -> Path:
 def mkdirs_inside(root: Path, folder: Path, *, what: str = "folder") -> Path:
     """Create ``folder`` (and its parents) after checking that it stays inside ``root``."""
     ensure_inside(root, folder, what=what)
+    if folder.is_dir():
+        return folder  # already there, and its real path was just checked
     folder.mkdir(parents=True, exist_ok=True)
     return ensure_inside(root, folder, what=what)  # a link created meanwhile is caught too
 

@@ -66,6 +66,17 @@ def safe_target(dest_dir: Path, subfolder: str, filename: str) -> Path:
     )
 
 
+def _checked_target(
+    root: Path, dest_dir: Path, params: Mapping[str, str], name: str | None
+) -> Path:
+    if name is not None:
+        target = safe_target(dest_dir, "", name)
+    else:
+        target = safe_target(dest_dir, params.get("subfolder", ""), params.get("filename", ""))
+    ensure_inside(root, dest_dir, what="download folder")
+    return target
+
+
 async def _local(target: Path, func: Callable[..., _T], *args: object) -> _T:
     """Run a blocking file operation in a thread; a local OS error is an AssetError (not a
     server problem)."""
@@ -214,11 +225,8 @@ async def download_to(
 ) -> DownloadedFile:
     """Stream ``/view`` into ``dest_dir/subfolder/filename`` (or ``dest_dir/name``)."""
     root = inside if inside is not None else dest_dir
-    if name is not None:
-        target = safe_target(dest_dir, "", name)
-    else:
-        target = safe_target(dest_dir, params.get("subfolder", ""), params.get("filename", ""))
-    ensure_inside(root, dest_dir, what="download folder")
+    # Path checks follow every link (a few lstat calls per component): off the event loop.
+    target = await asyncio.to_thread(_checked_target, root, dest_dir, params, name)
     limit = transport.limits.image if max_bytes is None else max_bytes
     part = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
     filename = params.get("filename")
