@@ -248,24 +248,16 @@ async def download_to(
                 if announced is not None and announced <= _SMALL:
                     # A small answer (most frames): received whole, then written, hashed,
                     # checked and renamed in one worker step, without the streaming workers.
-                    body = bytearray()
-                    async for chunk in response.content.iter_chunked(_CHUNK):
-                        size += len(chunk)
-                        if size > limit:
-                            raise _too_big(filename, limit, where)
-                        if verify:
-                            header.feed(chunk)
-                        body += chunk
-                    _check_size(params, where, size, announced)
-                    if verify:
-                        header.finish()
+                    data = await _receive_whole(
+                        response, params, where, limit, header if verify else None
+                    )
                     check = (
                         (transport.limits.image_pixels, str(filename), where) if verify else None
                     )
                     landed = await _local(
-                        target, _land_whole, bytes(body), root, part, target, expected, check
+                        target, _land_whole, data, root, part, target, expected, check
                     )
-                    return _downloaded(target, size, landed[0], content_type, landed[1])
+                    return _downloaded(target, len(data), landed[0], content_type, landed[1])
                 handle = await _local(target, _open_part, root, part)
                 sink = _Sink(target, handle)
                 try:
@@ -308,6 +300,30 @@ async def download_to(
                 finally:
                     sink.close()
     return _downloaded(target, size, hexdigest, content_type, facts)
+
+
+async def _receive_whole(
+    response: Any,
+    params: Mapping[str, str],
+    where: str,
+    limit: int,
+    header: HeaderCheck | None,
+) -> bytes:
+    """The whole body, held once: refused as soon as it passes ``limit``, its image header
+    checked on the way (``header``), its size checked against the announced length."""
+    body = io.BytesIO()
+    size = 0
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise _too_big(params.get("filename"), limit, where)
+        if header is not None:
+            header.feed(chunk)
+        body.write(chunk)
+    _check_size(params, where, size, response.content_length)
+    if header is not None:
+        header.finish()
+    return body.getvalue()  # no copy: the buffer is handed over
 
 
 def _downloaded(
@@ -397,22 +413,12 @@ async def fetch_bytes(
                     max_pixels=transport.limits.image_pixels, name=str(name), where=where
                 )
                 foreign = not transport.address.same_origin(response.url)
-                body = io.BytesIO()
-                size = 0
-                async for chunk in response.content.iter_chunked(_CHUNK):
-                    size += len(chunk)
-                    if size > limit:
-                        raise _too_big(name, limit, where)
-                    header.feed(chunk)
-                    body.write(chunk)
-                _check_size(params, where, size, announced)
-                header.finish()
-    data = body.getvalue()  # no copy: the buffer is handed over
+                data = await _receive_whole(response, params, where, limit, header)
     if verify or (verify is None and foreign):
         check = functools.partial(
             verify_image, max_pixels=transport.limits.image_pixels, name=str(name), where=where
         )
-        if size > _PIECE:
+        if len(data) > _PIECE:
             await asyncio.to_thread(check, data)
         else:
             check(data)
