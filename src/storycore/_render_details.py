@@ -21,8 +21,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import stat
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from storycore._statefiles import open_plain_for_reading
 from storycore._text import node_sort_key
 
 __all__ = [
@@ -216,18 +215,7 @@ def _texts(handle: IO[bytes]) -> Iterator[tuple[str, str]]:
 def open_regular(path: Path) -> IO[bytes] | None:
     """``path`` open for reading when it is a regular file; None otherwise (missing, a folder,
     or a FIFO or device planted under a render's name, whose open or read would block)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            return None
-    except OSError:
-        os.close(fd)
-        return None
-    return os.fdopen(fd, "rb")
+    return open_plain_for_reading(path, follow_link=True)
 
 
 def read_png_texts(source: Path | bytes) -> dict[str, str]:

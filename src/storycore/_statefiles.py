@@ -163,11 +163,14 @@ def read_state_lines(
         yield from iter_lines(handle, max_line)
 
 
-def open_plain_for_reading(path: Path) -> BinaryIO | None:
+def open_plain_for_reading(path: Path, *, follow_link: bool = False) -> BinaryIO | None:
     """``path`` opened for reading when it is a plain file reached without following a link at
-    its end (a named pipe never blocks); None otherwise. For best-effort readers (summaries)."""
+    its end (a named pipe never blocks); None otherwise. For best-effort readers (summaries,
+    the board's renders). ``follow_link=True`` accepts a link at the end (the caller checks
+    where it leads)."""
+    nofollow = 0 if follow_link else O_NOFOLLOW
     try:
-        fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | nofollow | _O_NONBLOCK | _O_CLOEXEC)
     except OSError:
         return None
     try:
