@@ -89,3 +89,47 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
         out, err = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+def done_count(root: Path) -> int:
+    """How many panels the journal says are finished (0 while it cannot be read yet)."""
+    from storycore.journal import Journal
+
+    try:
+        return sum(1 for e in Journal(root).events() if e["event"] == "done")
+    except (OSError, ValueError):
+        return 0
+
+
+async def render_then_kill(
+    root: Path, url: str, env: dict[str, str], *, after: int, args: tuple[str, ...] = ()
+) -> None:
+    """``storycore generate-images`` in a child, killed with SIGKILL once ``after`` panels are
+    done (within 60 s); asserts that it was the kill that ended it."""
+    import contextlib
+    import signal
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "storycore",
+        "generate-images",
+        "--project",
+        str(root),
+        "--backend",
+        url,
+        *args,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        async with asyncio.timeout(60):
+            while done_count(root) < after:
+                assert proc.returncode is None, "the CLI ended before it could be killed"
+                await asyncio.sleep(0.01)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    assert proc.returncode == -signal.SIGKILL

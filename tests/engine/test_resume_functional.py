@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +12,10 @@ from aiohttp import ClientSession, web
 
 from storycore.comfyui.emulator import Emulator, EmulatorOptions
 from storycore.engine import ImageEngine, RenderRequest
-from storycore.journal import Journal
 from storycore.manifest import records
 from storycore.project import load_project
-from tests.engine.conftest import fast_settings, make_project
+from tests.engine.conftest import done_count, fast_settings, make_project, render_then_kill
 from tests.engine.test_engine_functional import _check_project
-
-
-def _done_count(root: Path) -> int:
-    return sum(1 for e in Journal(root).events() if e["event"] == "done")
 
 
 async def test_kill_9_the_cli_then_rerun_loses_nothing_and_renders_nothing_twice(
@@ -39,30 +31,8 @@ async def test_kill_9_the_cli_then_rerun_loses_nothing_and_renders_nothing_twice
                 "STORYCORE_COMFYUI__HEALTH_CHECK_INTERVAL": "0.2",
             }
         )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "storycore",
-            "generate-images",
-            "--project",
-            str(root),
-            "--backend",
-            emu.url,
-            "--json",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        try:
-            async with asyncio.timeout(60):
-                while _done_count(root) < 3:
-                    assert proc.returncode is None, "the CLI ended before it could be killed"
-                    await asyncio.sleep(0.02)
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            await proc.wait()
-        assert proc.returncode == -signal.SIGKILL
-        assert _done_count(root) < 12
+        await render_then_kill(root, emu.url, env, after=3, args=("--json",))
+        assert done_count(root) < 12
         load_project(root)  # never half-written
         summary = await ImageEngine(fast_settings()).render(
             RenderRequest(root, backends=(emu.url,))

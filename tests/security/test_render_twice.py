@@ -4,11 +4,8 @@ a failover away from a server that still renders while it fails its health probe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import signal
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +17,7 @@ from storycore.comfyui.emulator import Emulator, EmulatorOptions
 from storycore.journal import Journal
 from storycore.manifest import records
 from storycore.project import load_project
-from tests.engine.conftest import make_project
+from tests.engine.conftest import done_count, make_project, render_then_kill
 from tests.reliability.conftest import server_renders
 from tests.security._support import REPO_ROOT, Handler, hostile_comfyui, run_storycore
 
@@ -62,13 +59,6 @@ def _own_ids(holder: dict[str, Emulator], seen: list[str]) -> Handler:
     return handler
 
 
-def _done(root: Path) -> int:
-    try:
-        return sum(1 for e in Journal(root).events() if e["event"] == "done")
-    except (OSError, ValueError):
-        return 0
-
-
 async def test_server_assigned_ids_kill_9_and_resume_render_each_shot_once(
     tmp_path: Path,
 ) -> None:
@@ -82,30 +72,8 @@ async def test_server_assigned_ids_kill_9_and_resume_render_each_shot_once(
         holder["emu"] = emu
         paths = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
         env = {**os.environ, **FAST_ENV, "PYTHONPATH": os.pathsep.join(paths)}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "storycore",
-            "generate-images",
-            "--project",
-            str(root),
-            "--backend",
-            url,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            env=env,
-        )
-        try:
-            async with asyncio.timeout(60):
-                while _done(root) < 1:
-                    assert proc.returncode is None, "the CLI ended before it could be killed"
-                    await asyncio.sleep(0.01)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGKILL)
-            await proc.wait()
-        assert proc.returncode == -signal.SIGKILL
-        assert _done(root) < 4, "the board finished before the kill: nothing to resume"
+        await render_then_kill(root, url, env, after=1)
+        assert done_count(root) < 4, "the board finished before the kill: nothing to resume"
         # The journal names the prompts by the ids the server uses.
         journaled = {e["prompt_id"] for e in Journal(root).events() if e["event"] == "submit"}
         assert set(seen) <= journaled, (seen, journaled)
