@@ -111,6 +111,18 @@ def assert_interrupted(rc: int, err: str, took: float, bound: float) -> None:
     assert len(lines) == 1, err  # one line says it, once
 
 
+async def interrupt_when(child: Child, ready: asyncio.Event) -> str:
+    """Ctrl-C once ``ready`` is set (and the child is inside the wait); asserts the child ended
+    with exit 130 within the bound, saying so in one line. Returns its stderr."""
+    async with asyncio.timeout(30):
+        await ready.wait()
+    await asyncio.sleep(0.3)
+    sent = child.interrupt()
+    rc, _out, err = await child.ended(BOUND_S + 10)
+    assert_interrupted(rc, err, time.monotonic() - sent, BOUND_S)
+    return err
+
+
 @asynccontextmanager
 async def silent_server(accepted: asyncio.Event) -> AsyncIterator[str]:
     """Accepts TCP connections and never answers a byte."""
@@ -137,12 +149,7 @@ async def test_ctrl_c_while_connecting_ends_at_once(tmp_path: Path) -> None:
         child = await Child.start(
             "generate-images", "-p", str(root), "--backend", url, tmp=tmp_path
         )
-        async with asyncio.timeout(30):
-            await accepted.wait()
-        await asyncio.sleep(0.3)
-        sent = child.interrupt()
-        rc, _out, err = await child.ended(BOUND_S + 10)
-    assert_interrupted(rc, err, time.monotonic() - sent, BOUND_S)
+        err = await interrupt_when(child, accepted)
     assert "connect" in err
 
 
@@ -162,12 +169,7 @@ async def test_ctrl_c_while_the_node_list_never_comes_ends_at_once(tmp_path: Pat
         child = await Child.start(
             "generate-images", "-p", str(root), "--backend", url, tmp=tmp_path
         )
-        async with asyncio.timeout(30):
-            await asked.wait()
-        await asyncio.sleep(0.3)
-        sent = child.interrupt()
-        rc, _out, err = await child.ended(BOUND_S + 10)
-    assert_interrupted(rc, err, time.monotonic() - sent, BOUND_S)
+        await interrupt_when(child, asked)
 
 
 async def test_ctrl_c_in_the_preflight_command_says_so(tmp_path: Path) -> None:
@@ -177,12 +179,7 @@ async def test_ctrl_c_in_the_preflight_command_says_so(tmp_path: Path) -> None:
         child = await Child.start(
             "preflight", "-p", str(root), "--backend", url, "--timeout", "60", tmp=tmp_path
         )
-        async with asyncio.timeout(30):
-            await asked.wait()
-        await asyncio.sleep(0.3)
-        sent = child.interrupt()
-        rc, _out, err = await child.ended(BOUND_S + 10)
-    assert_interrupted(rc, err, time.monotonic() - sent, BOUND_S)
+        await interrupt_when(child, asked)
 
 
 async def test_second_ctrl_c_exits_at_once_while_the_server_hangs_the_cancel(
