@@ -101,7 +101,7 @@ async def emulators(
             cmd = [
                 sys.executable,
                 "-m",
-                "storycore.comfyui.emulator",
+                "storycore.emulator",
                 "--port",
                 str(port),
                 "--step-seconds",

@@ -1,7 +1,7 @@
 """The recordings of a real ComfyUI 0.3.64 the tests compare against, kept in the repository.
 
 One copy of each recording: the seven the emulator serves ship as its package data
-(``src/storycore/comfyui/emulator/data/``, some gzipped); every other one lives in
+(``src/storycore/emulator/data/``, some gzipped); every other one lives in
 ``tests/data/comfyui-reference/``. Nothing here reads ``../shared``: that folder is only where
 newer recordings appear, to be copied in by hand. A missing file fails the test asking for it
 with one line naming the file, at collection or at run time, never with a traceback.
@@ -30,7 +30,7 @@ RECORDINGS_DIR = Path(__file__).resolve().parent / "data" / "comfyui-reference"
 
 
 def _emulator_data() -> Path:
-    base = resources.files("storycore.comfyui.emulator").joinpath("data")
+    base = resources.files("storycore.emulator").joinpath("data")
     return Path(str(base))
 
 

@@ -27,7 +27,7 @@ from storycore.comfyui import (
     TrackerEvent,
 )
 from storycore.comfyui import events as ev
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 from storycore.errors import (
     ExecutionFailed,
     PromptInterrupted,

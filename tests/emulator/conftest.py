@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from storycore.comfyui.emulator.__main__ import started_by_hand
+from storycore.emulator.__main__ import started_by_hand
 from tests.manager._support import free_port
 
 from ._support import trivial_prompt
@@ -101,10 +101,10 @@ def _files(folder: Path) -> list[str]:
 @pytest.mark.parametrize(
     "command",
     [
-        ["-m", "storycore.comfyui.emulator"],
+        ["-m", "storycore.emulator"],
         ["-m", "storycore", "comfyui", "emulate"],
     ],
-    ids=["python -m storycore.comfyui.emulator", "storycore comfyui emulate"],
+    ids=["python -m storycore.emulator", "storycore comfyui emulate"],
 )
 async def test_run_by_hand_leaves_the_folder_empty(tmp_path: Path, command: list[str]) -> None:
     cwd, tmpdir = tmp_path / "empty", tmp_path / "tmp"
@@ -151,7 +151,7 @@ async def test_as_a_comfyui_main_py_it_keeps_comfyuis_layout(tmp_path: Path) -> 
     tmpdir.mkdir()
     (install / "main.py").write_text(
         "import runpy\n"
-        "runpy.run_module('storycore.comfyui.emulator', run_name='__main__', alter_sys=True)\n",
+        "runpy.run_module('storycore.emulator', run_name='__main__', alter_sys=True)\n",
         encoding="utf-8",
     )
     port = free_port()
@@ -166,9 +166,9 @@ async def test_as_a_comfyui_main_py_it_keeps_comfyuis_layout(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["python", "-m", "storycore.comfyui.emulator", "--port", "1"], True),
-        (["python", "-X", "utf8", "-W", "error", "-m", "storycore.comfyui.emulator"], True),
-        (["python", "-mstorycore.comfyui.emulator"], True),
+        (["python", "-m", "storycore.emulator", "--port", "1"], True),
+        (["python", "-X", "utf8", "-W", "error", "-m", "storycore.emulator"], True),
+        (["python", "-mstorycore.emulator"], True),
         (["python", "-s", "ComfyUI/main.py", "--port", "1"], False),
         (["python", "main.py"], False),
         (["python", "-m", "storycore", "comfyui", "emulate"], False),

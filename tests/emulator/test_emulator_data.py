@@ -27,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _shipped_files() -> set[str]:
-    data = resources.files("storycore.comfyui.emulator").joinpath("data")
+    data = resources.files("storycore.emulator").joinpath("data")
     return {entry.name.removesuffix(".gz") for entry in data.iterdir() if entry.is_file()}
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 
 from ._support import collect_until_done, drain, trivial_prompt
 
@@ -156,7 +156,7 @@ async def _spawn(tmp_path: Path, *extra: str) -> tuple[asyncio.subprocess.Proces
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "storycore.comfyui.emulator",
+        "storycore.emulator",
         "--listen",
         "127.0.0.1",
         "--port",
@@ -239,7 +239,7 @@ async def test_process_stops_on_sigint(tmp_path: Path) -> None:
 
 
 def test_parse_args_accepts_comfyui_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from storycore.comfyui.emulator.__main__ import parse_args
+    from storycore.emulator.__main__ import parse_args
 
     monkeypatch.chdir(tmp_path)
     options, host, port, crash = parse_args(
@@ -318,7 +318,7 @@ async def test_run_emulator_blocks_until_sigterm(
     port = _free_port()
     code = (
         "from pathlib import Path\n"
-        "from storycore.comfyui.emulator import EmulatorOptions, run_emulator\n"
+        "from storycore.emulator import EmulatorOptions, run_emulator\n"
         f"base = Path({str(tmp_path)!r})\n"
         "run_emulator(EmulatorOptions(output_dir=base / 'o', input_dir=base / 'i',"
         f" temp_dir=base / 't'), port={port})\n"

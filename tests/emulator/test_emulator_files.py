@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from storycore.comfyui.emulator import Emulator
+from storycore.emulator import Emulator
 
 from ._support import collect_until_done, drain, load_reference_json, trivial_prompt
 

@@ -8,8 +8,8 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from storycore.comfyui.emulator import Emulator
-from storycore.comfyui.emulator._images import MARK, placeholder
+from storycore.emulator import Emulator
+from storycore.emulator._images import MARK, placeholder
 
 from ._support import collect_until_done, drain
 
@@ -241,7 +241,7 @@ def test_placeholder_is_deterministic_and_marked() -> None:
 async def test_img2img_controlnet_ipadapter_graph_runs(
     tmp_path: Any, http: aiohttp.ClientSession
 ) -> None:
-    from storycore.comfyui.emulator import EmulatorOptions
+    from storycore.emulator import EmulatorOptions
 
     options = EmulatorOptions(
         output_dir=tmp_path / "o",
@@ -328,7 +328,7 @@ async def test_img2img_controlnet_ipadapter_graph_runs(
 async def test_ipadapter_unified_loader_needs_clip_vision(
     tmp_path: Any, http: aiohttp.ClientSession, clip_vision: list[str]
 ) -> None:
-    from storycore.comfyui.emulator import EmulatorOptions
+    from storycore.emulator import EmulatorOptions
 
     options = EmulatorOptions(
         output_dir=tmp_path / "o",

@@ -8,7 +8,7 @@ import time
 
 import aiohttp
 
-from storycore.comfyui.emulator import Emulator
+from storycore.emulator import Emulator
 
 from ._support import collect_until_done, drain, trivial_prompt
 

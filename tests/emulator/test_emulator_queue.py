@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 
 from ._support import collect_until_done, drain, load_reference_json, trivial_prompt
 

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 
 from ._support import collect_until_done, drain, load_transcript, shape, trivial_prompt
 

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 from tests._recordings import load_reference_json
 
 MODELS = {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
-from storycore.comfyui.emulator import Emulator
+from storycore.emulator import Emulator
 
 from ._support import collect_until_done, drain, load_reference_json, trivial_prompt
 
@@ -53,7 +53,7 @@ async def test_two_clients_match_recording(emu: Emulator, http: aiohttp.ClientSe
 async def test_interrupted_prompt_messages_go_to_owner(
     emu_options: object, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
-    from storycore.comfyui.emulator import EmulatorOptions
+    from storycore.emulator import EmulatorOptions
 
     expected = load_reference_json("two_clients.json")["4_B_prompt_interrupted"]
     options = EmulatorOptions(
@@ -185,7 +185,7 @@ async def test_status_broadcast_counts_queue(emu: Emulator, http: aiohttp.Client
 async def test_reconnect_during_execution_names_the_running_node(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
-    from storycore.comfyui.emulator import EmulatorOptions
+    from storycore.emulator import EmulatorOptions
 
     options = EmulatorOptions(
         output_dir=tmp_path / "o",

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 from storycore.journal import Journal
 from storycore.manifest import records
 from storycore.project import load_project

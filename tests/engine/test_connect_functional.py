@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
 from storycore.comfyui.install import DESKTOP_PORT
 from storycore.config import resolve_settings
+from storycore.emulator import Emulator, EmulatorOptions
 from storycore.engine import ImageEngine, Notice, RenderRequest, desktop_port_for
 from storycore.errors import NoServerReachable
 from storycore.manifest import records

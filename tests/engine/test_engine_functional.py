@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 from storycore.engine import (
     BackendChanged,
     ImageEngine,

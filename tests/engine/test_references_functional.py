@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 from storycore.engine import ImageEngine, RenderRequest
 from storycore.manifest import records
 from storycore.project import load_project

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession, web
 
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 from storycore.engine import ImageEngine, RenderRequest
 from storycore.manifest import records
 from storycore.project import load_project

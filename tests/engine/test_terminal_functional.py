@@ -17,7 +17,7 @@ from rich.console import Console
 
 from storycore.cli._common import Output
 from storycore.cli._render_view import RichView
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 from storycore.engine import (
     ImageEngine,
     PanelDone,

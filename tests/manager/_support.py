@@ -1,7 +1,7 @@
 """Helpers for the manager tests: fake installs, free ports, recorded bodies, inline servers.
 
 Every fake install's ``main.py`` runs StoryCore's emulator when it is importable as a program
-(``python -m storycore.comfyui.emulator``), else the small ``fake_comfyui.py`` beside this file.
+(``python -m storycore.emulator``), else the small ``fake_comfyui.py`` beside this file.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ posix_only = pytest.mark.skipif(os.name == "nt", reason="fake installs use POSIX
 
 def emulator_available() -> bool:
     try:
-        return importlib.util.find_spec("storycore.comfyui.emulator.__main__") is not None
+        return importlib.util.find_spec("storycore.emulator.__main__") is not None
     except ImportError:
         return False
 
@@ -54,11 +54,11 @@ PRELUDE = textwrap.dedent(
 
     def run_server():
         try:
-            spec = importlib.util.find_spec("storycore.comfyui.emulator.__main__")
+            spec = importlib.util.find_spec("storycore.emulator.__main__")
         except ImportError:
             spec = None
         if spec is not None:
-            runpy.run_module("storycore.comfyui.emulator", run_name="__main__", alter_sys=True)
+            runpy.run_module("storycore.emulator", run_name="__main__", alter_sys=True)
         else:
             runpy.run_path({str(FAKE_SERVER)!r}, run_name="__main__")
     """

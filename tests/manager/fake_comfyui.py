@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 # The recorded /system_stats body ships with the emulator (its one copy in the repository).
-STATS_FILE = resources.files("storycore.comfyui.emulator").joinpath("data", "system_stats.json")
+STATS_FILE = resources.files("storycore.emulator").joinpath("data", "system_stats.json")
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

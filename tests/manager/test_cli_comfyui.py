@@ -64,7 +64,7 @@ def test_mock_start_status_logs_stop(port: int) -> None:
     assert started.returncode == 0, started.stderr
     body = as_json(started)
     assert body["ok"] and body["action"] == "started" and body["managed"]
-    assert "storycore.comfyui.emulator" in body["command"]
+    assert "storycore.emulator" in body["command"]
     assert Path(body["log_path"]).is_file()
     assert _answers(port)  # still serving after the CLI exited
 
@@ -85,7 +85,7 @@ def test_mock_start_status_logs_stop(port: int) -> None:
 
     restarted = as_json(cli("restart", "--port", p, "--json"))  # no --mock: still the emulator
     assert restarted["start"]["action"] == "started"
-    assert "storycore.comfyui.emulator" in restarted["start"]["command"]
+    assert "storycore.emulator" in restarted["start"]["command"]
     body = restarted["start"]
 
     stopped = cli("stop", "--port", p)

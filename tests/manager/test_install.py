@@ -104,7 +104,7 @@ def test_emulator_install_runs_the_module(tmp_path: Path) -> None:
     assert install.command(["--port", "5"]) == [
         sys.executable,
         "-m",
-        "storycore.comfyui.emulator",
+        "storycore.emulator",
         "--base-directory",
         str(tmp_path),
         "--port",

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
 from storycore.doctor import build_report
+from storycore.emulator import Emulator, EmulatorOptions
 from storycore.monitoring import PerformanceMonitor, metrics_dir_for
 from storycore.platform import port_holder
 from storycore.project import init_project

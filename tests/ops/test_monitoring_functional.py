@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 from storycore.errors import ConfigError
 from storycore.monitoring import (
     PROMETHEUS_CONTENT_TYPE,

@@ -148,13 +148,13 @@ async def _wait_up(url: str, limit: float = 20.0) -> None:
 
 @contextlib.asynccontextmanager
 async def emulator_process(base: Path, step_seconds: float) -> AsyncIterator[EmulatorProcess]:
-    """``python -m storycore.comfyui.emulator`` as a real child process on a free port."""
+    """``python -m storycore.emulator`` as a real child process on a free port."""
     port = free_port()
     out = base / "output"
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "storycore.comfyui.emulator",
+        "storycore.emulator",
         "--port",
         str(port),
         "--step-seconds",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 from storycore.engine import (
     BackendChanged,
     EngineEvent,

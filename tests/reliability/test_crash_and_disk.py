@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import storycore.engine._outputs as outputs_mod
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 from storycore.engine import EngineEvent, ImageEngine, PanelDone, RenderRequest
 from storycore.errors import StoryCoreError
 from storycore.journal import Journal

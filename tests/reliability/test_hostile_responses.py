@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from storycore.comfyui import ClientTimeouts, ComfyUIClient, HistoryEntry, PromptTracker
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 from storycore.errors import StoryCoreError
 from tests.reliability._proxy import Proxy, proxy_for
 from tests.reliability.conftest import Account

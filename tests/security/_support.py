@@ -5,7 +5,7 @@
   Every attack test asserts both bounds: the command ended in time and stayed under
   :data:`RSS_LIMIT_MB`.
 * :func:`hostile_comfyui` serves a mostly honest ComfyUI on loopback: every route is forwarded
-  to a real :class:`~storycore.comfyui.emulator.Emulator` except the ones the test overrides
+  to a real :class:`~storycore.emulator.Emulator` except the ones the test overrides
   with its own inline handlers (``{"GET /system_stats": handler}``), which is where the attack
   lives.
 * :func:`serve` serves any aiohttp application on a loopback port.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from aiohttp import ClientSession, web
 
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 
 RSS_LIMIT_MB = 500
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

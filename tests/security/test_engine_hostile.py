@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 
-from storycore.comfyui.emulator import Emulator
+from storycore.emulator import Emulator
 from storycore.journal import Journal
 from storycore.manifest import records
 from storycore.project import load_project

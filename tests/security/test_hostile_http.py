@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession, web
 
-from storycore.comfyui.emulator import Emulator
+from storycore.emulator import Emulator
 from storycore.manifest import records
 from storycore.project import load_project
 from tests.engine.conftest import make_project

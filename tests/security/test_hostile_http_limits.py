@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from storycore.comfyui.emulator import Emulator
+from storycore.emulator import Emulator
 from storycore.manifest import records
 from storycore.project import load_project
 from tests.security._support import Handler

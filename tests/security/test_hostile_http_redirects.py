@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientSession, web
 
-from storycore.comfyui.emulator import Emulator
+from storycore.emulator import Emulator
 from storycore.manifest import records
 from storycore.project import load_project
 from tests.security._support import relay_ws, serve

@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from storycore.comfyui.emulator import EmulatorOptions
+from storycore.emulator import EmulatorOptions
 from tests.engine.conftest import make_project
 from tests.security._support import REPO_ROOT, hostile_comfyui
 

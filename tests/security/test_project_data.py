@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 from storycore.engine import EngineEvent, ImageEngine, Notice, PanelDone, RenderRequest
 from storycore.manifest import records
 from storycore.project import init_project, load_project

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 
-from storycore.comfyui.emulator import Emulator, EmulatorOptions
+from storycore.emulator import Emulator, EmulatorOptions
 from storycore.journal import Journal
 from storycore.manifest import records
 from storycore.project import load_project

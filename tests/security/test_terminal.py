@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from storycore.comfyui.emulator import EmulatorOptions
+from storycore.emulator import EmulatorOptions
 from tests._recordings import load_reference_json
 from tests.engine.conftest import make_project
 from tests.security._support import ChildResult, hostile_comfyui, run_storycore

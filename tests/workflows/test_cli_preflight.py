@@ -16,7 +16,7 @@ from storycore.cli import main
 
 from ._support import REPO_ROOT
 
-emulator = pytest.importorskip("storycore.comfyui.emulator")
+emulator = pytest.importorskip("storycore.emulator")
 
 
 @pytest.fixture

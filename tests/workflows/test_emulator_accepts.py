@@ -15,7 +15,7 @@ from storycore.workflows import UPLOAD_PLACEHOLDER_PREFIX
 
 from ._support import GOLDEN_DIR, MODELS
 
-emulator = pytest.importorskip("storycore.comfyui.emulator")
+emulator = pytest.importorskip("storycore.emulator")
 
 
 def _bind_placeholders(graph: dict[str, Any], input_dir: Path) -> dict[str, Any]:

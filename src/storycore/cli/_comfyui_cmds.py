@@ -301,7 +301,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run StoryCore's ComfyUI emulator in the foreground (Ctrl-C stops it). Images go to
         --output-dir, else to a temporary folder removed on exit, as do its uploads."""
-        from storycore.comfyui.emulator import (
+        from storycore.emulator import (
             EmulatorOptions,
             describe_folders,
             emulator_folders,

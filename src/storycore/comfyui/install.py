@@ -54,7 +54,7 @@ __all__ = [
 DESKTOP_PORT = 8000
 """The port ComfyUI Desktop serves on."""
 
-EMULATOR_MODULE = "storycore.comfyui.emulator"
+EMULATOR_MODULE = "storycore.emulator"
 
 InstallKind = Literal["portable", "venv", "python", "emulator"]
 
@@ -238,7 +238,7 @@ def _find_at(install_path: Path | None, python_executable: Path | None) -> Comfy
 
 
 def emulator_install(python: Path | None = None, *, cwd: Path | None = None) -> ComfyUIInstall:
-    """Run StoryCore's emulator (``python -m storycore.comfyui.emulator``) like a ComfyUI whose
+    """Run StoryCore's emulator (``python -m storycore.emulator``) like a ComfyUI whose
     base directory is ``cwd``: its ``input/`` and ``temp/`` (and ``output/`` unless the flags
     name one) stay there, as a managed server's should, instead of in a temporary folder."""
     exe = python or Path(sys.executable)

@@ -337,7 +337,7 @@ class MockServer:
         self.started_at = 0.0
 
     async def start(self) -> str:
-        from storycore.comfyui.emulator import Emulator, EmulatorOptions
+        from storycore.emulator import Emulator, EmulatorOptions
 
         options = EmulatorOptions(
             output_dir=self.state_dir / "output",

@@ -8,7 +8,7 @@ Image nodes have real Pillow semantics; model nodes produce deterministic placeh
 marked ``PLACEHOLDER``.
 
 Use :class:`Emulator` in-process (``async with Emulator() as emu: emu.url``) or
-:func:`run_emulator` / ``python -m storycore.comfyui.emulator`` as a process.
+:func:`run_emulator` / ``python -m storycore.emulator`` as a process.
 
 Deliberate differences from a real ComfyUI
 ------------------------------------------

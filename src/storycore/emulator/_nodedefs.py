@@ -86,7 +86,7 @@ DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
 
 def load_data_json(name: str) -> Any:
     """Read one recording shipped in ``data/`` (``.json`` or ``.json.gz``)."""
-    base = resources.files(__package__ or "storycore.comfyui.emulator").joinpath("data")
+    base = resources.files(__package__ or "storycore.emulator").joinpath("data")
     gz = base.joinpath(name + ".gz")
     if gz.is_file():
         return json.loads(gzip.decompress(gz.read_bytes()).decode("utf-8"))

@@ -37,7 +37,7 @@ __all__ = [
     "run_emulator",
 ]
 
-_log = logging.getLogger("storycore.comfyui.emulator")
+_log = logging.getLogger("storycore.emulator")
 
 PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
 

@@ -1,11 +1,11 @@
-"""``python -m storycore.comfyui.emulator``: accepts ComfyUI's own command-line flags.
+"""``python -m storycore.emulator``: accepts ComfyUI's own command-line flags.
 
 A fake ComfyUI install's ``main.py`` can ``exec`` this module with the arguments it got.
 Flags ComfyUI knows but the emulator does not need are accepted and ignored.
 
 Folders: those given (``--output-directory``, ``--input-directory``, ``--temp-directory``) are
 used; the others go in ``--base-directory`` when given, as in ComfyUI. Without one, a run by
-hand (``python -m storycore.comfyui.emulator``) puts them in a temporary folder removed on exit,
+hand (``python -m storycore.emulator``) puts them in a temporary folder removed on exit,
 so nothing is left in the current folder; started through a ComfyUI install's ``main.py`` (a
 script, not ``-m``) it keeps ComfyUI's layout: ``output/``, ``input/`` and ``temp/`` in the
 current folder.
@@ -26,12 +26,12 @@ from ._emulator import EmulatorOptions, _serve, describe_folders, emulator_folde
 
 __all__ = ["main", "parse_args", "started_by_hand"]
 
-_PACKAGE = "storycore.comfyui.emulator"
+_PACKAGE = "storycore.emulator"
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m storycore.comfyui.emulator",
+        prog="python -m storycore.emulator",
         description="A protocol-faithful ComfyUI stand-in (placeholder images, no models).",
     )
     p.add_argument("--listen", nargs="?", const="0.0.0.0,::", default="127.0.0.1")
@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def started_by_hand(orig_argv: Sequence[str] | None = None) -> bool:
-    """True when the interpreter was started as ``python [options] -m storycore.comfyui.emulator``
+    """True when the interpreter was started as ``python [options] -m storycore.emulator``
     (rather than on a ComfyUI install's ``main.py`` that runs this module)."""
     argv = list(sys.orig_argv if orig_argv is None else orig_argv)[1:]
     takes_value = {"-W", "-X", "--check-hash-based-pycs"}
@@ -129,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except StoryCoreError as err:
         # A process entry point: say what went wrong in one line, like ComfyUI's own log.
-        logging.getLogger("storycore.comfyui.emulator").addHandler(logging.StreamHandler(stream))
-        logging.getLogger("storycore.comfyui.emulator").error("%s", err.paragraph())
+        logging.getLogger("storycore.emulator").addHandler(logging.StreamHandler(stream))
+        logging.getLogger("storycore.emulator").error("%s", err.paragraph())
         return err.exit_code
     return 0
 
