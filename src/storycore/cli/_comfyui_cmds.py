@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from storycore.cli._common import Output, cli_settings, command, shown
+from storycore.errors import ConfigError
 
 if TYPE_CHECKING:
     from storycore.comfyui.manager import ComfyUIManager, ManagerOptions
@@ -297,11 +298,20 @@ def register(app: typer.Typer) -> None:
         step_seconds: float = typer.Option(
             0.0, "--step-seconds", min=0, help="Emulated time per sampler step."
         ),
+        node_seconds: float = typer.Option(
+            0.0, "--node-seconds", min=0, help="Emulated time per node that is not a sampler."
+        ),
+        profile: str = typer.Option(
+            "current",
+            "--profile",
+            help="Which ComfyUI to play: 0.3.64 (exactly the recordings) or current.",
+        ),
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Run StoryCore's ComfyUI emulator in the foreground (Ctrl-C stops it). Images go to
         --output-dir, else to a temporary folder removed on exit, as do its uploads."""
         from storycore.emulator import (
+            PROFILES,
             EmulatorOptions,
             describe_folders,
             emulator_folders,
@@ -309,10 +319,19 @@ def register(app: typer.Typer) -> None:
         )
 
         out = Output(json_out)
+        if profile not in PROFILES:
+            raise ConfigError(
+                f"--profile {profile!r} is not a ComfyUI generation the emulator plays; "
+                f"use one of: {', '.join(PROFILES)}."
+            )
         began = time.monotonic()
         url = f"http://{host}:{port}"
         asked = EmulatorOptions(
-            output_dir=output_dir, step_seconds=step_seconds, mark_placeholders=True
+            output_dir=output_dir,
+            step_seconds=step_seconds,
+            node_seconds=node_seconds,
+            mark_placeholders=True,
+            profile=profile,
         )
         with emulator_folders(asked) as (options, scratch):
             where = describe_folders(options, scratch, keep_flag="--output-dir")

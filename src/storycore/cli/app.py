@@ -27,6 +27,7 @@ def build_app() -> typer.Typer:
         _doctor_cmds,
         _project_cmds,
         _render_cmds,
+        _template_cmds,
         _workflow_cmds,
     )
 
@@ -57,6 +58,7 @@ def build_app() -> typer.Typer:
         _config_cmds,
         _comfyui_cmds,
         _workflow_cmds,
+        _template_cmds,
         _render_cmds,
         _doctor_cmds,
         _board_cmds,

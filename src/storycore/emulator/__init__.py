@@ -54,6 +54,7 @@ Deliberate differences from a real ComfyUI
 from __future__ import annotations
 
 from ._emulator import (
+    PROFILES,
     Emulator,
     EmulatorOptions,
     describe_folders,
@@ -66,6 +67,7 @@ from ._nodedefs import DEFAULT_MODELS, NODE_PACK_MODULES
 __all__ = [
     "DEFAULT_MODELS",
     "NODE_PACK_MODULES",
+    "PROFILES",
     "Emulator",
     "EmulatorOptions",
     "FaultController",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from storycore.errors import StoryCoreError
 
-from ._emulator import EmulatorOptions, _serve, describe_folders, emulator_folders
+from ._emulator import PROFILES, EmulatorOptions, _serve, describe_folders, emulator_folders
 
 __all__ = ["main", "parse_args", "started_by_hand"]
 
@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
         "--mark-placeholders",
         action="store_true",
         help="say in /system_stats that frames are placeholders (the mock backend)",
+    )
+    p.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="current",
+        help="which ComfyUI generation to play: the recorded 0.3.64 or the current source",
     )
     p.add_argument("--crash-after-prompts", type=int, default=None, help="exit hard mid-job")
     return p
@@ -113,6 +119,7 @@ def parse_args(
         node_packs=packs,
         preview_method=args.preview_method,
         mark_placeholders=args.mark_placeholders,
+        profile=args.profile,
     )
     return options, host, int(args.port), args.crash_after_prompts
 

@@ -40,6 +40,9 @@ __all__ = [
 _log = logging.getLogger("storycore.emulator")
 
 PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
+# Which ComfyUI generation the emulator plays: "0.3.64" is exactly the recordings (October 2025);
+# "current" adds what today's ComfyUI source does (see _profiles.py for each difference).
+PROFILES = ("0.3.64", "current")
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,9 @@ class EmulatorOptions:
     ``clip_vision``, ``ipadapter``, ...) to the file names the server pretends to have; ``None``
     uses :data:`DEFAULT_MODELS`. ``node_packs`` adds the recorded custom node classes
     (``"ipadapter_plus"``, ``"controlnet_aux"``). ``preview_method`` other than ``"none"`` makes
-    samplers send binary preview frames.
+    samplers send binary preview frames. ``profile`` picks the ComfyUI generation
+    (:data:`PROFILES`); library use defaults to the recorded ``"0.3.64"``, the command line to
+    ``"current"``.
     """
 
     output_dir: Path | None = None
@@ -64,6 +69,7 @@ class EmulatorOptions:
     preview_method: str = "none"
     max_history: int = 10000
     mark_placeholders: bool = False
+    profile: str = "0.3.64"
 
 
 class Emulator:
