@@ -9,6 +9,7 @@ import io
 import json
 import mimetypes
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,10 +25,20 @@ from storycore._fsutil import atomic_write_bytes
 from ._executor import Executor
 from ._faults import FaultController
 from ._images import png_bytes
+from ._jobs_api import JobsRoutes
 from ._nodedefs import NodeDefs, load_data_json
 from ._nodes import resolve_input_image
+from ._profiles import (
+    CURRENT,
+    SENSITIVE_EXTRA_DATA_KEYS,
+    current_node_info,
+    current_system_stats,
+    invalid_prompt_id_body,
+    is_canonical_uuid,
+    server_features,
+)
 from ._validation import validate_prompt
-from ._ws import SERVER_FEATURES, SocketHub
+from ._ws import SocketHub
 
 __all__ = ["ServerContext", "build_app"]
 
@@ -50,6 +61,8 @@ class ServerContext:
     input_dir: Path
     temp_dir: Path
     mark_placeholders: bool = False
+    # "0.3.64" (the recordings) or "current" (today's source; see _profiles.py).
+    profile: str = "0.3.64"
 
 
 def list_input_files(input_dir: Path) -> list[str]:
@@ -82,6 +95,8 @@ def build_app(ctx: ServerContext) -> web.Application:
 
     app = web.Application(middlewares=[guard], client_max_size=104857600)
     routes = _Routes(ctx)
+    features = server_features(ctx.profile)
+    ctx.hub.server_features = dict(features)
     table: list[tuple[str, str, Handler]] = [
         ("GET", "/ws", ctx.hub.handle),
         ("GET", "/", routes.index),
@@ -100,7 +115,7 @@ def build_app(ctx: ServerContext) -> web.Application:
         ("GET", "/view", routes.view),
         ("POST", "/upload/image", routes.upload_image),
         ("POST", "/upload/mask", routes.upload_mask),
-        ("GET", "/features", routes.static_json(lambda: dict(SERVER_FEATURES))),
+        ("GET", "/features", routes.static_json(lambda: dict(features))),
         (
             "GET",
             "/embeddings",
@@ -118,6 +133,10 @@ def build_app(ctx: ServerContext) -> web.Application:
         ("GET", "/i18n", routes.static_json(dict)),
         ("GET", "/workflow_templates", routes.static_json(dict)),
     ]
+    if ctx.profile == CURRENT:
+        # server.py @ 5e14d797 declares these as "/api/jobs...", so the /api copy is
+        # "/api/api/jobs..." there too.
+        table += JobsRoutes(ctx.executor).table()
     for method, path, handler in table:
         for prefix in ("", "/api"):
             full = prefix + path if path != "/" or not prefix else "/api/"
@@ -150,16 +169,24 @@ class _Routes:
             if self.ctx.mark_placeholders:
                 # Opt-in (the mock backend): clients may render our frames as placeholders.
                 stats["system"]["storycore_emulator"] = True
+            if self.ctx.profile == CURRENT:
+                stats = current_system_stats(stats)
             self._system_stats = stats
         return web.json_response(self._system_stats)
 
+    def _node_info(self, name: str) -> dict[str, Any]:
+        info = self.ctx.defs.info(name)
+        return current_node_info(info) if self.ctx.profile == CURRENT else info
+
     async def object_info(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(self.ctx.defs.all_info())
+        if self.ctx.profile != CURRENT:
+            return web.json_response(self.ctx.defs.all_info())
+        return web.json_response({n: self._node_info(n) for n in self.ctx.defs.class_names()})
 
     async def object_info_one(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["node_class"]
         if name in self.ctx.defs:
-            return web.json_response({name: self.ctx.defs.info(name)})
+            return web.json_response({name: self._node_info(name)})
         return web.json_response({})
 
     async def models_folder(self, request: web.Request) -> web.StreamResponse:
@@ -213,9 +240,18 @@ class _Routes:
             }
             return web.json_response({"error": error, "node_errors": {}}, status=400)
         prompt = data["prompt"]
+        current = self.ctx.profile == CURRENT
+        if current:
+            # server.py @ 5e14d797: null or absent mints an id; anything else must be a
+            # canonical lowercase UUID (0.3.64 took any value, as str()).
+            chosen = data.get("prompt_id")
+            if chosen is not None and not is_canonical_uuid(chosen):
+                return web.json_response(invalid_prompt_id_body(), status=400)
+            prompt_id = str(chosen) if chosen is not None else str(uuid.uuid4())
+        else:
+            prompt_id = str(data["prompt_id"]) if "prompt_id" in data else str(uuid.uuid4())
         if not isinstance(prompt, dict):
             return _internal_error()
-        prompt_id = str(data["prompt_id"]) if "prompt_id" in data else str(uuid.uuid4())
         targets = data.get("partial_execution_targets")
         result = validate_prompt(
             prompt,
@@ -227,10 +263,17 @@ class _Routes:
         extra = dict(extra) if isinstance(extra, dict) else {}
         if "client_id" in data:
             extra["client_id"] = data["client_id"]
+        usage = request.headers.get("Comfy-Usage-Source")
+        if current and usage and "comfy_usage_source" not in extra:
+            extra["comfy_usage_source"] = usage
         if not result.ok:
             return web.json_response(
                 {"error": result.error, "node_errors": result.node_errors}, status=400
             )
+        if current:
+            for key in SENSITIVE_EXTRA_DATA_KEYS:  # kept apart there; never shown again
+                extra.pop(key, None)
+            extra["create_time"] = int(time.time() * 1000)
         executor.put([number, prompt_id, prompt, extra, result.good_outputs])
         return web.json_response(
             {"prompt_id": prompt_id, "number": number, "node_errors": result.node_errors}

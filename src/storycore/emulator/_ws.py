@@ -76,6 +76,8 @@ class SocketHub:
         # The node the executor is running for a client id (re-sent on reconnect, like ComfyUI).
         self.current_client_id: str | None = None
         self.last_node_id: str | None = None
+        # The flags a ``feature_flags`` message is answered with (the profile's, see _server.py).
+        self.server_features: dict[str, Any] = dict(SERVER_FEATURES)
 
     # ---- sending -----------------------------------------------------------------------
     def _enqueue(self, client: _Client, item: _Item) -> None:
@@ -200,7 +202,7 @@ class SocketHub:
                         and isinstance(data.get("data"), dict)
                     ):
                         client.flags = dict(data["data"])
-                        self.send("feature_flags", dict(SERVER_FEATURES), sid)
+                        self.send("feature_flags", dict(self.server_features), sid)
                     first = False
                 elif msg.type == WSMsgType.PING:
                     self._enqueue(client, _Pong(msg.data))
