@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -13,8 +14,41 @@ from typing import Any
 import pytest
 
 from storycore.config import Settings, resolve_settings
+from storycore.emulator import PROFILES, Emulator, EmulatorOptions
 from storycore.engine import EngineEvent
 from storycore.project import init_project
+
+# "The engine's functional tests run against both profiles" (issue 16): every emulator these
+# modules start without naming a profile plays each ComfyUI generation in turn.
+PROFILED_MODULES = frozenset({"test_engine_functional", "test_resume_functional"})
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "emulator_profile" in metafunc.fixturenames and module in PROFILED_MODULES:
+        metafunc.parametrize("emulator_profile", PROFILES, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def emulator_profile(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The profile the test's emulators play: in PROFILED_MODULES, every Emulator whose
+    options leave ``profile`` at the library default plays the parameter; elsewhere nothing
+    changes."""
+    default = EmulatorOptions().profile
+    profile: str = getattr(request, "param", default)
+    if profile == default:
+        return profile
+    build = Emulator.__init__
+
+    def init(self: Emulator, options: EmulatorOptions | None = None, **kwargs: Any) -> None:
+        options = options or EmulatorOptions()
+        if options.profile == default:
+            options = dataclasses.replace(options, profile=profile)
+        build(self, options, **kwargs)
+
+    monkeypatch.setattr(Emulator, "__init__", init)
+    return profile
+
 
 FAST = {
     "comfyui.health_check_interval": 0.2,
