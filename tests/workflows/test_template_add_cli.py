@@ -1,0 +1,166 @@
+"""``storycore template add`` in a child process: import a bundled ComfyUI workflow into a fresh
+project, then ``preflight`` and a render of one panel with it against the emulator; refusals;
+the storycore.toml edit keeps the user's comments and layout."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from storycore._config_edit import add_template_entry
+from storycore.emulator import Emulator, EmulatorOptions
+from storycore.emulator._nodedefs import DEFAULT_MODELS
+from storycore.errors import ConfigError
+from tests.engine.conftest import make_project, run_cli
+
+from ._support import EXAMPLES_DIR, REPO_ROOT
+
+BUNDLED = REPO_ROOT / "tests" / "data" / "workflows" / "bundled"
+FAST_ENV = {
+    "STORYCORE_RENDER__STEPS": "3",
+    "STORYCORE_RENDER__RENDER_LONG_SIDE": "128",
+    "STORYCORE_COMFYUI__HEALTH_CHECK_INTERVAL": "0.2",
+}
+NOWHERE = {"STORYCORE_COMFYUI__PORT": "9", "STORYCORE_COMFYUI__HOST": "127.0.0.1"}
+
+
+def _models() -> dict[str, tuple[str, ...]]:
+    models = dict(DEFAULT_MODELS)
+    models["checkpoints"] = (*models["checkpoints"], "v1-5-pruned-emaonly-fp16.safetensors")
+    return models
+
+
+async def test_add_then_preflight_then_render(tmp_path: Path) -> None:
+    root = make_project(tmp_path, 1)
+    workflow = BUNDLED / "sd15_default.ui.json"
+    async with Emulator(EmulatorOptions(models=_models())) as emu:
+        code, out, err = await run_cli(
+            "template", "add", str(workflow), "--name", "sd15", "-p", str(root),
+            "--backend", emu.url, "--json",
+        )  # fmt: skip
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["catalog"] == emu.url and result["format"] == "ui"
+        assert {b["value"] for b in result["bound"]} >= {"prompt", "negative", "seed", "width"}
+        copied = root / "templates" / "sd15.ui.json"
+        assert copied.read_bytes() == workflow.read_bytes()  # kept as the user gave it
+        binding = tomllib.loads((root / "templates" / "sd15.binding.toml").read_text())
+        assert binding["workflow"] == "sd15.ui.json"
+        assert binding["bindings"]["prompt"] == "6.text"
+        settings = tomllib.loads((root / "storycore.toml").read_text())
+        assert settings["templates"]["sd15"] == "templates/sd15.binding.toml"
+
+        env = {**FAST_ENV, "STORYCORE_RENDER__TEMPLATE": "sd15"}
+        code, out, err = await run_cli(
+            "preflight", "--project", str(root), "--backend", emu.url, "--json", env=env
+        )
+        report = json.loads(out)
+        assert code == 0, err + out
+        assert report["ok"] is True and report["errors"] == 0
+
+        code, out, err = await run_cli(
+            "generate-images", "-p", str(root), "--backend", emu.url, "--json", env=env
+        )
+        assert code == 0, err
+        events = [json.loads(line) for line in out.splitlines()]
+        done = [e for e in events if e["event"] == "panel_done"]
+        assert len(done) == 1 and done[0]["placeholder"] is False
+        assert events[-1]["counts"]["rendered"] == 1
+        async with aiohttp.ClientSession() as session, session.get(f"{emu.url}/history") as got:
+            history = await got.json()
+    (entry,) = history.values()
+    graph = entry["prompt"][2]  # [number, prompt id, graph, extra data, outputs to execute]
+    assert graph["4"]["inputs"]["ckpt_name"] == "v1-5-pruned-emaonly-fp16.safetensors"
+    assert "panel number 1, a lighthouse" in graph["6"]["inputs"]["text"]  # the shot's prompt
+    assert graph["9"]["inputs"]["filename_prefix"].startswith("storycore/")
+    assert graph["3"]["inputs"]["steps"] == 3  # render.steps from the settings
+    images = [p for p in root.rglob("*.png") if "templates" not in p.parts]
+    assert images, "no image was written"
+
+
+async def test_flux_without_a_server_uses_the_shipped_node_list(tmp_path: Path) -> None:
+    root = make_project(tmp_path, 1)
+    code, out, err = await run_cli(
+        "template", "add", str(BUNDLED / "flux_dev_full.ui.json"), "--name", "flux",
+        "-p", str(root), "--timeout", "3", env=NOWHERE,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "ComfyUI 0.3.64 shipped with StoryCore" in err
+    assert "guidance" in out and "no negative prompt" in out  # the table, both halves
+    binding = tomllib.loads((root / "templates" / "flux.binding.toml").read_text())
+    assert binding["bindings"]["cfg"] == "CLIPTextEncodeFlux.guidance"
+    assert "negative" not in binding["bindings"]
+
+
+async def test_refusals(tmp_path: Path) -> None:
+    root = make_project(tmp_path, 1)
+    api = EXAMPLES_DIR / "sdxl_character.api.json"
+    args = ("template", "add", str(api), "-p", str(root), "--timeout", "2")
+    code, _, err = await run_cli(*args, "--name", "../evil", env=NOWHERE)
+    assert code == 2 and "--name" in err
+    code, _, err = await run_cli(*args, "--name", "char", env=NOWHERE)
+    assert code == 0, err
+    before = (root / "templates" / "char.binding.toml").read_text()
+    code, _, err = await run_cli(*args, "--name", "char", env=NOWHERE)
+    assert code == 6 and "already there" in err and "--force" in err
+    assert (root / "templates" / "char.binding.toml").read_text() == before
+    code, _, err = await run_cli(*args, "--name", "char", "--force", env=NOWHERE)
+    assert code == 0, err
+    broken = tmp_path / "broken.json"
+    graph = json.loads(api.read_text())
+    broken.write_text(json.dumps({k: v for k, v in graph.items() if v["class_type"] != "KSampler"}))
+    code, _, err = await run_cli(
+        "template", "add", str(broken), "--name", "b", "-p", str(root), "--timeout", "2",
+        env=NOWHERE,
+    )  # fmt: skip
+    assert code == 6 and "no sampler node" in err and str(broken) in err
+    assert not (root / "templates" / "b.binding.toml").exists()
+    notjson = tmp_path / "x.json"
+    notjson.write_text("{")
+    code, _, err = await run_cli(
+        "template", "add", str(notjson), "--name", "x", "-p", str(root), env=NOWHERE
+    )
+    assert code == 6 and "not valid JSON" in err and "Traceback" not in err
+
+
+def test_settings_edit_keeps_comments_and_layout(tmp_path: Path) -> None:
+    config = tmp_path / "storycore.toml"
+    original = (
+        "# my project\n"
+        "[render]\n"
+        'sampler = "euler"  # keep\n'
+        "\n"
+        "[templates]\n"
+        '# the old one\nold = "templates/old.binding.toml"\n'
+        "\n"
+        "[assets]\n"
+        "keep_versions = 3\n"
+    )
+    config.write_text(original)
+    assert add_template_entry(config, "new", "templates/new.binding.toml", inside=tmp_path) == (
+        "added"
+    )
+    text = config.read_text()
+    assert text == original.replace(
+        'old.binding.toml"\n', 'old.binding.toml"\nnew = "templates/new.binding.toml"\n'
+    )
+    assert add_template_entry(config, "new", "templates/new.binding.toml", inside=tmp_path) == (
+        "unchanged"
+    )
+    with pytest.raises(ConfigError, match="already registered"):
+        add_template_entry(config, "new", "templates/other.toml", inside=tmp_path)
+    inline = tmp_path / "inline.toml"
+    inline.write_text('templates = { a = "x.toml" }\n')
+    with pytest.raises(ConfigError, match="add this line under"):
+        add_template_entry(inline, "b", "templates/b.toml", inside=tmp_path)
+    assert inline.read_text() == 'templates = { a = "x.toml" }\n'
+    shutil.rmtree(tmp_path / "fresh", ignore_errors=True)
+    fresh = tmp_path / "fresh" / "storycore.toml"
+    fresh.parent.mkdir()
+    add_template_entry(fresh, "a", "templates/a.binding.toml", inside=fresh.parent)
+    assert tomllib.loads(fresh.read_text()) == {"templates": {"a": "templates/a.binding.toml"}}
