@@ -26,8 +26,9 @@ from typing import Any
 
 from ._graph import ExecutionList, ProgressRegistry, is_link, signatures
 from ._images import encode_preview, placeholder, png_bytes
+from ._node_sampling import progress_plan
 from ._nodedefs import NodeDefs
-from ._nodes import IMPLEMENTATIONS, SAMPLER_STEPS, Latent, NodeContext, generic
+from ._nodes import IMPLEMENTATIONS, Latent, NodeContext, generic
 from ._queue import PromptQueue, QueueItem
 from ._ws import SocketHub
 
@@ -371,21 +372,23 @@ class Executor(PromptQueue):
             "parent_node_id": None,
             "real_node_id": uid,
         }
-        if class_type in SAMPLER_STEPS:
-            steps = int(inputs.get(SAMPLER_STEPS[class_type], 1))
-            for step in range(1, steps + 1):
+        plan = progress_plan(class_type, inputs)
+        if plan is not None:
+            # Samplers and tiled decodes tick once per step / tile, each step_seconds apart;
+            # an interrupt is seen at the next tick (_node_sampling.py says which node ticks).
+            for step in range(1, plan.frames + 1):
                 await self._sleep(self.step_seconds)
                 if self._interrupt:
                     raise _Interrupted
-                progress.update(uid, step, steps)
+                progress.update(uid, step, plan.maximum)
                 frame = None
-                if self.preview:
+                if self.preview and plan.previews:
                     frame = await asyncio.to_thread(self._preview_frame, inputs, step)
                 if frame is not None and hub.wants_metadata(client):
                     hub.send_image("JPEG", frame, client, meta)
                 hub.send(
                     "progress",
-                    {"value": step, "max": steps, "prompt_id": prompt_id, "node": uid},
+                    {"value": step, "max": plan.maximum, "prompt_id": prompt_id, "node": uid},
                     client,
                 )
                 if frame is not None and not hub.wants_metadata(client):

@@ -1,8 +1,9 @@
 """Node definitions loaded from the recorded ``/object_info`` of a real ComfyUI.
 
 The recordings ship as package data (``data/``). Model-file combos (``ckpt_name``, ``lora_name``,
-...) and the ``LoadImage`` file list are rebuilt from the emulator's configured model lists and
-its input folder, the way a real server rebuilds them on every ``/object_info`` call.
+...) and the ``LoadImage`` file list are rebuilt from the emulator's model files (a models folder
+or fixed names, see _folders.py) and its input folder, the way a real server rebuilds them on
+every ``/object_info`` call and validation.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any
+
+from ._folders import ModelFiles, StaticModels
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -121,7 +124,7 @@ class NodeDefs:
 
     def __init__(
         self,
-        models: Mapping[str, Sequence[str]],
+        models: Mapping[str, Sequence[str]] | ModelFiles,
         node_packs: Sequence[str],
         list_input_files: Callable[[], list[str]],
     ) -> None:
@@ -140,16 +143,23 @@ class NodeDefs:
                 if any(str(info.get("python_module", "")).startswith(w) for w in wanted):
                     defs[name] = info
         self._defs = defs
-        self.models: dict[str, list[str]] = {k: sorted(v) for k, v in models.items()}
+        self._files: ModelFiles = StaticModels(models) if isinstance(models, Mapping) else models
         self._list_input_files = list_input_files
-        self.model_folders: list[str] = list(load_data_json("models.json")["body"])
-        if "ipadapter_plus" in node_packs and "ipadapter" not in self.model_folders:
-            self.model_folders.append("ipadapter")
-        for folder in self.models:
-            if folder == "ipadapter" and "ipadapter_plus" not in node_packs:
+        self._registered: list[str] = list(load_data_json("models.json")["body"])
+        self._ipadapter = "ipadapter_plus" in node_packs
+        if self._ipadapter and "ipadapter" not in self._registered:
+            self._registered.append("ipadapter")
+
+    @property
+    def model_folders(self) -> list[str]:
+        """``GET /models``: the recorded folder names, then any other folder the emulator has."""
+        names = list(self._registered)
+        for folder in self._files.folders():
+            if folder == "ipadapter" and not self._ipadapter:
                 continue  # the folder is registered by the IPAdapter pack
-            if folder not in self.model_folders:
-                self.model_folders.append(folder)
+            if folder not in names:
+                names.append(folder)
+        return names
 
     def __contains__(self, class_type: object) -> bool:
         return isinstance(class_type, str) and class_type in self._defs
@@ -167,7 +177,7 @@ class NodeDefs:
         return list(self._defs[class_type].get("output", []))
 
     def folder_files(self, folder: str) -> list[str]:
-        return list(self.models.get(folder, []))
+        return self._files.files(folder)
 
     def live_spec(self, class_type: str, category: str, name: str) -> list[Any]:
         """One input spec with its combo choices as the server shows them now."""

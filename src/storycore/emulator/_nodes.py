@@ -1,5 +1,9 @@
 """Node implementations: real Pillow semantics for image nodes, placeholders for model nodes.
 
+This module holds the core image and model nodes; values (primitives, text) are in
+_node_values.py, shapes (crop, scale, pad, batch, stitch) in _node_shapes.py, samplers and
+their progress in _node_sampling.py, other output nodes in _node_outputs.py.
+
 Each implementation is a plain (blocking) function ``(ctx, inputs) -> NodeResult`` that the
 executor runs in a worker thread. Model nodes carry small descriptive values (which checkpoint,
 which prompt, which seed) down the graph, and ``VAEDecode`` turns them into a deterministic
@@ -11,18 +15,23 @@ from __future__ import annotations
 
 import random
 import string
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageChops, ImageFilter, ImageOps
 
-from ._images import Images, next_counter, placeholder, save_png, solid
+from ._images import Images, placeholder, save_png, solid
+from ._node_outputs import OUTPUT_IMPLEMENTATIONS
+from ._node_sampling import SAMPLING_IMPLEMENTATIONS, sample_latent
+from ._node_shapes import SHAPE_IMPLEMENTATIONS
+from ._node_types import Conditioning, Latent, ModelRef, NodeContext, NodeResult, Sigmas
+from ._node_values import VALUE_IMPLEMENTATIONS
+from ._prefix import save_path
 
 __all__ = [
     "IMPLEMENTATIONS",
-    "SAMPLER_STEPS",
     "Conditioning",
     "Latent",
     "ModelRef",
@@ -31,62 +40,6 @@ __all__ = [
     "generic",
     "resolve_input_image",
 ]
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    kind: str
-    name: str
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Conditioning:
-    text: str
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Latent:
-    width: int
-    height: int
-    batch: int
-    seed: int | None = None
-    prompt: str = ""
-    notes: tuple[str, ...] = ()
-    base: tuple[Image.Image, ...] = ()
-
-
-@dataclass
-class NodeContext:
-    unique_id: str
-    class_type: str
-    output_dir: Path
-    input_dir: Path
-    temp_dir: Path
-    prompt: Mapping[str, Any]
-    extra_pnginfo: Mapping[str, Any] | None
-    model_files: Callable[[str], list[str]]
-    return_types: list[Any] = field(default_factory=list)
-
-
-@dataclass
-class NodeResult:
-    outputs: tuple[Any, ...]
-    ui: dict[str, Any] | None = None
-
-
-# class_type -> name of the input holding the number of sampler steps.
-SAMPLER_STEPS: dict[str, str] = {"KSampler": "steps", "KSamplerAdvanced": "steps"}
-
-_RESAMPLE = {
-    "nearest-exact": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "area": Image.Resampling.BOX,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "bislerp": Image.Resampling.BICUBIC,
-}
 
 
 def resolve_input_image(name: str, input_dir: Path, output_dir: Path, temp_dir: Path) -> Path:
@@ -103,25 +56,10 @@ def _save_images(ctx: NodeContext, images: Images, prefix: str, kind: str) -> No
     root = ctx.output_dir if kind == "output" else ctx.temp_dir
     if kind == "temp":
         prefix += "_temp_" + "".join(random.choice(string.ascii_lowercase) for _ in range(5))
-    if images and "%" in prefix:
-        w, h = images[0].size
-        prefix = prefix.replace("%width%", str(w)).replace("%height%", str(h))
-    normalized = Path(prefix)
-    sub = str(normalized.parent) if str(normalized.parent) != "." else ""
-    filename = normalized.name
-    folder = (root / sub).resolve() if sub else root.resolve()
-    root_abs = root.resolve()
-    try:
-        folder.relative_to(root_abs)
-    except ValueError:
-        common = Path(*[a for a, b in zip(folder.parts, root_abs.parts, strict=False) if a == b])
-        raise Exception(
-            "**** ERROR: Saving image outside the output folder is not allowed."
-            f"\n full_output_folder: {folder}"
-            f"\n         output_dir: {root_abs}"
-            f"\n         commonpath: {common}"
-        ) from None
-    counter = next_counter(folder, filename)
+    w, h = images[0].size if images else (0, 0)
+    # Server-side variables only (_prefix.py); the size is the first image's, as nodes.py
+    # SaveImage @ a125cd84 passes images[0].shape[1], shape[0] ([H, W, C]: width, height).
+    folder, filename, counter, sub = save_path(root, prefix, w, h)
     results = []
     level = 4 if kind == "output" else 1
     for i, img in enumerate(images):
@@ -166,25 +104,6 @@ def _blend(a: Image.Image, b: Image.Image, factor: float, mode: str) -> Image.Im
     return Image.blend(a, mixed, float(factor))
 
 
-def _scale(img: Image.Image, method: str, width: int, height: int, crop: str) -> Image.Image:
-    w0, h0 = img.size
-    if width == 0 and height == 0:
-        return img
-    if width == 0:
-        width = max(1, round(w0 * height / h0))
-    elif height == 0:
-        height = max(1, round(h0 * width / w0))
-    if crop == "center":
-        old_aspect, new_aspect = w0 / h0, width / height
-        if old_aspect > new_aspect:
-            x = round((w0 - w0 * (new_aspect / old_aspect)) / 2)
-            img = img.crop((x, 0, w0 - x, h0))
-        elif old_aspect < new_aspect:
-            y = round((h0 - h0 * (old_aspect / new_aspect)) / 2)
-            img = img.crop((0, y, w0, h0 - y))
-    return img.resize((width, height), _RESAMPLE.get(method, Image.Resampling.BICUBIC))
-
-
 def _edges(images: Images) -> Images:
     return [img.convert("L").filter(ImageFilter.FIND_EDGES).convert("RGB") for img in images]
 
@@ -214,12 +133,6 @@ def save_image(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
 
 def preview_image(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
     return _save_images(ctx, i["images"], "ComfyUI", "temp")
-
-
-def image_scale(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
-    w, h = int(i["width"]), int(i["height"])
-    out = [_scale(img, str(i["upscale_method"]), w, h, str(i["crop"])) for img in i["image"]]
-    return NodeResult((out,))
 
 
 def image_invert(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
@@ -263,21 +176,10 @@ def empty_latent(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
 
 
 def ksampler(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
-    latent: Latent = i["latent_image"]
-    positive = i.get("positive")
-    model = i.get("model")
     seed = int(i.get("seed", i.get("noise_seed", 0)))
-    notes: list[str] = []
-    if isinstance(model, ModelRef):
-        notes.append(f"model {model.name}")
-        notes.extend(model.notes)
-    if isinstance(positive, Conditioning):
-        notes.extend(positive.notes)
-    notes.append(
-        f"{i.get('sampler_name', '?')} {i.get('steps', '?')} steps cfg {i.get('cfg', '?')}"
-    )
-    text = positive.text if isinstance(positive, Conditioning) else ""
-    return NodeResult((replace(latent, seed=seed, prompt=text, notes=tuple(notes)),))
+    summary = f"{i.get('sampler_name', '?')} {i.get('steps', '?')} steps cfg {i.get('cfg', '?')}"
+    out = sample_latent(i["latent_image"], i.get("model"), i.get("positive"), seed, summary)
+    return NodeResult((out,))
 
 
 def vae_decode(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
@@ -392,7 +294,6 @@ IMPLEMENTATIONS: dict[str, Callable[[NodeContext, dict[str, Any]], NodeResult]] 
     "LoadImage": load_image,
     "SaveImage": save_image,
     "PreviewImage": preview_image,
-    "ImageScale": image_scale,
     "ImageInvert": image_invert,
     "ImageBlend": image_blend,
     "ImageBatch": image_batch,
@@ -404,6 +305,7 @@ IMPLEMENTATIONS: dict[str, Callable[[NodeContext, dict[str, Any]], NodeResult]] 
     "KSampler": ksampler,
     "KSamplerAdvanced": ksampler,
     "VAEDecode": vae_decode,
+    "VAEDecodeTiled": vae_decode,
     "VAEEncode": vae_encode,
     "LoraLoader": lora_loader,
     "LoraLoaderModelOnly": lora_loader,
@@ -421,6 +323,10 @@ IMPLEMENTATIONS: dict[str, Callable[[NodeContext, dict[str, Any]], NodeResult]] 
     "MaskToImage": mask_to_image,
     "UpscaleModelLoader": _loader("UPSCALE_MODEL", "model_name"),
     "ImageUpscaleWithModel": upscale_with_model,
+    **VALUE_IMPLEMENTATIONS,
+    **SHAPE_IMPLEMENTATIONS,
+    **SAMPLING_IMPLEMENTATIONS,
+    **OUTPUT_IMPLEMENTATIONS,
 }
 
 
@@ -451,6 +357,8 @@ def _has_type(value: Any, rtype: Any) -> bool:
         )
     if rtype == "LATENT":
         return isinstance(value, Latent)
+    if rtype == "SIGMAS":
+        return isinstance(value, Sigmas)
     if rtype == "CONDITIONING":
         return isinstance(value, Conditioning)
     return isinstance(value, ModelRef) and value.kind == rtype
@@ -467,4 +375,13 @@ def _default_value(ctx: NodeContext, rtype: Any, i: dict[str, Any]) -> Any:
         return Latent(width, height, 1)
     if rtype == "CONDITIONING":
         return Conditioning(str(i.get("text", "")))
+    if rtype in _SCALAR_DEFAULTS:
+        return _SCALAR_DEFAULTS[rtype]
+    if rtype == "SIGMAS":
+        steps = i.get("steps")
+        return Sigmas(int(steps) if isinstance(steps, int | float) else 1)
     return ModelRef(str(rtype), ctx.class_type)
+
+
+# An unknown node's value outputs: a value of the right type, never a model record.
+_SCALAR_DEFAULTS: dict[str, Any] = {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}
