@@ -80,6 +80,8 @@ class RichView:
         )
         self.overall: Any = None
         self.panels: dict[str, Any] = {}
+        self.previewed: set[str] = set()  # running panels whose preview file is there
+        self.preview_said = False
         self.planned: list[Any] = []
         self.started = False
 
@@ -91,8 +93,11 @@ class RichView:
 
     def handle(self, event: Any) -> None:
         from storycore import engine as e
+        from storycore.engine._events import PanelPreview
 
-        if isinstance(event, e.RunStarted):
+        if isinstance(event, PanelPreview):
+            self._show_preview(event)
+        elif isinstance(event, e.RunStarted):
             self.progress.start()
             self.started = True
             kind = "MOCK (placeholders)" if event.mock else ", ".join(event.backends)
@@ -130,10 +135,28 @@ class RichView:
         elif isinstance(event, e.PanelPlanned):
             self.planned.append(event)
 
+    def _show_preview(self, event: Any) -> None:
+        """The first preview of a run gets one line (where the files are); after that a running
+        panel's bar says "preview ready", never a line per frame."""
+        if not self.preview_said:
+            self.preview_said = True
+            self._say(
+                f"[dim]preview ready[/] {shown(event.shot_id)} -> {shown(event.path)} "
+                "(each running panel's latest preview, updated as it renders)"
+            )
+        if event.shot_id in self.panels:
+            self.previewed.add(event.shot_id)  # its bar says so from the next step on
+
+    def _label(self, label: str) -> str:
+        suffix = " [dim]preview ready[/]"
+        return label if label.endswith(suffix) else label + suffix
+
     def _show_progress(self, event: Any) -> None:
         task = self._panel_task(event.shot_id)
         node = f" {shown(event.node_class)}" if event.node_class else ""
         label = f"  {shown(event.shot_id)}{node}"
+        if event.shot_id in self.previewed:
+            label = self._label(label)
         if event.steps:
             self.progress.update(task, description=label, completed=event.step, total=event.steps)
         else:
@@ -146,6 +169,7 @@ class RichView:
         return self.panels[shot_id]
 
     def _finish_panel(self, shot_id: str) -> None:
+        self.previewed.discard(shot_id)
         task = self.panels.pop(shot_id, None)
         if task is not None:
             self.progress.remove_task(task)

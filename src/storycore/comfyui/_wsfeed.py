@@ -9,6 +9,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 
@@ -18,7 +19,13 @@ from storycore.comfyui.events import Event, parse_binary_frame, parse_text_frame
 __all__ = ["WebSocketFeed"]
 
 _log = logging.getLogger(__name__)
-_FEATURE_FLAGS = {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
+# The first message on each connection: ComfyUI reads feature flags only from a client's first
+# message (server.py websocket_handler @ 002c3fb9) and then sends previews as type-4 frames
+# naming their prompt and node (comfy_execution/progress.py @ 1b71f275), not type 1.
+FEATURE_FLAGS: dict[str, Any] = {
+    "type": "feature_flags",
+    "data": {"supports_preview_metadata": True},
+}
 
 
 class WebSocketFeed:
@@ -40,6 +47,7 @@ class WebSocketFeed:
         self.client_id: str | None = None
         self.last_message = 0.0
         self.connections = 0
+        self.announce: dict[str, Any] | None = FEATURE_FLAGS  # None: announce nothing
         self._closed = False
 
     @property
@@ -73,7 +81,8 @@ class WebSocketFeed:
             else:
                 self._on_gap()  # reconnected: what finished during the gap must be looked up
             try:
-                await ws.send_json(_FEATURE_FLAGS)
+                if self.announce is not None:
+                    await ws.send_json(self.announce)
                 await self._read(ws)
             except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError) as exc:
                 _log.info("WebSocket to %s failed: %s", self.client.address.url, exc)

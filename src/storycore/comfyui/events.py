@@ -2,8 +2,11 @@
 
 Text frames are JSON ``{"type": ..., "data": {...}}``. Binary frames start with a 4-byte
 big-endian event type: 1 = preview image (4-byte format, 1 JPEG / 2 PNG, then the image),
+2 = "unencoded" preview (in-process only in ComfyUI; read like 1 if one ever arrives),
 3 = progress text (4-byte node-id length, node id, UTF-8 text), 4 = preview image with metadata
-(4-byte JSON length, JSON ``{node_id, prompt_id, ..., image_type}``, then the image).
+(4-byte JSON length, JSON ``{node_id, prompt_id, ..., image_type}``, then the image). Any other
+type gives ``None``. An image's format is sniffed from its bytes; the declared one is used only
+for bytes that are no known image (the engine decodes and bounds them before use).
 
 Unknown message types and malformed frames give ``None``: a frame that is not JSON, nested too
 deep, of the wrong shape, or with an id (prompt or node) that is not a string or number of at
@@ -22,7 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "BINARY_PREVIEW_IMAGE",
+    "BINARY_PREVIEW_IMAGE_WITH_METADATA",
+    "BINARY_TEXT",
+    "BINARY_UNENCODED_PREVIEW_IMAGE",
     "MAX_ID_LENGTH",
+    "MAX_METADATA_BYTES",
     "CachedNodes",
     "Event",
     "ExecutionDone",
@@ -413,6 +421,21 @@ _PARSERS = {
     "execution_interrupted": _execution_interrupted,
 }
 
+# Binary event types: ComfyUI protocol.py BinaryEventTypes, as server.py send / send_image /
+# send_image_with_metadata / send_progress_text put them on the wire (@ 002c3fb9).
+# 1: 4-byte format (1 JPEG, 2 PNG), the image (a client that did not announce preview metadata).
+# 2: in-process only: ``send`` encodes its (format, PIL image, max size) as a type-1 frame, so
+#    ComfyUI never sends a 2; one from a node's own ``send_bytes(2, ...)`` is read like a 1, its
+#    format sniffed from the bytes, nothing else trusted.
+# 3: 4-byte node-id length, the node id, UTF-8 text.
+# 4: 4-byte JSON length, JSON {node_id, prompt_id, display_node_id, parent_node_id, real_node_id,
+#    image_type} (comfy_execution/progress.py WebUIProgressHandler @ 1b71f275), the image.
+BINARY_PREVIEW_IMAGE = 1
+BINARY_UNENCODED_PREVIEW_IMAGE = 2
+BINARY_TEXT = 3
+BINARY_PREVIEW_IMAGE_WITH_METADATA = 4
+MAX_METADATA_BYTES = 64 * 1024  # the longest preview metadata read (ComfyUI's: ~170 bytes)
+
 _FORMATS = {1: ("JPEG", "image/jpeg"), 2: ("PNG", "image/png")}
 _MIME_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 
@@ -427,47 +450,57 @@ def _sniff(image: bytes) -> tuple[str, str]:
     return "unknown", "application/octet-stream"
 
 
-def parse_binary_frame(frame: bytes) -> Event | None:
-    """Parse one binary frame. ``None`` for short frames and unknown event types."""
-    if len(frame) < 8:
+def parse_binary_frame(frame: bytes | bytearray | memoryview) -> Event | None:
+    """Parse one binary frame of any type (1-4). ``None`` for short or malformed frames and
+    for event types this client does not know (a newer server's, a custom node's)."""
+    data = bytes(frame)
+    if len(data) < 8:
         return None
-    (event_type,) = struct.unpack(">I", frame[:4])
-    if event_type == 1:
-        (fmt_code,) = struct.unpack(">I", frame[4:8])
-        image = bytes(frame[8:])
-        fmt, mime = _FORMATS.get(fmt_code) or _sniff(image)
-        return PreviewImage(image=image, format=fmt, mime_type=mime, event_type=1)
-    if event_type == 3:
-        (length,) = struct.unpack(">I", frame[4:8])
-        if 8 + length > len(frame) or length > MAX_ID_LENGTH * 4:
-            return None
-        try:
-            node_id = frame[8 : 8 + length].decode("utf-8")
-            text = frame[8 + length :].decode("utf-8", errors="replace")
-        except UnicodeDecodeError:
-            return None
-        return ProgressText(node_id=node_id, text=text)
-    if event_type == 4:
-        (length,) = struct.unpack(">I", frame[4:8])
-        if 8 + length > len(frame):
-            return None
-        try:
-            metadata = json.loads(frame[8 : 8 + length].decode("utf-8"))
-        except (ValueError, RecursionError):
-            return None
-        if not isinstance(metadata, Mapping):
-            return None
-        image = bytes(frame[8 + length :])
-        mime = str(metadata.get("image_type") or "")
-        known = _MIME_FORMATS.get(mime)
-        fmt, mime = (known, mime) if known is not None else _sniff(image)
-        return PreviewImage(
-            image=image,
-            format=fmt,
-            mime_type=mime,
-            prompt_id=_str(metadata.get("prompt_id")),
-            node_id=_str(metadata.get("node_id")),
-            metadata=dict(metadata),
-            event_type=4,
-        )
+    event_type, word = struct.unpack(">II", data[:8])
+    if event_type in (BINARY_PREVIEW_IMAGE, BINARY_UNENCODED_PREVIEW_IMAGE):
+        image = data[8:]
+        sniffed = _sniff(image)
+        # What the bytes are, else the declared format (type 2 is never ComfyUI's own).
+        declared = _FORMATS.get(word) if event_type == BINARY_PREVIEW_IMAGE else None
+        fmt, mime = declared if declared is not None and sniffed[0] == "unknown" else sniffed
+        return PreviewImage(image=image, format=fmt, mime_type=mime, event_type=event_type)
+    if event_type == BINARY_TEXT:
+        return _progress_text(data, word)
+    if event_type == BINARY_PREVIEW_IMAGE_WITH_METADATA:
+        return _preview_with_metadata(data, word)
     return None
+
+
+def _progress_text(data: bytes, length: int) -> Event | None:
+    if 8 + length > len(data) or length > MAX_ID_LENGTH:
+        return None
+    try:
+        node_id = data[8 : 8 + length].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    text = data[8 + length :].decode("utf-8", errors="replace")
+    return ProgressText(node_id=_clean(node_id), text=_clean(text))
+
+
+def _preview_with_metadata(data: bytes, length: int) -> Event | None:
+    if 8 + length > len(data) or length > MAX_METADATA_BYTES:
+        return None
+    try:
+        metadata = json.loads(data[8 : 8 + length].decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(metadata, Mapping):
+        return None
+    image = data[8 + length :]
+    sniffed = _sniff(image)
+    declared = _MIME_FORMATS.get(mime := str(metadata.get("image_type") or ""))
+    fmt, mime = (declared, mime) if declared is not None and sniffed[0] == "unknown" else sniffed
+    return PreviewImage(
+        image=image,
+        format=fmt,
+        mime_type=mime,
+        prompt_id=_str(metadata.get("prompt_id")),
+        node_id=_str(metadata.get("node_id")),
+        metadata=dict(metadata),
+        event_type=BINARY_PREVIEW_IMAGE_WITH_METADATA,
+    )

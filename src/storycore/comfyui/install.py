@@ -47,6 +47,7 @@ __all__ = [
     "detect_desktop",
     "emulator_install",
     "find_install",
+    "preview_flags",
     "search_places",
     "server_url",
 ]
@@ -57,6 +58,10 @@ DESKTOP_PORT = 8000
 EMULATOR_MODULE = "storycore.emulator"
 
 InstallKind = Literal["portable", "venv", "python", "emulator"]
+
+PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
+"""ComfyUI's ``--preview-method`` values (comfy/cli_args.py ``LatentPreviewMethod`` @ 03294572;
+its own default is ``none``: no previews)."""
 
 
 @dataclass(frozen=True)
@@ -265,3 +270,16 @@ def server_url(host: str, port: int) -> str:
     elif ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"http://{host}:{port}"
+
+
+def preview_flags(method: str | None, extra_args: Sequence[str] = ()) -> list[str]:
+    """``["--preview-method", method]``, or nothing: when ``method`` is ``None`` or the user's
+    own ``extra_args`` already choose one (``--preview-method X`` or ``--preview-method=X``:
+    theirs wins). ``method`` must be one of :data:`PREVIEW_METHODS` (the setting's type checks
+    that; anything else is left out rather than passed to ComfyUI, which would refuse to start).
+    """
+    if method is None or method not in PREVIEW_METHODS:
+        return []
+    if any(arg == "--preview-method" or arg.startswith("--preview-method=") for arg in extra_args):
+        return []
+    return ["--preview-method", method]

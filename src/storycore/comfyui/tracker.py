@@ -25,7 +25,7 @@ import contextlib
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -46,7 +46,9 @@ from storycore.comfyui.events import (
     ExecutionStarted,
     ExecutionSuccess,
     NodeExecuting,
+    NodeProgress,
     PreviewImage,
+    ProgressState,
     ProgressText,
     ServerStatus,
 )
@@ -58,10 +60,33 @@ from storycore.errors import (
     ServerUnreachable,
 )
 
-__all__ = ["PromptCompleted", "PromptHandle", "PromptQueued", "PromptTracker"]
+__all__ = ["PreviewListener", "PromptCompleted", "PromptHandle", "PromptQueued", "PromptTracker"]
 
 _log = logging.getLogger(__name__)
 _UNSET: Any = object()
+
+PreviewListener = Callable[[PreviewImage, int | None, int | None], None]
+"""``listener(preview, step, steps)``: a prompt's preview frame and the sampler step it shows
+(the last ``progress``/``progress_state`` value of a running node; ``None`` when none came)."""
+
+
+class _Previews:
+    """Who listens to one prompt's previews, and the step its sampler reached."""
+
+    __slots__ = ("listener", "step", "steps")
+
+    def __init__(self, listener: PreviewListener) -> None:
+        self.listener = listener
+        self.step: int | None = None
+        self.steps: int | None = None
+
+    def note(self, event: Event) -> None:
+        if isinstance(event, NodeProgress) and event.max > 0:
+            self.step, self.steps = int(event.value), int(event.max)
+        elif isinstance(event, ProgressState):
+            for node in event.nodes:
+                if node.state == "running" and node.max > 1:
+                    self.step, self.steps = int(node.value), int(node.max)
 
 
 class PromptTracker(Supervision):
@@ -93,6 +118,7 @@ class PromptTracker(Supervision):
         self._last_poll = 0.0
         self._running_prompt: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._previews: dict[str, _Previews] = {}
         self._main_tasks: list[asyncio.Task[None]] = []
         self._poll_task: asyncio.Task[None] | None = None
         self._started = False
@@ -132,6 +158,7 @@ class PromptTracker(Supervision):
         if self._closed:
             return
         self._closed = True
+        self._previews.clear()
         for handle in list(self._handles.values()):
             handle.fail(
                 "closed",
@@ -324,6 +351,16 @@ class PromptTracker(Supervision):
     def handle(self, prompt_id: str) -> PromptHandle | None:
         return self._handles.get(prompt_id)
 
+    def on_preview(self, prompt_id: str, listener: PreviewListener | None) -> None:
+        """Hand each preview frame of ``prompt_id`` (while it runs) to ``listener``; ``None``
+        stops that. Frames come as the server sends them (ComfyUI: one per sampler step when
+        started with ``--preview-method`` other than none); bounded by the prompt's budget. A
+        listener that raises is dropped, never the frame's connection."""
+        if listener is None:
+            self._previews.pop(prompt_id, None)
+        elif not self._closed:
+            self._previews[prompt_id] = _Previews(listener)
+
     # ------------------------------------------------------------------ WebSocket side
     def _on_gap(self) -> None:
         self._last_poll = 0.0  # poll at once: something may have finished meanwhile
@@ -374,6 +411,8 @@ class PromptTracker(Supervision):
         if handle.done():
             return
         handle.feed(event)
+        if handle.prompt_id in self._previews:
+            self._preview(handle, event)
         if isinstance(event, ExecutionError):
             handle.fail("error", execution_failed(self._server, handle.prompt_id, event))
             self._forget(handle)
@@ -387,6 +426,19 @@ class PromptTracker(Supervision):
             self._forget(handle)
         elif isinstance(event, ExecutionSuccess | ExecutionDone):
             self._start_finalizer(handle)
+
+    def _preview(self, handle: PromptHandle, event: Event) -> None:
+        previews = self._previews[handle.prompt_id]
+        if handle.done():
+            del self._previews[handle.prompt_id]
+        elif isinstance(event, PreviewImage):
+            try:
+                previews.listener(event, previews.step, previews.steps)
+            except Exception:
+                _log.debug("a preview listener failed; it is dropped", exc_info=True)
+                self._previews.pop(handle.prompt_id, None)
+        else:
+            previews.note(event)
 
     def _whole_stream(self, handle: PromptHandle) -> bool:
         return (

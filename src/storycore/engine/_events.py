@@ -17,6 +17,7 @@ __all__ = [
     "PanelDone",
     "PanelFailed",
     "PanelPlanned",
+    "PanelPreview",
     "PanelProgress",
     "PanelSkipped",
     "PanelSubmitted",
@@ -78,6 +79,22 @@ class PanelProgress:
 
 
 @dataclass(frozen=True)
+class PanelPreview:
+    """The latest preview of a running panel was written to ``path`` (a JPEG under
+    ``.storycore/previews/``, replaced at most twice a second, removed when the panel lands or
+    fails). ``step``/``steps``: the sampler step it shows, when the server said;
+    ``count``: how many previews of this panel were written so far."""
+
+    shot_id: str
+    path: str
+    step: int | None = None
+    steps: int | None = None
+    width: int = 0
+    height: int = 0
+    count: int = 1
+
+
+@dataclass(frozen=True)
 class PanelDone:
     """A panel landed in the project. ``seconds`` is the whole trip (upload to written);
     ``execution_s`` the server's own time running the graph, ``queued_s`` the wait in its
@@ -130,6 +147,7 @@ EngineEvent = (
     | PanelSkipped
     | PanelSubmitted
     | PanelProgress
+    | PanelPreview
     | PanelDone
     | PanelFailed
     | PanelPlanned
