@@ -93,6 +93,8 @@ async def test_step_seconds_lets_an_interrupt_land_mid_sampling(tmp_path: Path) 
         "0.2",
         "--output-dir",
         str(tmp_path / "out"),
+        "--models-dir",
+        str(tmp_path / "models"),
         cwd=tmp_path,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -102,6 +104,9 @@ async def test_step_seconds_lets_an_interrupt_land_mid_sampling(tmp_path: Path) 
         timeout = aiohttp.ClientTimeout(total=20)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             await _wait_ready(http, url, proc, 30.0)
+            # --models-dir: a new folder is made with the default names, and listed from disk.
+            (tmp_path / "models" / "loras" / "storycore-style.safetensors").unlink()
+            assert await (await http.get(f"{url}/models/loras")).json() == []
             client = uuid.uuid4().hex
             async with http.ws_connect(f"ws://127.0.0.1:{port}/ws?clientId={client}") as ws:
                 body = {"prompt": _txt2img(10), "client_id": client}

@@ -67,3 +67,13 @@ async def test_fixed_model_names_still_work(emu: Emulator, http: aiohttp.ClientS
     assert emu.models_dir is None
     ckpts = await (await http.get(f"{emu.url}/models/checkpoints")).json()
     assert ckpts == sorted(DEFAULT_MODELS["checkpoints"])
+
+
+def test_process_flags_name_the_models_folder(tmp_path: Path) -> None:
+    from storycore.emulator.__main__ import parse_args
+
+    opts = parse_args(["--base-directory", str(tmp_path)])[0]
+    assert opts.models_dir == tmp_path / "models"
+    opts = parse_args(["--models-directory", str(tmp_path / "m")], scratch_default=True)[0]
+    assert opts.models_dir == tmp_path / "m"
+    assert parse_args([], scratch_default=True)[0].models_dir is None
