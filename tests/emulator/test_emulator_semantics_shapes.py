@@ -6,6 +6,7 @@ source, file @ commit per case; no recording of these exists).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,8 @@ import pytest
 from PIL import Image
 
 from storycore.emulator import Emulator
+from storycore.emulator._node_shapes import SHAPE_IMPLEMENTATIONS
+from storycore.emulator._node_types import NodeContext
 
 from ._semantics import failure, run_prompt
 from ._support import load_reference_json
@@ -61,3 +64,13 @@ async def test_pad_mask_is_white_outside_and_feathered_inside(
         assert mask.getpixel((8, 20)) == 255  # d = 0 at the padded left side: (4/4)^2
         assert mask.getpixel((8 + 2, 20)) == round(((4 - 2) / 4) ** 2 * 255)
         assert mask.getpixel((8 + 32, 1)) == 0  # top was not padded: no feather there
+
+
+def test_total_pixels_with_resolution_steps_as_todays_comfyui(tmp_path: Path) -> None:
+    # nodes_post_processing.py @ 0c853489: round(side * sqrt(MP * 1024^2 / (W * H)) / r) * r.
+    ctx = NodeContext("1", "ImageScaleToTotalPixels", tmp_path, tmp_path, tmp_path, {}, None, list)
+    impl = SHAPE_IMPLEMENTATIONS["ImageScaleToTotalPixels"]
+    inputs = {"image": [Image.new("RGB", (64, 48))], "upscale_method": "area", "megapixels": 0.01}
+    steps = impl(ctx, {**inputs, "resolution_steps": 8}).outputs[0]
+    assert steps[0].size == (120, 88)
+    assert impl(ctx, inputs).outputs[0][0].size == (118, 89)

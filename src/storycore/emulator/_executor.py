@@ -340,7 +340,13 @@ class Executor(PromptQueue):
         self, prompt: dict[str, Any], node: dict[str, Any], values: dict[str, tuple[Any, ...]]
     ) -> dict[str, Any]:
         inputs: dict[str, Any] = {}
+        declared = self.defs.raw(node["class_type"]).get("input", {})
+        known = {n for cat in ("required", "optional") for n in declared.get(cat) or {}}
         for name, value in node.get("inputs", {}).items():
+            if not is_link(value) and name not in known:
+                # execution.py get_input_data: a widget value the class does not declare is
+                # not passed (so an input of a newer ComfyUI changes nothing on 0.3.64).
+                continue
             if is_link(value):
                 src = value[0]
                 outs = values.get(src)

@@ -76,15 +76,22 @@ def _image_scale_by(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
 
 
 def _image_scale_to_total_pixels(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
-    # comfy_extras/nodes_post_processing.py ImageScaleToTotalPixels (0.3.64 inputs: no
-    # resolution_steps): total = int(megapixels * 1024 * 1024), s = sqrt(total / (W * H)),
-    # size = round(W * s) x round(H * s).
-    total = int(float(i["megapixels"]) * 1024 * 1024)
+    # comfy_extras/nodes_post_processing.py ImageScaleToTotalPixels. 0.3.64 (no
+    # resolution_steps input): total = int(megapixels * 1024 * 1024), s = sqrt(total / (W * H)),
+    # round(W * s) x round(H * s). Today's (@ 0c853489, with resolution_steps r): total is not
+    # truncated and each side is round(side * s / r) * r.
+    megapixels = float(i["megapixels"])
     method = str(i["upscale_method"])
+    steps = i.get("resolution_steps")
     out = []
     for img in i["image"]:
-        s = math.sqrt(total / (img.width * img.height))
-        out.append(_resize(img, method, round(img.width * s), round(img.height * s)))
+        if isinstance(steps, int) and steps >= 1:
+            s = math.sqrt(megapixels * 1024 * 1024 / (img.width * img.height))
+            w, h = (round(side * s / steps) * steps for side in img.size)
+        else:
+            s = math.sqrt(int(megapixels * 1024 * 1024) / (img.width * img.height))
+            w, h = round(img.width * s), round(img.height * s)
+        out.append(_resize(img, method, w, h))
     return NodeResult((out,))
 
 
