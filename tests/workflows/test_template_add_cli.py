@@ -30,32 +30,53 @@ NOWHERE = {"STORYCORE_COMFYUI__PORT": "9", "STORYCORE_COMFYUI__HOST": "127.0.0.1
 
 
 def _models() -> dict[str, tuple[str, ...]]:
+    """The emulator's model lists plus the files the bundled workflows load."""
     models = dict(DEFAULT_MODELS)
     models["checkpoints"] = (*models["checkpoints"], "v1-5-pruned-emaonly-fp16.safetensors")
+    models["diffusion_models"] = ("flux1-dev.safetensors",)
+    models["text_encoders"] = ("clip_l.safetensors", "t5xxl_fp16.safetensors")
+    models["vae"] = (*models["vae"], "ae.safetensors")
     return models
 
 
-async def test_add_then_preflight_then_render(tmp_path: Path) -> None:
+# workflow, the node inputs that must hold the shot's prompt in the submitted graph, and other
+# values the submitted graph must hold (node, input, value)
+CASES = {
+    "sd15": (
+        "sd15_default.ui.json",
+        [("6", "text")],
+        [("4", "ckpt_name", "v1-5-pruned-emaonly-fp16.safetensors"), ("3", "steps", 3)],
+    ),
+    "flux": (
+        "flux_dev_full.ui.json",
+        [("41", "clip_l"), ("41", "t5xxl")],
+        [("41", "guidance", 7.0), ("31", "cfg", 1), ("38", "unet_name", "flux1-dev.safetensors")],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+async def test_add_then_preflight_then_render(tmp_path: Path, name: str) -> None:
+    file_name, prompt_inputs, values = CASES[name]
     root = make_project(tmp_path, 1)
-    workflow = BUNDLED / "sd15_default.ui.json"
+    workflow = BUNDLED / file_name
     async with Emulator(EmulatorOptions(models=_models())) as emu:
         code, out, err = await run_cli(
-            "template", "add", str(workflow), "--name", "sd15", "-p", str(root),
+            "template", "add", str(workflow), "--name", name, "-p", str(root),
             "--backend", emu.url, "--json",
         )  # fmt: skip
         assert code == 0, err
         result = json.loads(out)
         assert result["catalog"] == emu.url and result["format"] == "ui"
-        assert {b["value"] for b in result["bound"]} >= {"prompt", "negative", "seed", "width"}
-        copied = root / "templates" / "sd15.ui.json"
+        assert {b["value"] for b in result["bound"]} >= {"prompt", "seed", "width", "height"}
+        copied = root / "templates" / f"{name}.ui.json"
         assert copied.read_bytes() == workflow.read_bytes()  # kept as the user gave it
-        binding = tomllib.loads((root / "templates" / "sd15.binding.toml").read_text())
-        assert binding["workflow"] == "sd15.ui.json"
-        assert binding["bindings"]["prompt"] == "6.text"
+        binding = tomllib.loads((root / "templates" / f"{name}.binding.toml").read_text())
+        assert binding["workflow"] == f"{name}.ui.json"
         settings = tomllib.loads((root / "storycore.toml").read_text())
-        assert settings["templates"]["sd15"] == "templates/sd15.binding.toml"
+        assert settings["templates"][name] == f"templates/{name}.binding.toml"
 
-        env = {**FAST_ENV, "STORYCORE_RENDER__TEMPLATE": "sd15"}
+        env = {**FAST_ENV, "STORYCORE_RENDER__TEMPLATE": name}
         code, out, err = await run_cli(
             "preflight", "--project", str(root), "--backend", emu.url, "--json", env=env
         )
@@ -75,10 +96,11 @@ async def test_add_then_preflight_then_render(tmp_path: Path) -> None:
             history = await got.json()
     (entry,) = history.values()
     graph = entry["prompt"][2]  # [number, prompt id, graph, extra data, outputs to execute]
-    assert graph["4"]["inputs"]["ckpt_name"] == "v1-5-pruned-emaonly-fp16.safetensors"
-    assert "panel number 1, a lighthouse" in graph["6"]["inputs"]["text"]  # the shot's prompt
+    for node, input_name in prompt_inputs:
+        assert "panel number 1, a lighthouse" in graph[node]["inputs"][input_name]
+    for node, input_name, value in values:
+        assert graph[node]["inputs"][input_name] == value, (node, input_name)
     assert graph["9"]["inputs"]["filename_prefix"].startswith("storycore/")
-    assert graph["3"]["inputs"]["steps"] == 3  # render.steps from the settings
     images = [p for p in root.rglob("*.png") if "templates" not in p.parts]
     assert images, "no image was written"
 
@@ -103,6 +125,9 @@ async def test_refusals(tmp_path: Path) -> None:
     args = ("template", "add", str(api), "-p", str(root), "--timeout", "2")
     code, _, err = await run_cli(*args, "--name", "../evil", env=NOWHERE)
     assert code == 2 and "--name" in err
+    code, _, err = await run_cli(*args, "--name", "c", "--backend", "http://127.0.0.1:9")
+    assert code == 4 and "127.0.0.1:9" in err  # a server asked for by name must answer
+    assert not (root / "templates" / "c.binding.toml").exists()
     code, _, err = await run_cli(*args, "--name", "char", env=NOWHERE)
     assert code == 0, err
     before = (root / "templates" / "char.binding.toml").read_text()

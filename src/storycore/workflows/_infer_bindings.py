@@ -32,12 +32,14 @@ title and position in the graph:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from storycore.errors import TemplateError
-from storycore.workflows._infer_graph import TEXT_INPUTS, GraphView
+from storycore.workflows._infer_conditioning import text_inputs, trace
+from storycore.workflows._infer_graph import GraphView
 from storycore.workflows._infer_images import image_role
 from storycore.workflows._infer_result import Bound, InferredBindings, NotBound, NotBoundKind
 from storycore.workflows._nodedefs import NodeCatalog
@@ -46,6 +48,9 @@ __all__ = ["Bound", "InferredBindings", "NotBound", "infer_bindings"]
 
 _SAMPLERS = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
 _SEED_INPUTS = ("seed", "noise_seed")
+# Each sampler and each LoadImage costs a walk of the graph; real workflows have a handful.
+_MAX_SAMPLERS = 64
+_MAX_IMAGES = 64
 
 
 @dataclass
@@ -59,14 +64,6 @@ class _Setup:
     no_negative: str | None = None
     latent: tuple[str, str] | None = None
     model: tuple[str, str] | None = None
-
-
-@dataclass
-class _Trace:
-    encoders: list[str] = field(default_factory=list)
-    zeroed: list[str] = field(default_factory=list)
-    guidance: list[tuple[str, str]] = field(default_factory=list)
-    dead_ends: list[str] = field(default_factory=list)
 
 
 def infer_bindings(
@@ -90,8 +87,8 @@ class _Inferer:
         self.bound: list[Bound] = []
         self.not_bound: list[NotBound] = []
         self.notes: list[str] = []
-        titles = [view.title(i) for i in view.ids()]
-        self.unique_titles = {t for t in titles if t and titles.count(t) == 1} - set(view.graph)
+        counts = Counter(view.title(i) for i in view.ids())
+        self.unique_titles = {t for t, n in counts.items() if t and n == 1} - set(view.graph)
 
     # --- recording ----------------------------------------------------------------------------
 
@@ -129,6 +126,13 @@ class _Inferer:
                 "give back no image",
                 where=self.source,
                 hint="add a SaveImage node after the VAE Decode and save the workflow again",
+            )
+        if len(samplers) > _MAX_SAMPLERS:
+            raise TemplateError(
+                f"the workflow has {len(samplers)} samplers; StoryCore infers the bindings of "
+                f"workflows with at most {_MAX_SAMPLERS}",
+                where=self.source,
+                hint="write the binding file by hand (examples/templates/README.md)",
             )
         main, others = self.main_sampler(samplers, outputs)
         setups = [self.setup(s) for s in [main, *others]]
@@ -250,7 +254,7 @@ class _Inferer:
 
     def sampler_values(self, setup: _Setup) -> None:
         view = self.view
-        guidance = self.trace(setup.positive).guidance
+        guidance = trace(self.view, setup.positive).guidance
         for value in ("seed", "steps", "cfg", "sampler", "scheduler", "denoise"):
             place = setup.values.get(value)
             if value == "cfg" and guidance:
@@ -275,56 +279,10 @@ class _Inferer:
 
     # --- conditioning -------------------------------------------------------------------------
 
-    def trace(self, entries: list[tuple[str, str]]) -> _Trace:
-        view = self.view
-        found = _Trace()
-        todo = [o for o in (view.source(n, i) for n, i in entries) if o is not None]
-        seen: set[tuple[str, int]] = set()
-        while todo:
-            node_id, slot = todo.pop(0)
-            if (node_id, slot) in seen:
-                continue
-            seen.add((node_id, slot))
-            cls = view.class_of(node_id)
-            if self.text_inputs(node_id):
-                found.encoders.append(node_id)
-                if view.has_input(node_id, "guidance"):
-                    found.guidance.append((node_id, "guidance"))
-                continue
-            if cls == "ConditioningZeroOut":
-                found.zeroed.append(node_id)
-                continue
-            if cls == "FluxGuidance":
-                found.guidance.append((node_id, "guidance"))
-            links = view.link_inputs(node_id)
-            out_name = (view.output_name(node_id, slot) or "").lower()
-            follow = [n for n in links if n == out_name] or [
-                n
-                for n in links
-                if view.input_type(node_id, n) == "CONDITIONING"
-                or (view.input_type(node_id, n) is None and "cond" in n)
-            ]
-            if not follow:
-                found.dead_ends.append(node_id)
-            todo.extend(o for o in (view.source(node_id, n) for n in follow) if o is not None)
-        return found
-
-    def text_inputs(self, node_id: str) -> tuple[str, ...]:
-        view = self.view
-        cls = view.class_of(node_id)
-        if cls in TEXT_INPUTS:
-            return TEXT_INPUTS[cls]
-        if view.catalog is not None and cls in view.catalog:
-            definition = view.catalog[cls]
-            takes_conditioning = any(s.type == "CONDITIONING" for s in definition.inputs.values())
-            if "CONDITIONING" in definition.outputs and not takes_conditioning:
-                return tuple(view.widget_inputs(node_id, frozenset({"STRING"})))
-        return ()
-
     def prompts(self, setups: list[_Setup]) -> None:
         view = self.view
-        positive = self.trace([e for s in setups for e in s.positive])
-        negative = self.trace([e for s in setups for e in s.negative])
+        positive = trace(self.view, [e for s in setups for e in s.positive])
+        negative = trace(self.view, [e for s in setups for e in s.negative])
         pos = list(dict.fromkeys(positive.encoders))
         neg = list(dict.fromkeys(negative.encoders))
         for node_id in list(dict.fromkeys([*pos, *neg])):
@@ -345,9 +303,9 @@ class _Inferer:
                     f"prompt: {view.label(node_id)} feeds both the positive and the negative "
                     "input; bound as the prompt"
                 )
-        for value, encoders, trace in (("prompt", pos, positive), ("negative", neg, negative)):
+        for value, encoders, found in (("prompt", pos, positive), ("negative", neg, negative)):
             for node_id in encoders:
-                for name in self.text_inputs(node_id):
+                for name in text_inputs(self.view, node_id):
                     target = self.value_target(value, node_id, name)
                     if target is not None:
                         self.bind(value, *target)
@@ -356,17 +314,17 @@ class _Inferer:
             first = setups[0]
             if value == "negative" and first.no_negative:
                 self.skip(value, first.no_negative, "none")
-            elif value == "negative" and trace.zeroed:
+            elif value == "negative" and found.zeroed:
                 self.skip(
                     value,
-                    f"no negative prompt: the sampler's negative is {view.label(trace.zeroed[0])}"
+                    f"no negative prompt: the sampler's negative is {view.label(found.zeroed[0])}"
                     " (Flux-style models take none)",
                     "none",
                 )
-            elif trace.dead_ends:
+            elif found.dead_ends:
                 self.skip(
                     value,
-                    f"the {value} conditioning comes from {view.label(trace.dead_ends[0])}, "
+                    f"the {value} conditioning comes from {view.label(found.dead_ends[0])}, "
                     "which is not a text encoder StoryCore knows",
                     "unknown",
                 )
@@ -411,6 +369,13 @@ class _Inferer:
                     "saved and a shot's own LoRAs are not applied",
                     "kept",
                 )
+            if view.class_of(node_id).startswith("ModelSampling") and all(
+                view.has_input(node_id, v) for v in ("width", "height")
+            ):  # ModelSamplingFlux: its shift follows the image size
+                for value in ("width", "height"):
+                    target = self.value_target(value, node_id, value)
+                    if target is not None:
+                        self.bind(value, *target[:2], "the model's shift follows the size")
             if view.has_input(node_id, "ckpt_name") or view.has_input(node_id, "unet_name"):
                 loader = node_id
                 break
@@ -440,9 +405,16 @@ class _Inferer:
     def images(self) -> None:
         view = self.view
         taken = {b.node_id for b in self.bound if b.value == "init_image"}
-        for node_id in view.ids():
-            if view.class_of(node_id) != "LoadImage" or node_id in taken:
-                continue
+        loaders = [i for i in view.ids() if view.class_of(i) == "LoadImage" and i not in taken]
+        if len(loaders) > _MAX_IMAGES:
+            self.skip(
+                "images",
+                f"{len(loaders)} LoadImage nodes, more than the {_MAX_IMAGES} StoryCore sorts "
+                "out by itself; bind the ones you need by hand",
+                "unknown",
+            )
+            return
+        for node_id in loaders:
             role, why = image_role(view, node_id)
             if role is None:
                 self.skip("images", f"{view.label(node_id)}: {why}", "unknown")

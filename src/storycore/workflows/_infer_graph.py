@@ -38,7 +38,7 @@ TEXT_INPUTS: dict[str, tuple[str, ...]] = {
 }
 # Widget types whose value a single-value node (a primitive) hands on.
 _VALUE_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
-_MAX_WALK = 10_000  # nodes visited by one walk; graphs are bounded by their file's size anyway
+_MAX_WALK = 500_000  # nodes one walk visits; a graph is bounded by its file size anyway
 
 
 class GraphView:

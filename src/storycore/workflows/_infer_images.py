@@ -8,6 +8,7 @@ LineArtPreprocessor, ...).
 
 from __future__ import annotations
 
+from storycore._text import node_sort_key
 from storycore.workflows._infer_graph import GraphView
 
 __all__ = ["CONTROL_WORDS", "image_role"]
@@ -48,8 +49,9 @@ def image_role(view: GraphView, node_id: str) -> tuple[str | None, str]:
             "it feeds a ControlNet, but neither its title nor the ControlNet model says which "
             "kind (pose, depth, lineart, canny); put the kind in its title"
         )
-    if any(w in c for w in _REFERENCE_CLASS_WORDS for c in classes):
-        return "references", "it feeds an IP-Adapter / CLIP vision node"
+    for node in sorted(below, key=node_sort_key):
+        if any(w in view.class_of(node).lower() for w in _REFERENCE_CLASS_WORDS):
+            return "references", f"it feeds {view.label(node)}"
     return None, (
         "not recognised as a reference, control or init image; put 'reference', 'pose', "
         "'depth', 'lineart' or 'canny' in its title, or bind it by hand"
