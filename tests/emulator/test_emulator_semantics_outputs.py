@@ -6,6 +6,7 @@ Compared with tests/data/comfyui-reference/derived_output_nodes.json (derived fr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from typing import Any
@@ -14,7 +15,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from storycore.emulator import Emulator
+from storycore.emulator import Emulator, EmulatorOptions
 
 from ._semantics import failure, run_prompt
 from ._support import load_reference_json
@@ -72,3 +73,14 @@ async def test_second_save_counts_up(emu: Emulator, http: aiohttp.ClientSession)
     await http.post(f"{emu.url}/free", json={"free_memory": True})
     msgs, entry = await run_prompt(emu, http, case["prompt"])
     assert entry["outputs"]["2"]["images"][0]["filename"] == "anim_00002_.webp", failure(msgs)
+
+
+@pytest.mark.parametrize("name", ["save_animated_webp_one_frame", "save_animated_png"])
+async def test_current_profile_ui_of_todays_nodes(
+    emu_options: EmulatorOptions, http: aiohttp.ClientSession, name: str
+) -> None:
+    case = REC[name]
+    async with Emulator(dataclasses.replace(emu_options, profile="current")) as emu:
+        msgs, entry = await run_prompt(emu, http, case["prompt"])
+    assert entry["status"]["status_str"] == "success", failure(msgs)
+    assert entry["outputs"] == case["ui_current"]

@@ -88,8 +88,10 @@ class Executor(PromptQueue):
         max_history: int,
         on_prompt_start: Callable[[str], None],
         on_node_start: Callable[[str, str, str], None],
+        profile: str = "0.3.64",
     ) -> None:
         self.defs = defs
+        self.profile = profile
         self.output_dir = output_dir
         self.input_dir = input_dir
         self.temp_dir = temp_dir
@@ -412,6 +414,7 @@ class Executor(PromptQueue):
             extra_pnginfo=extra_data.get("extra_pnginfo"),
             model_files=self.defs.folder_files,
             return_types=self.defs.return_types(class_type),
+            profile=self.profile,
         )
         impl = IMPLEMENTATIONS.get(class_type, generic)
         result = await asyncio.to_thread(impl, ctx, inputs)

@@ -64,6 +64,17 @@ def _webp_bytes(frames: Images, fps: float, lossless: bool, quality: int, method
     return buf.getvalue()
 
 
+def _animated_ui(
+    ctx: NodeContext, entry: dict[str, str], old_flag: bool, new_flag: bool | None = None
+) -> dict[str, Any]:
+    """0.3.64 always says ``animated: [flag]``; today's V3 nodes (comfy_api/latest/_ui.py
+    SavedImages @ 015e6046) add ``animated: [true]`` only for more than one frame."""
+    if ctx.profile == "0.3.64":
+        return {"images": [entry], "animated": [old_flag]}
+    flag = old_flag if new_flag is None else new_flag
+    return {"images": [entry], "animated": [True]} if flag else {"images": [entry]}
+
+
 def _save_animated_webp(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
     # comfy_extras/nodes_images.py SaveAnimatedWEBP (0.3.64: the old-style node, no outputs):
     # one file <prefix>_NNNNN_.webp for the whole batch (num_frames 0 = all frames), ui
@@ -80,7 +91,7 @@ def _save_animated_webp(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
         _WEBP_METHODS.get(str(i["method"]), 4),
     )
     atomic_write_bytes(folder / file, data)
-    return NodeResult((), {"images": [_entry(file, sub)], "animated": [len(images) != 1]})
+    return NodeResult((), _animated_ui(ctx, _entry(file, sub), len(images) != 1))
 
 
 def _save_animated_png(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
@@ -100,7 +111,7 @@ def _save_animated_png(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
         compress_level=int(i["compress_level"]),
     )
     atomic_write_bytes(folder / file, buf.getvalue())
-    return NodeResult((), {"images": [_entry(file, sub)], "animated": [True]})
+    return NodeResult((), _animated_ui(ctx, _entry(file, sub), True, len(images) > 1))
 
 
 def safetensors_bytes(

@@ -97,6 +97,7 @@ class NodeContext:
     extra_pnginfo: Mapping[str, Any] | None
     model_files: Callable[[str], list[str]]
     return_types: list[Any] = field(default_factory=list)
+    profile: str = "0.3.64"  # the ComfyUI generation played (_profiles.py)
 
 
 @dataclass
