@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import struct
 from typing import Any
 
@@ -21,7 +22,7 @@ from ._semantics import failure, run_prompt
 from ._support import load_reference_json
 
 REC: dict[str, Any] = load_reference_json("derived_output_nodes.json")
-CASES = sorted(k for k in REC if not k.startswith("_"))
+CASES = sorted(k for k in REC if not k.startswith("_") and "ui" in REC[k])
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -84,3 +85,16 @@ async def test_current_profile_ui_of_todays_nodes(
         msgs, entry = await run_prompt(emu, http, case["prompt"])
     assert entry["status"]["status_str"] == "success", failure(msgs)
     assert entry["outputs"] == case["ui_current"]
+
+
+async def test_mask_preview_writes_a_temp_image(emu: Emulator, http: aiohttp.ClientSession) -> None:
+    case = REC["mask_preview"]
+    msgs, entry = await run_prompt(emu, http, case["prompt"])
+    assert entry["status"]["status_str"] == "success", failure(msgs)
+    want = case["ui_pattern"]["2"]["images"][0]
+    (got,) = entry["outputs"]["2"]["images"]
+    assert re.fullmatch(want["filename"], got["filename"]), got
+    assert (got["subfolder"], got["type"]) == (want["subfolder"], want["type"])
+    with Image.open(emu.temp_dir / got["filename"]) as img:
+        assert img.size == (16, 8)
+        assert img.convert("L").getpixel((3, 3)) == 128

@@ -135,6 +135,12 @@ def preview_image(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
     return _save_images(ctx, i["images"], "ComfyUI", "temp")
 
 
+def mask_preview(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    # comfy_extras/nodes_mask.py MaskPreview (0.3.64: a SaveImage to temp of the mask as grey
+    # RGB, prefix "ComfyUI_temp_" + 5 letters): ui {"images": [temp files]}.
+    return _save_images(ctx, [m.convert("RGB") for m in i["mask"]], "ComfyUI", "temp")
+
+
 def image_invert(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
     return NodeResult(([ImageOps.invert(img.convert("RGB")) for img in i["image"]],))
 
@@ -294,6 +300,7 @@ IMPLEMENTATIONS: dict[str, Callable[[NodeContext, dict[str, Any]], NodeResult]] 
     "LoadImage": load_image,
     "SaveImage": save_image,
     "PreviewImage": preview_image,
+    "MaskPreview": mask_preview,
     "ImageInvert": image_invert,
     "ImageBlend": image_blend,
     "ImageBatch": image_batch,
