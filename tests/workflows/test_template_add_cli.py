@@ -128,8 +128,11 @@ async def test_refusals(tmp_path: Path) -> None:
     code, _, err = await run_cli(*args, "--name", "c", "--backend", "http://127.0.0.1:9")
     assert code == 4 and "127.0.0.1:9" in err  # a server asked for by name must answer
     assert not (root / "templates" / "c.binding.toml").exists()
-    code, _, err = await run_cli(*args, "--name", "char", env=NOWHERE)
+    user = tmp_path / "user.toml"
+    user.write_text('[templates]\nmine = "/somewhere/mine.binding.toml"\n')
+    code, _, err = await run_cli(*args, "--name", "char", "--config", str(user), env=NOWHERE)
     assert code == 0, err
+    assert "mine" in err and "not seen in this project" in err  # the project's table wins
     before = (root / "templates" / "char.binding.toml").read_text()
     code, _, err = await run_cli(*args, "--name", "char", env=NOWHERE)
     assert code == 6 and "already there" in err and "--force" in err

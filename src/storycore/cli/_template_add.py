@@ -213,6 +213,15 @@ def register(group: typer.Typer) -> None:
         template_from_data(name, data, inferred.bindings(), object_info=catalog, source=source)
         config = root / PROJECT_CONFIG_NAME
         settings_text = planned_entry(config, name, relative, replace=force)
+        origin = resolved.source_of("templates")
+        hidden = sorted(resolved.settings.templates) if not origin.startswith("project") else []
+        if hidden and settings_text is not None:
+            # a project's [templates] table replaces the user's whole table (config._merge)
+            out.warn(
+                f"the templates {', '.join(hidden)} from {origin} are not seen in this project "
+                "once it has a [templates] table of its own (a project's table replaces the "
+                "user's); copy those inside the project and list them there too"
+            )
         if not same_file:
             atomic_write_bytes(targets[0], raw, inside=root)
         atomic_write_text(binding_path, text, inside=root)
