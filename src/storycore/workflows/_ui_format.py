@@ -1,11 +1,27 @@
 """Convert a workflow saved from the ComfyUI front end (UI format) to the API format (pure).
 
-The UI format lists ``nodes`` (each with ``type``, ``inputs`` with ``link`` ids, ``outputs``,
-``widgets_values``, ``mode``, ``title``) and ``links`` (``[id, from_node, from_slot, to_node,
-to_slot, type]``). Widget values are positional, so the conversion needs each class's input order
-from ``/object_info``. Virtual nodes are resolved: ``Reroute`` passes its input through,
-``PrimitiveNode`` gives its value to the inputs it feeds, a bypassed node (mode 4) passes the first
-input of the same type through, a muted node (mode 2) is left out.
+What the front end sends to ``/prompt`` when it queues a workflow (ComfyUI_frontend
+src/utils/executionUtil.ts @ 01c735d9 ``graphToPrompt``), rebuilt from the saved file and the
+server's ``/object_info``:
+
+* every real node (not virtual, not muted, not bypassed) becomes ``{class_type, inputs,
+  _meta: {title}}`` under its execution id; nodes inside subgraphs get ids such as ``"57:12"``
+  and, nested, ``"57:30:5"`` (:mod:`storycore.workflows._subgraphs`);
+* widget values come from ``widgets_values`` by the class's input order
+  (:mod:`storycore.workflows._ui_widgets`); linked inputs are resolved through subgraph
+  boundaries, reroutes, primitives, Get/Set pairs and bypassed nodes
+  (:mod:`storycore.workflows._ui_resolve`);
+* an input linked to a node that is not in the result is dropped, as the front end does.
+
+Schema 0.4 (array links) and schema 1 (object links, ``state``) files both convert
+(:mod:`storycore.workflows._ui_graph`). A subgraph instance that is muted or bypassed drops its
+inner nodes, at any depth (ComfyUI_frontend pull request #8494, "Don't bypass subgraph contents
+with subgraph": such an instance's contents stay out of the execution map; comfy-cli
+comfy_cli/workflow_to_api.py @ e805d26b does the same); a bypassed instance passes a matching
+input through like any bypassed node.
+Anything that cannot be converted (an unknown node class, a legacy group node, a missing
+subgraph definition, a loop) is a :class:`~storycore.errors.TemplateError` naming the node by
+execution id, type and title.
 """
 
 from __future__ import annotations
@@ -16,15 +32,26 @@ from typing import Any
 from storycore._text import node_sort_key
 from storycore.errors import TemplateError
 from storycore.workflows._node_packs import pack_for_class
-from storycore.workflows._nodedefs import InputSpec, NodeCatalog, NodeDef
+from storycore.workflows._nodedefs import NodeCatalog
+from storycore.workflows._subgraphs import (
+    Definitions,
+    Scope,
+    child_scope,
+    group_node_error,
+    is_group_node_type,
+    looks_like_subgraph_id,
+    missing_definition_error,
+)
+from storycore.workflows._ui_graph import MAX_NODES, Graph, UiErrors, node_mode, slot_list
+from storycore.workflows._ui_resolve import MODE_BYPASS, MODE_MUTED, Resolver, Value
+from storycore.workflows._ui_widgets import widget_inputs, wrap_value
 
-__all__ = ["is_api_format", "is_ui_format", "ui_to_api"]
+__all__ = ["VIRTUAL_NODE_TYPES", "is_api_format", "is_ui_format", "ui_to_api"]
 
-_VIRTUAL = frozenset({"Reroute", "PrimitiveNode", "Note", "MarkdownNote"})
-_MODE_MUTED = 2
-_MODE_BYPASS = 4
-_SEED_CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
-_MAX_HOPS = 64
+# Node types that exist only in the front end (virtual nodes); never sent to the server.
+VIRTUAL_NODE_TYPES = frozenset(
+    {"Reroute", "PrimitiveNode", "Note", "MarkdownNote", "GetNode", "SetNode"}
+)
 
 
 def is_ui_format(data: Any) -> bool:
@@ -42,148 +69,89 @@ def is_api_format(data: Any) -> bool:
 class _Converter:
     def __init__(self, data: Mapping[str, Any], catalog: NodeCatalog, source: str) -> None:
         self.catalog = catalog
-        self.source = source
-        self.nodes: dict[str, Mapping[str, Any]] = {}
-        for node in data.get("nodes") or []:
-            if not isinstance(node, Mapping) or "id" not in node:
-                raise self.error("a node entry has no id", "check that the file is a UI workflow")
-            self.nodes[str(node["id"])] = node
-        definitions = data.get("definitions")
-        subgraphs = definitions.get("subgraphs") if isinstance(definitions, Mapping) else None
-        self.subgraph_ids = {
-            str(s.get("id")) for s in subgraphs or [] if isinstance(s, Mapping) and s.get("id")
-        }
-        self.links: dict[int, tuple[str, int]] = {}
-        for link in data.get("links") or []:
-            if isinstance(link, list) and len(link) >= 5:
-                origin, slot = str(link[1]), self.number(link[2], "the origin slot of a link")
-                self.links[self.number(link[0], "a link id")] = (origin, slot)
-            elif isinstance(link, Mapping) and "id" in link:
-                origin = str(link.get("origin_id"))
-                slot = self.number(link.get("origin_slot"), "the origin slot of a link")
-                self.links[self.number(link["id"], "a link id")] = (origin, slot)
-
-    def error(self, message: str, hint: str) -> TemplateError:
-        return TemplateError(message, where=self.source, hint=hint)
-
-    def number(self, value: Any, what: str) -> int:
-        """A link id or slot: a whole number (written as one, or as a short string of ASCII
-        digits); anything else (``"²"``, 5000 digits, ``1e400``) is a clear error."""
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 1 << 63:
-            return value
-        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
-            return int(value)
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise self.error(
-            f"{what} in the UI workflow is {shown}, not a whole number",
-            "re-save the workflow in ComfyUI",
-        )
+        self.errors = UiErrors(source)
+        self.defs = Definitions(data, self.errors)
+        self.root = Scope(Graph(data, self.errors, "the workflow"))
+        self.resolver = Resolver(self.defs, catalog, self.errors)
+        self.real: list[tuple[Scope, str]] = []
 
     def convert(self) -> dict[str, Any]:
-        if any(
-            isinstance(n.get("type"), str) and ("/" in n["type"] or n["type"] in self.subgraph_ids)
-            for n in self.nodes.values()
-        ):
-            raise self.error(
-                "the workflow uses group nodes or subgraphs, which cannot be converted",
-                "ungroup them in ComfyUI, or export the workflow with 'Export (API)'",
-            )
-        real = {
-            node_id: node
-            for node_id, node in self.nodes.items()
-            if node.get("type") not in _VIRTUAL and node.get("mode", 0) not in (2, 4)
-        }
-        missing = sorted({str(n.get("type")) for n in real.values()} - set(self.catalog))
+        self._collect(self.root)
+        missing: dict[str, list[str]] = {}
+        for scope, node_id in self.real:
+            kind = str(scope.graph.nodes[node_id].get("type"))
+            if kind not in self.catalog:
+                missing.setdefault(kind, []).append(scope.describe(node_id))
         if missing:
-            raise self.error(
-                "cannot convert: the server does not know the node classes "
-                + ", ".join(_with_pack(name) for name in missing),
+            names = sorted(missing)
+            shown = "; ".join(f"{_with_pack(n)}: {', '.join(missing[n][:3])}" for n in names)
+            raise self.errors.error(
+                f"cannot convert: the server does not know the node classes {shown}",
                 "install the missing node packs (then refresh /object_info) or export the "
                 "workflow with 'Export (API)'",
             )
         graph: dict[str, Any] = {}
-        for node_id in sorted(real, key=node_sort_key):
-            node = real[node_id]
-            definition = self.catalog[str(node["type"])]
-            inputs = self.widget_inputs(node, definition)
-            for slot in node.get("inputs") or []:
-                if not isinstance(slot, Mapping) or slot.get("link") is None:
-                    continue
-                source = self.resolve(self.number(slot["link"], "a link id"), 0)
-                if source is None:
-                    inputs.pop(str(slot.get("name")), None)
-                else:
-                    inputs[str(slot["name"])] = source
-            title = node.get("title") or definition.display_name
-            graph[node_id] = {
-                "class_type": definition.name,
-                "inputs": inputs,
-                "_meta": {"title": str(title)},
-            }
-        return graph
+        for scope, node_id in self.real:
+            graph[scope.exec_id(node_id)] = self._api_node(scope, node_id)
+        for entry in graph.values():
+            inputs = entry["inputs"]
+            for name in [n for n, v in inputs.items() if _is_link(v) and v[0] not in graph]:
+                del inputs[name]
+        return {k: graph[k] for k in sorted(graph, key=_exec_sort_key)}
 
-    def widget_inputs(self, node: Mapping[str, Any], definition: NodeDef) -> dict[str, Any]:
-        values = node.get("widgets_values")
-        widgets = [definition.inputs[n] for n in definition.input_order]
-        widgets = [spec for spec in widgets if spec.is_widget]
-        if isinstance(values, Mapping):
-            return {spec.name: values[spec.name] for spec in widgets if spec.name in values}
-        if not isinstance(values, list):
-            return {}
-        out: dict[str, Any] = {}
-        position = 0
-        for spec in widgets:
-            if position >= len(values):
-                break
-            out[spec.name] = values[position]
-            position += 1
-            if position < len(values) and _has_companion_widget(spec, values[position]):
-                position += 1
-        return out
-
-    def resolve(self, link_id: int, hops: int) -> Any:
-        """The API value for a link: ``[node_id, slot]``, a literal (primitive) or None."""
-        if hops > _MAX_HOPS:
-            raise self.error("reroutes or bypassed nodes form a loop", "remove the loop")
-        found = self.links.get(link_id)
-        if found is None:
-            raise self.error(f"link {link_id} is not in the links list", "re-save the workflow")
-        origin_id, origin_slot = found
-        origin = self.nodes.get(origin_id)
-        if origin is None:
-            raise self.error(f"link {link_id} starts at missing node {origin_id}", "re-save it")
-        kind, mode = origin.get("type"), origin.get("mode", 0)
-        if kind == "PrimitiveNode":
-            values = origin.get("widgets_values") or [None]
-            return values[0] if isinstance(values, list) else None
-        if kind == "Reroute" or mode == _MODE_BYPASS:
-            return self.pass_through(origin, origin_slot, hops)
-        if mode == _MODE_MUTED:
-            return None
-        return [origin_id, origin_slot]
-
-    def pass_through(self, node: Mapping[str, Any], slot: int, hops: int) -> Any:
-        outputs = node.get("outputs") or []
-        wanted = outputs[slot].get("type") if slot < len(outputs) else None
-        inputs = [i for i in node.get("inputs") or [] if isinstance(i, Mapping)]
-        # like the front end: the input at the same index if its type fits, else the first fit
-        ordered = ([inputs[slot]] if slot < len(inputs) else []) + inputs
-        for candidate in ordered:
-            if candidate.get("link") is None:
+    def _collect(self, scope: Scope) -> None:
+        """Every real node of ``scope`` and of the subgraph instances inside it."""
+        for node_id, node in scope.graph.nodes.items():
+            kind = node.get("type")
+            if not isinstance(kind, str) or not kind:
+                raise self.errors.error(f"{scope.describe(node_id)} has no type")
+            mode = node_mode(node)
+            if kind in self.defs:
+                if mode not in (MODE_MUTED, MODE_BYPASS):
+                    child = child_scope(scope, node_id, self.defs, self.catalog, self.errors)
+                    self._collect(child)
                 continue
-            if node.get("type") == "Reroute" or candidate.get("type") in (wanted, "*"):
-                link = self.number(candidate["link"], "a link id")
-                return self.resolve(link, hops + 1)
-        return None
+            if is_group_node_type(kind):
+                raise group_node_error(self.errors, scope, node_id)
+            if kind in VIRTUAL_NODE_TYPES or mode in (MODE_MUTED, MODE_BYPASS):
+                continue
+            if looks_like_subgraph_id(kind) and kind not in self.catalog:
+                raise missing_definition_error(self.errors, scope, node_id)
+            self.real.append((scope, node_id))
+            if len(self.real) > MAX_NODES:
+                raise self.errors.error(
+                    f"the workflow has more than {MAX_NODES} nodes once its subgraphs are expanded",
+                    "split the workflow, or export it with 'Export (API)'",
+                )
+
+    def _api_node(self, scope: Scope, node_id: str) -> dict[str, Any]:
+        node = scope.graph.nodes[node_id]
+        definition = self.catalog[str(node["type"])]
+        inputs = widget_inputs(node, definition)
+        for entry in slot_list(node, "inputs"):
+            if entry.get("link") is None:
+                continue
+            name = entry.get("name")
+            if not isinstance(name, str) or not name:
+                raise self.errors.error(f"an input of {scope.describe(node_id)} has no name")
+            found = self.resolver.input(scope, node_id, entry)
+            if isinstance(found, Value):
+                inputs[name] = wrap_value(found.value)
+            elif isinstance(found, list):
+                inputs[name] = found
+            # nothing: a widget keeps its own value, a link-only input is left out
+        title = node.get("title")
+        if not isinstance(title, str) or not title:
+            title = definition.display_name
+        return {"class_type": definition.name, "inputs": inputs, "_meta": {"title": title}}
 
 
-def _has_companion_widget(spec: InputSpec, next_value: Any) -> bool:
-    """The front end stores an extra value after seed-like inputs and image upload combos."""
-    if spec.control_after_generate or spec.name in ("seed", "noise_seed"):
-        return isinstance(next_value, str) and next_value in _SEED_CONTROL_VALUES
-    if spec.image_upload:
-        return next_value in ("image", "upload", None)
-    return False
+def _is_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+
+
+def _exec_sort_key(exec_id: str) -> tuple[tuple[int, int, str, str], ...]:
+    return tuple(node_sort_key(part) for part in exec_id.split(":"))
 
 
 def _with_pack(name: str) -> str:
@@ -199,4 +167,11 @@ def ui_to_api(data: Mapping[str, Any], catalog: NodeCatalog, source: str) -> dic
             where=source,
             hint="save the workflow from ComfyUI (Workflow > Save) or export it in API format",
         )
-    return _Converter(data, catalog, source).convert()
+    try:
+        return _Converter(data, NodeCatalog.coerce(catalog), source).convert()
+    except RecursionError:
+        raise TemplateError(
+            "the workflow nests its links or subgraphs too deeply to convert",
+            where=source,
+            hint="simplify the workflow in ComfyUI, or export it with 'Export (API)'",
+        ) from None
