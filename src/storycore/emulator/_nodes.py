@@ -25,7 +25,7 @@ from PIL import Image, ImageChops, ImageFilter, ImageOps
 from ._images import Images, placeholder, save_png, solid
 from ._node_outputs import OUTPUT_IMPLEMENTATIONS
 from ._node_sampling import SAMPLING_IMPLEMENTATIONS, sample_latent
-from ._node_shapes import SHAPE_IMPLEMENTATIONS
+from ._node_shapes import SHAPE_IMPLEMENTATIONS, scale_image
 from ._node_types import Conditioning, Latent, ModelRef, NodeContext, NodeResult, Sigmas
 from ._node_values import VALUE_IMPLEMENTATIONS
 from ._prefix import save_path
@@ -151,9 +151,13 @@ def image_blend(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
 
 
 def image_batch(ctx: NodeContext, i: dict[str, Any]) -> NodeResult:
+    # nodes.py ImageBatch: image2 is scaled to image1's size (bilinear, center crop).
     first: Images = i["image1"]
-    size = first[0].size
-    second = [img if img.size == size else img.resize(size) for img in i["image2"]]
+    w, h = first[0].size
+    second = [
+        img if img.size == (w, h) else scale_image(img, "bilinear", w, h, "center")
+        for img in i["image2"]
+    ]
     return NodeResult(([*first, *second],))
 
 
@@ -379,6 +383,12 @@ def _default_value(ctx: NodeContext, rtype: Any, i: dict[str, Any]) -> Any:
     if rtype == "MASK":
         return [Image.new("L", (width, height), 0)]
     if rtype == "LATENT":
+        # An encoder of pixels (VAEEncodeForInpaint, InpaintModelConditioning, VAEEncodeTiled,
+        # ...): the latent of those pixels, their size and batch.
+        pixels = next((v for v in i.values() if _has_type(v, "IMAGE")), None)
+        if pixels is not None:
+            pw, ph = pixels[0].size
+            return Latent(pw, ph, len(pixels), base=tuple(pixels))
         return Latent(width, height, 1)
     if rtype == "CONDITIONING":
         return Conditioning(str(i.get("text", "")))
