@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import io
 import json
 import mimetypes
 import os
@@ -18,13 +16,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from PIL import Image
-
-from storycore._fsutil import atomic_write_bytes
 
 from ._executor import Executor
 from ._faults import FaultController
-from ._images import png_bytes
+from ._files import apply_mask, channel_png, convert_image, store_upload, view_path
 from ._jobs_api import JobsRoutes
 from ._nodedefs import NodeDefs, load_data_json
 from ._nodes import resolve_input_image
@@ -349,7 +344,7 @@ class _Routes:
             base = self._dir_for(query.get("type", "output"))
         if base is None:
             return _empty(400)
-        found = await asyncio.to_thread(_view_path, base, query.get("subfolder"), filename)
+        found = await asyncio.to_thread(view_path, base, query.get("subfolder"), filename)
         if isinstance(found, int):
             return _empty(found)
         path, name = found
@@ -357,11 +352,11 @@ class _Routes:
         if "preview" in query:
             fmt, _, quality = query["preview"].partition(";")
             fmt = fmt if fmt in ("webp", "jpeg") else "webp"
-            body = await asyncio.to_thread(_convert, path, fmt.upper(), int(quality or 90))
+            body = await asyncio.to_thread(convert_image, path, fmt.upper(), int(quality or 90))
             return web.Response(body=body, content_type=f"image/{fmt}", headers=disposition)
         channel = query.get("channel", "rgba")
         if channel in ("rgb", "a"):
-            body = await asyncio.to_thread(_channel_png, path, channel)
+            body = await asyncio.to_thread(channel_png, path, channel)
             return web.Response(body=body, content_type="image/png", headers=disposition)
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if ctype in {"text/html", "application/xhtml+xml", "text/javascript", "text/css"}:
@@ -387,7 +382,7 @@ class _Routes:
         base = base or self._dir_for(str(ref.get("type", "output")))
         if base is None:
             return None
-        found = _view_path(base, str(ref.get("subfolder", "")) or None, filename)
+        found = view_path(base, str(ref.get("subfolder", "")) or None, filename)
         return None if isinstance(found, int) else found[0]
 
     async def upload_image(self, request: web.Request, mask: bool = False) -> web.StreamResponse:
@@ -409,92 +404,13 @@ class _Routes:
         transform = None
         if mask:
             source = await asyncio.to_thread(self._mask_source, post.get("original_ref"))
-            transform = functools.partial(_apply_mask, source)
+            transform = functools.partial(apply_mask, source)
         name = await asyncio.to_thread(
-            _store_upload, base, subfolder, image.filename, data, overwrite, transform
+            store_upload, base, subfolder, image.filename, data, overwrite, transform
         )
         if name is None:
             return _empty(400)
         return web.json_response({"name": name, "subfolder": subfolder, "type": kind})
-
-
-def _view_path(base: Path, subfolder: str | None, filename: str) -> tuple[Path, str] | int:
-    """The file ``/view`` serves, or the status ComfyUI answers (403 escape, 404 missing)."""
-    root = base.resolve()
-    folder = root
-    if subfolder is not None:
-        folder = Path(os.path.abspath(root / subfolder))
-        if os.path.commonpath((str(folder), str(root))) != str(root):
-            return 403
-    name = os.path.basename(filename)
-    path = folder / name
-    if not path.is_file():
-        return 404
-    return path, name
-
-
-def _apply_mask(source: Path | None, mask: bytes) -> bytes | None:
-    """ComfyUI's mask upload: the original picture with the mask's alpha, text chunks kept."""
-    if source is None:
-        return None
-    with Image.open(source) as original, Image.open(io.BytesIO(mask)) as painted:
-        texts = dict(getattr(original, "text", {}) or {})
-        rgba = original.convert("RGBA")
-        rgba.putalpha(painted.convert("RGBA").getchannel("A"))
-    return png_bytes(rgba, texts, 4)
-
-
-def _store_upload(
-    base: Path,
-    subfolder: str,
-    filename: str,
-    data: bytes,
-    overwrite: bool,
-    transform: Callable[[bytes], bytes | None] | None = None,
-) -> str | None:
-    """Write an upload like ComfyUI (rename on collision); None when it would escape ``base``."""
-    root = str(base.resolve())
-    folder = os.path.join(root, os.path.normpath(subfolder)) if subfolder else root
-    if os.path.commonpath((root, os.path.abspath(os.path.join(folder, filename)))) != root:
-        return None
-    os.makedirs(folder, exist_ok=True)
-    stem, ext = os.path.splitext(filename)
-    path = os.path.join(folder, filename)
-    if not overwrite:
-        i = 1
-        digest = hashlib.sha256(data).digest()
-        while os.path.exists(path):
-            with open(path, "rb") as fh:
-                if hashlib.sha256(fh.read()).digest() == digest:
-                    return filename
-            filename = f"{stem} ({i}){ext}"
-            path = os.path.join(folder, filename)
-            i += 1
-    body = transform(data) if transform is not None else data
-    if body is not None:
-        atomic_write_bytes(Path(path), body)
-    return filename
-
-
-def _convert(path: Path, fmt: str, quality: int) -> bytes:
-    with Image.open(path) as img:
-        buf = io.BytesIO()
-        img.convert("RGB").save(buf, format=fmt, quality=quality)
-        return buf.getvalue()
-
-
-def _channel_png(path: Path, channel: str) -> bytes:
-    with Image.open(path) as img:
-        if channel == "rgb":
-            out = img.convert("RGB")
-        else:
-            rgba = img.convert("RGBA")
-            alpha = rgba.getchannel("A")
-            out = Image.new("RGBA", rgba.size, (0, 0, 0, 0))
-            out.putalpha(alpha)
-        buf = io.BytesIO()
-        out.save(buf, format="PNG")
-        return buf.getvalue()
 
 
 def _internal_error() -> web.Response:
