@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -111,6 +112,8 @@ def _render_report(out: Output, report: DoctorReport) -> None:
         )
         if server.error is not None:
             c.print(f"            [bold red]failed[/] {shown(server.error)}")
+        for line in capability_lines(server.capabilities):
+            c.print(f"            {shown(line)}")
         for tried in server.tried:
             c.print(f"            {shown(tried['url'])}: {shown(tried['why'])}")
     else:
@@ -164,6 +167,36 @@ def _render_report(out: Output, report: DoctorReport) -> None:
         c.print(f"  [{style}]{problem.severity}[/] {shown(problem.message)}")
         if problem.fix:
             c.print(f"          fix: {shown(problem.fix)}")
+
+
+def capability_lines(caps: Mapping[str, Any] | None) -> list[str]:
+    """A server's capabilities (``ServerCapabilities.to_dict()``) as plain lines: generation
+    and jobs API, feature flags, GPUs, packages. Callers escape them (``shown``)."""
+    if not caps:
+        return []
+    jobs = "yes (/api/jobs)" if caps.get("jobs_api") else "no (/queue and /history)"
+    generation = "today's" if caps.get("generation") == "current" else "0.3.64"
+    lines = [f"capabilities: {generation} ComfyUI API, jobs API {jobs}"]
+    if caps.get("deploy_environment"):
+        lines[0] += f", deployed as {caps['deploy_environment']}"
+    flags = caps.get("features") or {}
+    on = sorted(str(k) for k, v in flags.items() if v is True)
+    other = sorted(f"{k}={v}" for k, v in flags.items() if not isinstance(v, bool | dict))
+    if flags:
+        lines.append("feature flags: " + ", ".join(on + other))
+    gpus = [d for d in caps.get("devices") or [] if d.get("type") != "cpu"]
+    listed = "; ".join(
+        f"{d.get('name')}" + (f" {d['vram_total'] / GIB:.0f} GiB" if d.get("vram_total") else "")
+        for d in gpus[:8]
+    )
+    lines.append(f"GPUs: {len(gpus)}" + (f" ({listed})" if gpus else " (CPU only)"))
+    packages = caps.get("package_versions") or []
+    if packages:
+        lines.append(
+            "packages: "
+            + ", ".join(f"{p.get('name')} {p.get('installed') or 'missing'}" for p in packages)
+        )
+    return lines
 
 
 def _render_metrics(out: Output, summary: RunsSummary) -> None:

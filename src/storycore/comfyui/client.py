@@ -17,13 +17,23 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from storycore._redact import redact
+from storycore.comfyui._capabilities import ServerCapabilities, detect_capabilities
 from storycore.comfyui._download import download_to, fetch_bytes
+from storycore.comfyui._jobs_api import (
+    CancelOutcome,
+    JobPage,
+    JobRecord,
+    cancel_prompt,
+    check_prompt_id,
+    is_canonical_prompt_id,
+    jobs_query,
+    parse_job,
+    parse_job_page,
+)
 from storycore.comfyui._limits import (
     ClientLimits,
     JsonTooComplex,
     describe_complex,
-    redact_strings,
 )
 from storycore.comfyui._models import (
     DownloadedFile,
@@ -32,18 +42,15 @@ from storycore.comfyui._models import (
     QueueState,
     SubmitResult,
     UploadedImage,
-    as_number,
-    describe_node_errors,
     parse_history_entry,
-    parse_node_errors,
     parse_queue,
 )
+from storycore.comfyui._submit import submit_answer
 from storycore.comfyui._translate import not_json_error, status_error
 from storycore.comfyui._transport import ClientTimeouts, HttpResponse, ServerAddress, Transport
 from storycore.comfyui._upload import image_ext, image_form, read_image, sha256_of
 from storycore.errors import (
     ComfyUIError,
-    PromptRejected,
     ServerResponseError,
 )
 
@@ -56,12 +63,6 @@ class ClientState(enum.StrEnum):
     UNOPENED = "unopened"
     OPEN = "open"
     CLOSED = "closed"
-
-
-class CancelOutcome(enum.StrEnum):
-    DELETED = "deleted"  # was pending, removed from the queue
-    INTERRUPTED = "interrupted"  # was running, interrupt sent
-    NOT_FOUND = "not_found"  # neither pending nor running (finished, or unknown)
 
 
 def new_client_id() -> str:
@@ -92,6 +93,8 @@ class ComfyUIClient:
         self._class_info: dict[str, dict[str, Any] | None] = {}
         self._uploads: dict[tuple[str, str, str], UploadedImage] = {}
         self._upload_lock = asyncio.Lock()
+        self._capabilities: ServerCapabilities | None = None
+        self._capabilities_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -187,6 +190,34 @@ class ComfyUIClient:
         ms = (time.perf_counter() - started) * 1000.0
         _log.debug("probe of %s: ComfyUI answered in %.0f ms", self.address.url, ms)
         return body
+
+    async def capabilities(self, *, refresh: bool = False) -> ServerCapabilities:
+        """What this server can do (``/system_stats``, ``/features``, ``/api/jobs``), probed
+        once and kept; a server that cannot be reached raises and nothing is kept."""
+        async with self._capabilities_lock:
+            if self._capabilities is None or refresh:
+                self._capabilities = await detect_capabilities(self)
+            return self._capabilities
+
+    async def job(self, prompt_id: str) -> JobRecord | None:
+        """``GET /api/jobs/{id}`` (today's servers): status, outputs, error; ``None`` when the
+        server does not know the job."""
+        if not is_canonical_prompt_id(prompt_id):
+            return None  # today's servers refuse every other id: none can have such a job
+        route = "/api/jobs/" + prompt_id
+        response = await self.transport.request("GET", route)
+        if response.status == 404:
+            return None
+        self._check_status(response, route)
+        return parse_job(self._decode(response, route))
+
+    async def jobs(
+        self, *, status: Sequence[str] = (), limit: int | None = None, **filters: Any
+    ) -> JobPage:
+        """``GET /api/jobs`` with its filters (``status``, ``workflow_id``, ``sort_by``,
+        ``sort_order``, ``limit``, ``offset``; see ``_jobs_api.jobs_query``)."""
+        query = jobs_query(status=status, limit=limit, **filters)
+        return parse_job_page(await self._json("GET", "/api/jobs", params=query))
 
     async def object_info(
         self, class_type: str | None = None, *, refresh: bool = False
@@ -287,8 +318,12 @@ class ComfyUIClient:
         """Queue ``graph``. Raises :class:`PromptRejected` listing every node error.
 
         A 200 that still lists ``node_errors`` (one bad output branch beside good ones) is
-        returned with ``SubmitResult.node_errors`` filled and logged as a warning.
+        returned with ``SubmitResult.node_errors`` filled and logged as a warning. A
+        ``prompt_id`` is checked first (``_jobs_api.check_prompt_id``): a UUID spelled other than
+        canonical lowercase is refused, so is any non-UUID once the server is known as today's.
         """
+        current = self._capabilities is not None and self._capabilities.jobs_api
+        prompt_id = check_prompt_id(prompt_id, current_server=current) if prompt_id else None
         prompt_id = prompt_id or str(uuid.uuid4())
         cid = client_id if client_id is not None else self._client_id
         body: dict[str, Any] = {"prompt": dict(graph), "prompt_id": prompt_id, "client_id": cid}
@@ -299,47 +334,7 @@ class ComfyUIClient:
         if partial_execution_targets:
             body["partial_execution_targets"] = list(partial_execution_targets)
         response = await self.transport.request("POST", "/prompt", json_body=body)
-        where = self._where("/prompt")
-        if response.status == 400:
-            # The server's text may quote a credential back: hidden before it goes anywhere
-            # (the error's fields are kept for diagnostics, which store them).
-            payload = redact_strings(self._decode(response, "/prompt"))
-            error = payload.get("error") if isinstance(payload, dict) else None
-            node_errors = payload.get("node_errors") if isinstance(payload, dict) else None
-            if isinstance(error, str):
-                error = {"type": "error", "message": error}
-            raise PromptRejected(
-                "ComfyUI refused the prompt: " + describe_node_errors(error, node_errors),
-                where=where,
-                hint="fix the listed inputs (install missing models, or pick an installed value)",
-                error=error if isinstance(error, dict) else None,
-                node_errors=node_errors if isinstance(node_errors, dict) else None,
-            )
-        self._check_status(response, "/prompt")
-        payload = self._decode(response, "/prompt")
-        if not isinstance(payload, dict) or "prompt_id" not in payload:
-            raise ServerResponseError(
-                "POST /prompt answered 200 without a prompt_id",
-                where=where,
-                hint="check that the URL points at ComfyUI",
-                status=200,
-                body=redact(response.text()[:4000])[:2000],
-            )
-        problems = parse_node_errors(payload.get("node_errors"))
-        if problems:
-            _log.warning(
-                "prompt %s queued, but some outputs will not run: %s",
-                payload["prompt_id"],
-                describe_node_errors(None, payload.get("node_errors")),
-            )
-        number = payload.get("number")
-        return SubmitResult(
-            prompt_id=str(payload["prompt_id"]),
-            number=as_number(number) or 0.0,
-            client_id=cid,
-            node_errors=tuple(problems),
-            raw=payload,
-        )
+        return submit_answer(self, response, cid)
 
     async def interrupt(self, prompt_id: str | None = None) -> None:
         """Interrupt ``prompt_id`` if it runs; with ``None`` interrupt WHATEVER runs (global)."""
@@ -356,27 +351,11 @@ class ComfyUIClient:
     ) -> CancelOutcome:
         """Delete ``prompt_id`` if pending, interrupt it if running; other prompts go on.
 
-        With ``allow_global_interrupt`` a global interrupt follows the targeted one, but only if
-        ``/queue`` still shows our prompt as the running one.
+        Through ``POST /api/jobs/{id}/cancel`` where the server has it; else (0.3.64) through
+        ``/queue`` and ``/interrupt``, and with ``allow_global_interrupt`` a global interrupt
+        follows the targeted one, but only if ``/queue`` still shows our prompt running.
         """
-        for _ in range(3):
-            state = await self.queue()
-            if state.is_running(prompt_id):
-                await self.interrupt(prompt_id)
-                if allow_global_interrupt and (await self.queue()).is_running(prompt_id):
-                    await self.interrupt(None)
-                return CancelOutcome.INTERRUPTED
-            if not state.contains(prompt_id):
-                return CancelOutcome.NOT_FOUND
-            await self.delete_from_queue([prompt_id])
-            if not (await self.queue()).contains(prompt_id):
-                return CancelOutcome.DELETED
-            # It started between our look and the delete: go round and interrupt it.
-        return (
-            CancelOutcome.INTERRUPTED
-            if (await self.queue()).contains(prompt_id)
-            else (CancelOutcome.NOT_FOUND)
-        )
+        return await cancel_prompt(self, prompt_id, allow_global_interrupt=allow_global_interrupt)
 
     async def clear_queue(self) -> None:
         """Remove every pending prompt (the running one goes on)."""

@@ -3,7 +3,7 @@
 :func:`build_report` gathers it (an adapter: files, tools, bounded HTTP); the CLI renders it.
 """
 
-from storycore.doctor._build import build_report
+from storycore.doctor._build import build_report, probe_capabilities
 from storycore.doctor._report import (
     DoctorReport,
     InstallCheck,
@@ -19,4 +19,5 @@ __all__ = [
     "ProjectCheck",
     "ServerCheck",
     "build_report",
+    "probe_capabilities",
 ]

@@ -44,7 +44,7 @@ from storycore.platform import (
 if TYPE_CHECKING:
     from storycore.engine import BackendSpec
 
-__all__ = ["build_report"]
+__all__ = ["build_report", "probe_capabilities"]
 
 GIB = 1024**3
 LOW_DISK_BYTES = 5 * GIB
@@ -209,6 +209,8 @@ async def _probe(spec: BackendSpec, settings: Settings, probe_timeout: float) ->
             check.emulator = system.get("storycore_emulator") is True
             devices = [d for d in stats.get("devices") or [] if isinstance(d, dict)]
             check.devices = [_redacted(d) for d in devices]
+            step = "GET /features and /api/jobs"
+            check.capabilities = (await client.capabilities()).to_dict()
             step = "GET /object_info"
             info = await client.object_info() or {}
             check.node_classes, check.classes = len(info), sorted(info)
@@ -235,6 +237,26 @@ async def _probe(spec: BackendSpec, settings: Settings, probe_timeout: float) ->
             port = urlsplit(url).port or 80
             check.port_holder = await port_holder_async(port)
     return check
+
+
+async def probe_capabilities(
+    url: str, settings: Settings, probe_timeout: float = 5.0
+) -> dict[str, Any] | None:
+    """What the server at ``url`` can do (``ServerCapabilities.to_dict()``: version, jobs API,
+    feature flags, devices), asked as generate-images would (the settings' credentials and
+    limits) within ``4 * probe_timeout``; ``None`` when it does not answer."""
+    from storycore.engine import backend_specs, client_for, client_timeouts
+
+    spec = backend_specs(settings, [url])[0]
+    timeouts = replace(client_timeouts(settings), connect=probe_timeout, read=probe_timeout)
+    try:
+        async with (
+            asyncio.timeout(probe_timeout * 4),
+            client_for(spec, settings, timeouts=timeouts) as client,
+        ):
+            return (await client.capabilities()).to_dict()
+    except (ComfyUIError, TimeoutError):
+        return None
 
 
 LOADER_FOLDERS = frozenset({*LOADER_INPUT_FOLDERS.values(), "clip_vision"})

@@ -80,6 +80,7 @@ def server_problems(server: ServerCheck, install: InstallCheck) -> list[Problem]
                     "if rendering misbehaves, compare with ComfyUI " + TESTED_VERSION,
                 )
             )
+        problems.extend(_capability_problems(server))
         if server.desktop:
             problems.append(
                 Problem(
@@ -131,6 +132,39 @@ def server_problems(server: ServerCheck, install: InstallCheck) -> list[Problem]
                 "folder; `generate-images --fallback mock` renders placeholder frames",
             )
         )
+    return problems
+
+
+def _capability_problems(server: ServerCheck) -> list[Problem]:
+    """What the capabilities say: a server without the jobs API (0.3.64 and older), and a comfy*
+    package whose installed version is not the one its requirements pin."""
+    caps = server.capabilities
+    if caps is None or server.emulator:
+        return []
+    problems: list[Problem] = []
+    if not caps.get("jobs_api"):
+        problems.append(
+            Problem(
+                "info",
+                "no_jobs_api",
+                f"ComfyUI {server.version or '(version unknown)'} at {server.url} has no jobs API "
+                "(/api/jobs): prompts are followed through /queue and /history, which a restart "
+                "of the server empties, so prompts in flight then render again",
+                "update ComfyUI to a release with /api/jobs",
+            )
+        )
+    for package in caps.get("package_versions") or []:
+        installed, required = package.get("installed"), package.get("required")
+        if required and installed != required:
+            problems.append(
+                Problem(
+                    "info",
+                    "comfy_package_version",
+                    f"{package.get('name')} {installed or 'is not installed'}"
+                    + (f", the server's requirements pin {required}" if installed else ""),
+                    f"in ComfyUI's Python: pip install {package.get('name')}=={required}",
+                )
+            )
     return problems
 
 

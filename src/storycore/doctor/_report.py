@@ -60,6 +60,8 @@ class ServerCheck:
     # reachable, but its node or model lists are unknown, so the check failed all the same
     failed: str | None = None
     hint: str | None = None  # what to do about ``error``, when the client said
+    # ServerCapabilities.to_dict(): version, generation, jobs API, feature flags, devices
+    capabilities: dict[str, Any] | None = None
 
     @property
     def complete(self) -> bool:

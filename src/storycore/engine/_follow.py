@@ -4,7 +4,9 @@
 marked down is given ``grace`` seconds to come back before the prompt is reported lost.
 :func:`withdraw` then takes the prompt off that backend (deleted from its queue, or
 interrupted) before the panel is submitted elsewhere, so a server that still renders while it
-fails its health probes does not render the panel a second time.
+fails its health probes does not render the panel a second time. :func:`look_up_prompt` says
+what a server knows of a prompt: through ``GET /api/jobs/{id}`` where it has today's jobs API
+(ComfyUI server.py @ 5e14d797), else ``/history`` and ``/queue`` as 0.3.64 needs.
 """
 
 from __future__ import annotations
@@ -12,18 +14,57 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
-from storycore.comfyui import CancelOutcome, OverallProgress, PromptHandle, PromptResult
+from storycore.comfyui import (
+    CancelOutcome,
+    ComfyUIClient,
+    OverallProgress,
+    PromptHandle,
+    PromptResult,
+    PromptStatus,
+    is_canonical_prompt_id,
+)
 from storycore.comfyui.events import NodeProgress
 from storycore.engine._backends import Backend
 from storycore.engine._events import EventSink, PanelProgress
 from storycore.errors import ComfyUIError, PromptLost, StoryCoreError
 from storycore.journal import Journal
 
-__all__ = ["follow_prompt", "journal_text", "withdraw"]
+__all__ = ["SeenPrompt", "follow_prompt", "journal_text", "look_up_prompt", "withdraw"]
 
 _log = logging.getLogger("storycore.engine")
+
+
+@dataclass(frozen=True)
+class SeenPrompt:
+    """What a server knows of one prompt: how it ended (``None`` while it has not, or when the
+    server does not know it), whether it is queued or running, and, from the jobs API, a
+    completed prompt's outputs (no need to follow it)."""
+
+    ended: PromptStatus | None
+    queued: bool
+    result: PromptResult | None = None
+    via: str = "/history"
+
+
+async def look_up_prompt(client: ComfyUIClient, prompt_id: str) -> SeenPrompt:
+    """Ask ``/api/jobs/{id}`` where the server has a jobs API (it knows pending, running and
+    finished jobs alike, with their outputs); a job it does not know, or a server without it,
+    is looked up in ``/history`` and then ``/queue``."""
+    if is_canonical_prompt_id(prompt_id) and (await client.capabilities()).jobs_api:
+        record = await client.job(prompt_id)
+        if record is not None and record.finished:
+            success = record.prompt_status is PromptStatus.SUCCESS and record.has_outputs
+            result = record.result() if success and record.result().files else None
+            return SeenPrompt(record.prompt_status, False, result, via="/api/jobs")
+        if record is not None and record.queued:
+            return SeenPrompt(None, True, via="/api/jobs")
+    entry = await client.history(prompt_id)
+    if entry is not None:
+        return SeenPrompt(entry.status, False)
+    return SeenPrompt(None, (await client.queue()).contains(prompt_id), via="/queue")
 
 
 def journal_text(err: BaseException) -> str:
@@ -121,6 +162,12 @@ async def withdraw(
         # Interrupted or gone: see how it ended (a prompt that finished is used, not redone).
         with contextlib.suppress(ComfyUIError):
             return await handle.result(timeout=bound)
+        # The tracker could not tell (its /history was empty): the jobs API may know.
+        with contextlib.suppress(ComfyUIError, TimeoutError):
+            async with asyncio.timeout(bound):
+                seen = await look_up_prompt(backend.client, prompt_id)
+            if seen.result is not None:
+                return seen.result
     event = "lost" if outcome is CancelOutcome.NOT_FOUND else "cancelled"
     await asyncio.to_thread(
         journal.append, event, prompt_id=prompt_id, error=journal_text(err), withdraw=outcome.value

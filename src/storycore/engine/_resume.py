@@ -1,8 +1,10 @@
 """Resuming after a crash: settle every prompt the journal left open before rendering anew.
 
-For each open prompt on a backend we can reach:
+For each open prompt on a backend we can reach, asked through today's jobs API where the server
+has it (``GET /api/jobs/{id}``: queued, running or finished with its outputs and error; ComfyUI
+server.py @ 5e14d797), else through ``/history`` and ``/queue`` as 0.3.64 needs:
 
-- finished in ``/history`` and still wanted (same cache key): download it, no new render;
+- finished and still wanted (same cache key): download it, no new render;
 - still queued or running and wanted: follow it to the end like a fresh submission;
 - finished but no longer wanted, or failed: close it in the journal;
 - nowhere (the server restarted and forgot it): close it as lost; the panel renders again.
@@ -17,8 +19,9 @@ import contextlib
 import time
 from typing import TYPE_CHECKING
 
-from storycore.comfyui import PromptStatus
+from storycore.comfyui import PromptResult, PromptStatus
 from storycore.engine._events import Notice
+from storycore.engine._follow import look_up_prompt
 from storycore.engine._jobs import (
     JobOutcome,
     PanelJob,
@@ -30,7 +33,9 @@ from storycore.engine._jobs import (
 from storycore.errors import ComfyUIError, StoryCoreError
 
 if TYPE_CHECKING:
+    from storycore.engine._backends import Backend
     from storycore.engine._engine import ImageEngine, _Run
+    from storycore.journal import OpenPrompt
 
 __all__ = ["reconcile_journal"]
 
@@ -53,8 +58,7 @@ async def reconcile_journal(engine: ImageEngine, run: _Run, jobs: list[PanelJob]
             )
             continue
         try:
-            entry = await backend.client.history(item.prompt_id)
-            queue = await backend.client.queue() if entry is None else None
+            seen = await look_up_prompt(backend.client, item.prompt_id)
         except Exception as exc:  # unreachable, or an answer that cannot be read
             err = exc if isinstance(exc, ComfyUIError) else unexpected_error(exc, backend.url)
             engine.emit(Notice("warning", f"could not check prompt {item.prompt_id}: {err}"))
@@ -63,13 +67,10 @@ async def reconcile_journal(engine: ImageEngine, run: _Run, jobs: list[PanelJob]
             )
             continue
         still_wanted = job is not None and job.fingerprint == item.workflow_sha256
-        if entry is not None and entry.status is PromptStatus.SUCCESS and still_wanted:
+        if seen.ended is PromptStatus.SUCCESS and still_wanted:
             assert job is not None
-            handle = backend.tracker.watch(item.prompt_id, client_id=item.record.get("client_id"))
-            backend.tracker.mark_submitted(item.prompt_id)
-            grace = engine.settings.comfyui.failover_grace
             try:
-                result = await follow_prompt(handle, job.shot_id, engine.emit, backend, grace)
+                result = seen.result or await _follow_done(engine, backend, item, job.shot_id)
                 outcome = await _collect(run, job, backend, item.prompt_id, result)
             except Exception as exc:
                 why = exc if isinstance(exc, StoryCoreError) else unexpected_error(exc, backend.url)
@@ -79,12 +80,12 @@ async def reconcile_journal(engine: ImageEngine, run: _Run, jobs: list[PanelJob]
             await engine.record_outcome(run, job, outcome)
             remaining.pop(job.shot_id, None)
             engine.emit(Notice("info", f"{job.shot_id}: picked up prompt {item.prompt_id}"))
-        elif entry is not None:
-            event = "done" if entry.status is PromptStatus.SUCCESS else "failed"
+        elif seen.ended is not None:
+            event = "done" if seen.ended is PromptStatus.SUCCESS else "failed"
             await asyncio.to_thread(
                 journal.append, event, prompt_id=item.prompt_id, note="settled on resume"
             )
-        elif queue is not None and queue.contains(item.prompt_id):
+        elif seen.queued:
             if still_wanted:
                 assert job is not None
                 engine.emit(Notice("info", f"{job.shot_id}: following prompt {item.prompt_id}"))
@@ -113,6 +114,16 @@ async def reconcile_journal(engine: ImageEngine, run: _Run, jobs: list[PanelJob]
                     )
                 )
     return [job for job in jobs if job.shot_id in remaining]
+
+
+async def _follow_done(
+    engine: ImageEngine, backend: Backend, item: OpenPrompt, shot_id: str
+) -> PromptResult:
+    """A prompt ``/history`` has as done: its outputs through the tracker (which reads them)."""
+    handle = backend.tracker.watch(item.prompt_id, client_id=item.record.get("client_id"))
+    backend.tracker.mark_submitted(item.prompt_id)
+    grace = engine.settings.comfyui.failover_grace
+    return await follow_prompt(handle, shot_id, engine.emit, backend, grace)
 
 
 async def _collect(

@@ -4,6 +4,11 @@
 ``[TYPE, {opts}]``. A combo input comes in two shapes: ``[[choice, ...], {opts}]`` and
 ``["COMBO", {"options": [...], ...}]``; both become an :class:`InputSpec` of kind ``"COMBO"`` with
 its ``choices``.
+
+Flags a class may carry (ComfyUI server.py @ 5e14d797 ``node_info``; V3 nodes through
+comfy_api/latest/_io.py NodeInfoV1): ``deprecated``, ``experimental``, ``dev_only`` (each only
+``true`` when set), ``api_node`` (a node that calls a paid online API: V3 nodes always say
+``true`` or ``false``), ``search_aliases``. Only a JSON ``true`` counts; at most 32 aliases.
 """
 
 from __future__ import annotations
@@ -97,6 +102,11 @@ class NodeDef:
     display_name: str
     category: str
     python_module: str
+    deprecated: bool = False
+    experimental: bool = False
+    dev_only: bool = False
+    api_node: bool = False  # calls a paid online API (comfy_api_nodes)
+    search_aliases: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def required_inputs(self) -> list[InputSpec]:
@@ -175,6 +185,8 @@ def parse_node(name: str, body: Mapping[str, Any]) -> NodeDef:
     order.extend(n for n, s in inputs.items() if s.section != "hidden" and n not in order)
     outputs = tuple(str(t) if not isinstance(t, list) else "COMBO" for t in body.get("output", ()))
     names = tuple(str(n) for n in body.get("output_name", ()) or outputs)
+    aliases = body.get("search_aliases")
+    aliases = aliases[:32] if isinstance(aliases, list) else []
     return NodeDef(
         name=name,
         inputs=inputs,
@@ -185,6 +197,11 @@ def parse_node(name: str, body: Mapping[str, Any]) -> NodeDef:
         display_name=str(body.get("display_name") or name),
         category=str(body.get("category") or ""),
         python_module=str(body.get("python_module") or ""),
+        deprecated=body.get("deprecated") is True,
+        experimental=body.get("experimental") is True,
+        dev_only=body.get("dev_only") is True,
+        api_node=body.get("api_node") is True,
+        search_aliases=tuple(str(a)[:100] for a in aliases if isinstance(a, str)),
         raw=body,
     )
 

@@ -2,6 +2,11 @@
 
 :func:`preflight_panels` returns one :class:`PreflightReport` for the whole project. It reads the
 upload images from disk (exists, decodes) unless ``check_files=False``; everything else is pure.
+
+What ``/object_info`` says of each class counts too (ComfyUI server.py @ 5e14d797 ``node_info``):
+a ``deprecated`` class is a warning naming the node; an ``api_node`` (it calls a paid online API
+and bills the user's comfy.org account) is refused unless ``allow_api_nodes`` (the user-only
+setting ``comfyui.allow_api_nodes``: a received project must not spend the user's money).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from storycore.workflows._complexity import (
 )
 from storycore.workflows._graph import BuiltGraph, UploadSpec
 from storycore.workflows._node_packs import PACK_CLASSES
-from storycore.workflows._nodedefs import NodeCatalog
+from storycore.workflows._nodedefs import NodeCatalog, NodeDef
 from storycore.workflows._options import GraphOptions
 from storycore.workflows._panel_graphs import build_panel_graph
 from storycore.workflows._problems import PreflightReport, Problem
@@ -76,6 +81,56 @@ def _image_problems(
     return problems
 
 
+def _node_title(node: Mapping[str, Any]) -> str | None:
+    meta = node.get("_meta")
+    title = meta.get("title") if isinstance(meta, Mapping) else None
+    return title[:100] if isinstance(title, str) and title else None
+
+
+def _class_problems(
+    shot_id: str, graph: Mapping[str, Any], catalog: NodeCatalog, allow_api_nodes: bool
+) -> list[Problem]:
+    """Deprecated classes (a warning) and paid API nodes (an error unless allowed)."""
+    problems: list[Problem] = []
+    for node_id, node in graph.items():
+        cls = node.get("class_type") if isinstance(node, Mapping) else None
+        if not isinstance(node, Mapping) or not isinstance(cls, str) or cls not in catalog:
+            continue
+        try:
+            spec: NodeDef = catalog[cls]
+        except WorkflowError:
+            continue  # an unreadable class entry is validate_graph's to report
+        title = _node_title(node)
+        titled = f", titled {title!r}," if title else ""
+        if spec.api_node and not allow_api_nodes:
+            problems.append(
+                Problem(
+                    "paid_api_node",
+                    f"{cls}{titled} is one of ComfyUI's API nodes: it calls a paid online "
+                    "service and bills your comfy.org account, which StoryCore does not do "
+                    "unless you allow it",
+                    shot_id=shot_id,
+                    node_id=str(node_id),
+                    class_type=cls,
+                    hint="to allow it, set comfyui.allow_api_nodes = true in your own settings "
+                    "(`storycore config path` shows the file; a project cannot set it)",
+                )
+            )
+        if spec.deprecated:
+            problems.append(
+                Problem(
+                    "deprecated_node",
+                    f"{cls}{titled} is deprecated on this server: a later ComfyUI may drop it",
+                    shot_id=shot_id,
+                    node_id=str(node_id),
+                    class_type=cls,
+                    hint="replace it in the template with the node that supersedes it",
+                    severity="warning",
+                )
+            )
+    return problems
+
+
 def preflight_graphs(
     built: Iterable[BuiltGraph],
     object_info: NodeCatalog | Mapping[str, Any],
@@ -87,10 +142,12 @@ def preflight_graphs(
     extra_problems: Iterable[Problem] = (),
     shots: Sequence[str] | None = None,
     keep_graphs: bool = True,
+    allow_api_nodes: bool = False,
 ) -> PreflightReport:
     """Validate already built graphs as one project, in one pass over ``built`` (which may be
     a generator that builds each graph as it is asked for). ``keep_graphs=False`` leaves the
-    graphs out of the report, so a long board is checked in flat memory."""
+    graphs out of the report, so a long board is checked in flat memory. Paid API nodes are
+    refused unless ``allow_api_nodes``."""
     catalog = NodeCatalog.coerce(object_info)
     cal = Calibration.from_system_stats(system_stats, timings)
     analyzed: list[GraphComplexity] = []
@@ -106,6 +163,7 @@ def preflight_graphs(
         if keep_graphs:
             graphs[item.shot_id] = item
         problems.extend(validate_graph(item.graph, catalog, models, shot_id=item.shot_id))
+        problems.extend(_class_problems(item.shot_id, item.graph, catalog, allow_api_nodes))
         problems.extend(
             Problem("graph_note", note, shot_id=item.shot_id, severity="warning")
             for note in item.warnings
@@ -160,6 +218,7 @@ def preflight_panels(
     check_files: bool = True,
     system_stats: Mapping[str, Any] | None = None,
     timings: Iterable[MeasuredTiming] = (),
+    allow_api_nodes: bool = False,
 ) -> PreflightReport:
     """Build and check every panel; one report for the whole project (never raises for problems).
 
@@ -193,4 +252,5 @@ def preflight_panels(
         timings=timings,
         extra_problems=failures,
         shots=[p.shot_id for p in panels],
+        allow_api_nodes=allow_api_nodes,
     )

@@ -27,9 +27,9 @@ class Problem:
     ``missing_node_class``, ``missing_class_type``, ``link_to_missing_node``,
     ``invalid_output_slot``, ``model_missing``, ``cycle``, ``prompt_no_outputs``,
     ``image_missing``, ``image_unreadable``, ``filename_prefix_collision``,
-    ``ipadapter_models_missing`` and ``build_failed`` (errors); ``unused_node``,
-    ``image_not_on_server``, ``ipadapter_models_unchecked``, ``preprocessor_downloads`` and
-    ``graph_note`` (warnings).
+    ``ipadapter_models_missing``, ``build_failed`` and ``paid_api_node`` (errors); ``unused_node``,
+    ``image_not_on_server``, ``ipadapter_models_unchecked``, ``preprocessor_downloads``,
+    ``deprecated_node`` and ``graph_note`` (warnings).
     """
 
     code: str
