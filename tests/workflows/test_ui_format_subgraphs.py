@@ -192,3 +192,19 @@ def test_unknown_class_inside_a_subgraph_names_the_node() -> None:
         ui_to_api(data, core_and_test_nodes(), "nested.json")
     assert "NoSuchNode: node 10:5:7 (NoSuchNode, titled 'Progress')" in err.value.message
     assert err.value.exit_code == 6 and err.value.where == "nested.json"
+
+
+def test_shared_definitions_nested_many_times_are_bounded() -> None:
+    # Constructed: ten instances of the previous definition in each of 12 nested definitions
+    # stand for 10**12 instances in a few kilobytes; the conversion stops with a clear error.
+    subgraphs: list[dict[str, Any]] = [{"id": "sg0", "nodes": [], "links": []}]
+    for level in range(1, 13):
+        nodes = [{"id": i, "type": f"sg{level - 1}", "mode": 0} for i in range(10)]
+        subgraphs.append({"id": f"sg{level}", "nodes": nodes, "links": []})
+    data = {
+        "nodes": [{"id": 1, "type": "sg12", "mode": 0}],
+        "links": [],
+        "definitions": {"subgraphs": subgraphs},
+    }
+    with pytest.raises(TemplateError, match="more than 20000 nodes or subgraph instances"):
+        ui_to_api(data, core_and_test_nodes(), "bomb.json")

@@ -74,6 +74,7 @@ class _Converter:
         self.root = Scope(Graph(data, self.errors, "the workflow"))
         self.resolver = Resolver(self.defs, catalog, self.errors)
         self.real: list[tuple[Scope, str]] = []
+        self.instances = 0
 
     def convert(self) -> dict[str, Any]:
         self._collect(self.root)
@@ -108,6 +109,8 @@ class _Converter:
             mode = node_mode(node)
             if kind in self.defs:
                 if mode not in (MODE_MUTED, MODE_BYPASS):
+                    self.instances += 1
+                    self._check_size(self.instances)
                     child = child_scope(scope, node_id, self.defs, self.catalog, self.errors)
                     self._collect(child)
                 continue
@@ -118,11 +121,16 @@ class _Converter:
             if looks_like_subgraph_id(kind) and kind not in self.catalog:
                 raise missing_definition_error(self.errors, scope, node_id)
             self.real.append((scope, node_id))
-            if len(self.real) > MAX_NODES:
-                raise self.errors.error(
-                    f"the workflow has more than {MAX_NODES} nodes once its subgraphs are expanded",
-                    "split the workflow, or export it with 'Export (API)'",
-                )
+            self._check_size(len(self.real))
+
+    def _check_size(self, count: int) -> None:
+        """Shared definitions nest: a few lines of JSON can stand for millions of nodes."""
+        if count > MAX_NODES:
+            raise self.errors.error(
+                f"the workflow has more than {MAX_NODES} nodes or subgraph instances once its "
+                "subgraphs are expanded",
+                "split the workflow, or export it with 'Export (API)'",
+            )
 
     def _api_node(self, scope: Scope, node_id: str) -> dict[str, Any]:
         node = scope.graph.nodes[node_id]
