@@ -122,15 +122,18 @@ def _catalog(object_info: Path | None, backend: str | None, limit: float, out: O
     specs = backend_specs(settings, [backend] if backend else [])
     if backend:  # named on the command line: it must answer
         return NodeCatalog(asyncio.run(_server_object_info(specs[0], settings, limit)))
-    try:
-        return NodeCatalog(asyncio.run(_server_object_info(specs[0], settings, limit)))
-    except ComfyUIError as err:
-        out.warn(
-            f"no node list from {specs[0].url} ({err.message}); converting with the node list "
-            "of ComfyUI 0.3.64 shipped with StoryCore (core nodes, IPAdapter plus, ControlNet "
-            "aux): widget order comes from ComfyUI 0.3.64's nodes, so check the result, or "
-            "pass --backend URL or --object-info FILE"
-        )
+    problems: list[str] = []
+    for spec in specs:  # the configured servers, the first that answers
+        try:
+            return NodeCatalog(asyncio.run(_server_object_info(spec, settings, limit)))
+        except ComfyUIError as err:
+            problems.append(f"{spec.url} ({err.message})")
+    out.warn(
+        f"no node list from {'; '.join(problems)}; converting with the node list of ComfyUI "
+        "0.3.64 shipped with StoryCore (core nodes, IPAdapter plus, ControlNet aux): widget "
+        "order comes from ComfyUI 0.3.64's nodes, so check the result, or pass --backend URL "
+        "or --object-info FILE"
+    )
     return NodeCatalog(
         load_data_json("object_info.json"), load_data_json("object_info_custom_nodes.json")
     )
