@@ -277,6 +277,8 @@ def test_flux_bundled_with_a_subgraph() -> None:
         raise
     found = infer_bindings(graph, catalog_all())
     by_value = {b.value: b for b in found.bound}
+    assert "cfg" not in by_value  # zeroed negative and no guidance input: the cfg of 1 stays
+    assert _not_bound(found)["cfg"] == "kept"
     assert by_value["prompt"].class_type == "CLIPTextEncode"
     assert "gorgeous-haired artist" in graph[by_value["prompt"].node_id]["inputs"]["text"]
     assert by_value["seed"].class_type == "KSampler"
@@ -319,3 +321,53 @@ def test_any_graph_is_bound_or_refused_in_words(graph: dict[str, Any]) -> None:
         return
     assert found.sampler_id in graph
     binding_file_text("t", "w.json", found)  # always writable
+
+
+def _with_control(model: str, title: str | None = None, pre: str | None = None) -> dict[str, Any]:
+    graph = _two_encoders("p", "n")
+    graph["20"] = {"class_type": "LoadImage", "inputs": {"image": "guide.png"}}
+    if title:
+        graph["20"]["_meta"] = {"title": title}
+    image: list[Any] = ["20", 0]
+    if pre:
+        graph["21"] = {"class_type": pre, "inputs": {"image": ["20", 0]}}
+        image = ["21", 0]
+    graph["22"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": model}}
+    graph["23"] = {
+        "class_type": "ControlNetApplyAdvanced",
+        "inputs": {"positive": ["2", 0], "negative": ["3", 0], "control_net": ["22", 0],
+                   "image": image, "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0},
+    }  # fmt: skip
+    graph["5"]["inputs"].update(positive=["23", 0], negative=["23", 1])
+    return graph
+
+
+@pytest.mark.parametrize(
+    ("model", "title", "pre", "role"),
+    [
+        ("control_v11p_sd15_openpose.pth", None, None, "controls.pose"),  # the model's file
+        ("cn.safetensors", None, "DepthAnythingPreprocessor", "controls.depth"),  # preprocessor
+        ("control_v11p_sd15_canny.pth", "Lineart guide", None, "controls.lineart"),  # title wins
+        ("cn.safetensors", None, None, None),  # nothing says which kind
+    ],
+)
+def test_control_images(model: str, title: str | None, pre: str | None, role: str | None) -> None:
+    found = infer_bindings(_with_control(model, title, pre), catalog_all())
+    targets = _targets(found)
+    # the prompts are still found through ControlNetApplyAdvanced's positive / negative outputs
+    assert targets["prompt"] == {("2", "text")} and targets["negative"] == {("3", "text")}
+    if role is None:
+        assert _not_bound(found)["images"] == "unknown"
+        assert "which kind" in {n.value: n.reason for n in found.not_bound}["images"]
+    else:
+        assert targets[role] == {("20", "image")}
+
+
+def test_an_unrecognised_image_and_two_save_nodes_are_reported() -> None:
+    graph = _two_encoders("p", "n")
+    graph["30"] = {"class_type": "LoadImage", "inputs": {"image": "x.png"}}
+    graph["31"] = {"class_type": "SaveImage", "inputs": {"images": ["30", 0]}}
+    graph["32"] = {"class_type": "SaveImage", "inputs": {"images": ["6", 0]}}
+    found = infer_bindings(graph, catalog_all())
+    assert _not_bound(found)["images"] == "unknown"
+    assert any("2 SaveImage nodes (7, 32)" in note for note in found.notes)

@@ -192,3 +192,41 @@ def test_settings_edit_keeps_comments_and_layout(tmp_path: Path) -> None:
     fresh.parent.mkdir()
     add_template_entry(fresh, "a", "templates/a.binding.toml", inside=fresh.parent)
     assert tomllib.loads(fresh.read_text()) == {"templates": {"a": "templates/a.binding.toml"}}
+
+
+async def test_a_subgraphed_bundled_workflow_renders(tmp_path: Path) -> None:
+    from storycore.errors import TemplateError
+    from storycore.workflows._ui_format import ui_to_api
+    from tests.workflows._support import catalog_all
+
+    workflow = BUNDLED / "flux_dev_subgraph.ui.json"
+    try:
+        ui_to_api(json.loads(workflow.read_text()), catalog_all(), str(workflow))
+    except TemplateError as err:
+        if "subgraph" in str(err):
+            pytest.skip("the UI converter does not expand subgraphs yet")
+        raise
+    root = make_project(tmp_path, 1)
+    env = {**FAST_ENV, "STORYCORE_RENDER__TEMPLATE": "flux"}
+    async with Emulator(EmulatorOptions(models=_models())) as emu:
+        code, _, err = await run_cli(
+            "template", "add", str(workflow), "--name", "flux", "-p", str(root),
+            "--backend", emu.url,
+        )  # fmt: skip
+        assert code == 0, err
+        code, out, err = await run_cli(
+            "preflight", "--project", str(root), "--backend", emu.url, "--json", env=env
+        )
+        assert code == 0 and json.loads(out)["ok"] is True, err + out
+        code, out, err = await run_cli(
+            "generate-images", "-p", str(root), "--backend", emu.url, "--json", env=env
+        )
+        assert code == 0, err
+        assert json.loads(out.splitlines()[-1])["counts"]["rendered"] == 1
+        async with aiohttp.ClientSession() as session, session.get(f"{emu.url}/history") as got:
+            history = await got.json()
+    (entry,) = history.values()
+    by_class = {node["class_type"]: node["inputs"] for node in entry["prompt"][2].values()}
+    assert "panel number 1, a lighthouse" in by_class["CLIPTextEncode"]["text"]
+    assert by_class["KSampler"]["cfg"] == 1 and by_class["KSampler"]["steps"] == 3
+    assert by_class["EmptySD3LatentImage"]["width"] != 1024  # the panel's size, not the saved one

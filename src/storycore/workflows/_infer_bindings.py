@@ -15,7 +15,8 @@ title and position in the graph:
   "negative" or "positive" wins over the position. A negative that is a ConditioningZeroOut (or a
   BasicGuider, which takes none) is "no negative prompt", not an error;
 * Flux-style graphs (a FluxGuidance node, or CLIPTextEncodeFlux): ``cfg`` goes to the
-  ``guidance`` input; the sampler's cfg (1.0) stays;
+  ``guidance`` input; the sampler's cfg (1.0) stays. With a zeroed negative and no guidance input
+  (a guidance-distilled model), ``cfg`` is not bound at all;
 * ``width`` / ``height``: the empty latent (EmptyLatentImage, EmptySD3LatentImage...) the sampler
   starts from; an img2img graph (VAEEncode) binds its LoadImage as ``init_image`` instead;
 * LoadImage nodes: a title naming a reference ("reference", "character", "face", "style") or a
@@ -164,6 +165,14 @@ class _Inferer:
         feeding = [s for s in samplers if view.downstream(s) & set(outputs)] or samplers
         roots = [s for s in feeding if not (view.upstream(s) & (set(feeding) - {s}))]
         reason = "it starts from its own latent"
+        if not roots:  # every sampler depends on another: a loop, which ComfyUI refuses too
+            raise TemplateError(
+                "the samplers of the workflow feed one another in a loop ("
+                + ", ".join(view.label(s) for s in feeding)
+                + ")",
+                where=self.source,
+                hint="open the workflow in ComfyUI, remove the loop and save it again",
+            )
         if len(roots) > 1:
             named = [s for s in roots if any(w in view.words(s) for w in ("base", "main"))]
             if len(named) != 1:
@@ -269,6 +278,17 @@ class _Inferer:
                         "3.5 for Flux dev)",
                         "kept",
                     )
+                continue
+            zeroed = trace(self.view, setup.negative)
+            if value == "cfg" and place is not None and zeroed.zeroed and not zeroed.encoders:
+                current = view.inputs(place[0]).get(place[1])
+                self.skip(
+                    "cfg",
+                    f"the sampler's cfg ({current}) on {view.label(place[0])} stays: its negative "
+                    f"is {view.label(zeroed.zeroed[0])} (Flux-style, guidance-distilled) and the "
+                    "workflow has no guidance input to give the panel's cfg to",
+                    "kept",
+                )
                 continue
             if place is None:
                 self.skip(value, f"{view.label(setup.sampler)} takes no {value}", "absent")
