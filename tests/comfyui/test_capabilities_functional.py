@@ -271,3 +271,28 @@ async def test_doctor_lists_several_gpus(serve: Serve) -> None:
     assert code == 4, err[-2000:]  # no /object_info: incomplete, but its capabilities show
     assert "GPUs: 2 (cuda:0 NVIDIA H200 : cudaMallocAsync 150 GiB; cuda:1 NVIDIA H200" in out
     assert "deployed as local-git" in out and "jobs API yes" in out
+
+
+async def test_doctor_says_an_old_server_has_no_jobs_api(serve: Serve) -> None:
+    from tests.engine.conftest import run_cli
+
+    url = await serve(generation_app(False, []))
+    code, out, err = await run_cli("doctor", "--backend", url, "--json")
+    assert code == 4, err[-2000:]
+    report = json.loads(out)
+    assert report["server"]["capabilities"]["jobs_api"] is False
+    found = {p["code"]: p for p in report["problems"]}
+    assert found["no_jobs_api"]["severity"] == "info"
+    assert "prompts in flight then render again" in found["no_jobs_api"]["message"]
+    assert "comfy_package_version" not in found
+
+
+async def test_doctor_names_a_package_that_is_not_the_pinned_one(serve: Serve) -> None:
+    from tests.engine.conftest import run_cli
+
+    url = await serve(generation_app(True, []))
+    code, out, _ = await run_cli("doctor", "--backend", url, "--json")
+    assert code == 4  # no /object_info
+    problems = [p for p in json.loads(out)["problems"] if p["code"] == "comfy_package_version"]
+    assert [p["message"] for p in problems] == ["comfyui-workflow-templates is not installed"]
+    assert problems[0]["fix"].endswith("pip install comfyui-workflow-templates==0.3.1")

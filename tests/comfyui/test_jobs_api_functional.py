@@ -331,3 +331,37 @@ def _one_node_graph() -> dict[str, Any]:
         },
         "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
     }
+
+
+async def test_cancel_on_the_emulators_jobs_api() -> None:
+    """A pending prompt is dequeued (the server forgets it), the running one interrupted (its
+    job ends ``cancelled``), a finished one is a no-op; the queue shows neither afterwards."""
+    import asyncio
+
+    from storycore.emulator import Emulator, EmulatorOptions
+
+    async with (
+        Emulator(EmulatorOptions(profile="current", node_seconds=0.5)) as emu,
+        ComfyUIClient(emu.url, FAST) as client,
+    ):
+        running = (await client.submit(_one_node_graph())).prompt_id
+        pending = (await client.submit(_one_node_graph())).prompt_id
+        async with asyncio.timeout(10):
+            while True:
+                if (await client.queue()).is_running(running):
+                    break
+                await asyncio.sleep(0.02)
+        assert await client.cancel(pending) is CancelOutcome.DELETED
+        assert await client.job(pending) is None
+        assert await client.cancel(running) is CancelOutcome.INTERRUPTED
+        async with asyncio.timeout(10):
+            while True:
+                job = await client.job(running)
+                if job is None or job.finished:
+                    break
+                await asyncio.sleep(0.02)
+        assert job is not None and job.status is JobStatus.CANCELLED
+        assert job.prompt_status is PromptStatus.INTERRUPTED
+        assert await client.cancel(running) is CancelOutcome.NOT_FOUND  # already over
+        state = await client.queue()
+        assert not state.contains(running) and not state.contains(pending)

@@ -76,7 +76,12 @@ def server_problems(server: ServerCheck, install: InstallCheck) -> list[Problem]
                     "info",
                     "version",
                     f"ComfyUI {server.version} answers; StoryCore was checked against "
-                    f"{TESTED_VERSION}",
+                    f"{TESTED_VERSION}"
+                    + (
+                        " and against today's ComfyUI source (its jobs API is used)"
+                        if (server.capabilities or {}).get("jobs_api")
+                        else ""
+                    ),
                     "if rendering misbehaves, compare with ComfyUI " + TESTED_VERSION,
                 )
             )
