@@ -35,7 +35,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from storycore.errors import TemplateError
@@ -43,28 +42,14 @@ from storycore.workflows._infer_conditioning import text_inputs, trace
 from storycore.workflows._infer_graph import GraphView
 from storycore.workflows._infer_images import image_role
 from storycore.workflows._infer_result import Bound, InferredBindings, NotBound, NotBoundKind
+from storycore.workflows._infer_samplers import Setup, is_sampler, sampler_setup
 from storycore.workflows._nodedefs import NodeCatalog
 
 __all__ = ["Bound", "InferredBindings", "NotBound", "infer_bindings"]
 
-_SAMPLERS = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
-_SEED_INPUTS = ("seed", "noise_seed")
 # Each sampler and each LoadImage costs a walk of the graph; real workflows have a handful.
 _MAX_SAMPLERS = 64
 _MAX_IMAGES = 64
-
-
-@dataclass
-class _Setup:
-    """Where one sampler takes each value and its conditioning from."""
-
-    sampler: str
-    values: dict[str, tuple[str, str]] = field(default_factory=dict)
-    positive: list[tuple[str, str]] = field(default_factory=list)
-    negative: list[tuple[str, str]] = field(default_factory=list)
-    no_negative: str | None = None
-    latent: tuple[str, str] | None = None
-    model: tuple[str, str] | None = None
 
 
 def infer_bindings(
@@ -111,7 +96,7 @@ class _Inferer:
 
     def run(self) -> InferredBindings:
         view = self.view
-        samplers = [i for i in view.ids() if self.is_sampler(i)]
+        samplers = [i for i in view.ids() if is_sampler(view, i)]
         outputs = [i for i in view.ids() if view.is_output_node(i)]
         if not samplers:
             raise TemplateError(
@@ -136,7 +121,7 @@ class _Inferer:
                 hint="write the binding file by hand (examples/templates/README.md)",
             )
         main, others = self.main_sampler(samplers, outputs)
-        setups = [self.setup(s) for s in [main, *others]]
+        setups = [sampler_setup(view, s) for s in [main, *others]]
         self.sampler_values(setups[0])
         self.prompts(setups)
         self.size(setups[0])
@@ -150,14 +135,6 @@ class _Inferer:
             output_ids=tuple(outputs),
             notes=tuple(self.notes),
             graph=view.graph,
-        )
-
-    def is_sampler(self, node_id: str) -> bool:
-        view = self.view
-        if view.class_of(node_id) in _SAMPLERS:
-            return True
-        return view.has_input(node_id, "latent_image") and (
-            view.has_input(node_id, "positive") or view.has_input(node_id, "guider")
         )
 
     def main_sampler(self, samplers: list[str], outputs: list[str]) -> tuple[str, list[str]]:
@@ -198,52 +175,6 @@ class _Inferer:
 
     # --- one sampler's inputs -----------------------------------------------------------------
 
-    def setup(self, sampler: str) -> _Setup:
-        view = self.view
-        found = _Setup(sampler)
-        cls = view.class_of(sampler)
-        self.take_values(found, sampler)
-        found.latent = (sampler, "latent_image")
-        if view.has_input(sampler, "model"):
-            found.model = (sampler, "model")
-        if cls != "SamplerCustomAdvanced":
-            found.positive.append((sampler, "positive"))
-            found.negative.append((sampler, "negative"))
-        for link in ("noise", "sampler", "sigmas", "guider"):  # SamplerCustom(Advanced)
-            origin = view.source(sampler, link)
-            if origin is not None:
-                self.take_values(found, origin[0])
-        guider = view.source(sampler, "guider")
-        if guider is not None:
-            g = guider[0]
-            found.model = (g, "model") if view.has_input(g, "model") else found.model
-            for name in ("positive", "conditioning", "cond1"):
-                if view.has_input(g, name):
-                    found.positive.append((g, name))
-                    break
-            if view.has_input(g, "negative"):
-                found.negative.append((g, "negative"))
-            else:
-                found.no_negative = (
-                    f"no negative prompt: {view.label(g)} takes one conditioning (Flux-style)"
-                )
-        return found
-
-    def take_values(self, found: _Setup, node_id: str) -> None:
-        view = self.view
-        names = {
-            "seed": _SEED_INPUTS,
-            "steps": ("steps",),
-            "cfg": ("cfg", "cfg_conds"),
-            "sampler": ("sampler_name",),
-            "scheduler": ("scheduler",),
-            "denoise": ("denoise",),
-        }
-        for value, inputs in names.items():
-            for name in inputs:
-                if value not in found.values and view.has_input(node_id, name):
-                    found.values[value] = (node_id, name)
-
     def value_target(self, value: str, node_id: str, name: str) -> tuple[str, str, str] | None:
         """Where to write ``value``: the input itself, or the primitive node feeding it."""
         view = self.view
@@ -261,7 +192,7 @@ class _Inferer:
         )
         return None
 
-    def sampler_values(self, setup: _Setup) -> None:
+    def sampler_values(self, setup: Setup) -> None:
         view = self.view
         guidance = trace(self.view, setup.positive).guidance
         for value in ("seed", "steps", "cfg", "sampler", "scheduler", "denoise"):
@@ -299,7 +230,7 @@ class _Inferer:
 
     # --- conditioning -------------------------------------------------------------------------
 
-    def prompts(self, setups: list[_Setup]) -> None:
+    def prompts(self, setups: list[Setup]) -> None:
         view = self.view
         positive = trace(self.view, [e for s in setups for e in s.positive])
         negative = trace(self.view, [e for s in setups for e in s.negative])
@@ -353,7 +284,7 @@ class _Inferer:
 
     # --- size, init image, models -------------------------------------------------------------
 
-    def size(self, setup: _Setup) -> None:
+    def size(self, setup: Setup) -> None:
         view = self.view
         if setup.latent is None:
             return
@@ -375,7 +306,7 @@ class _Inferer:
         for value in ("width", "height"):
             self.skip(value, "the sampler's latent does not come from an empty latent", "absent")
 
-    def models(self, setup: _Setup) -> None:
+    def models(self, setup: Setup) -> None:
         view = self.view
         loader = None
         for node_id in view.follow_typed(*setup.model, "MODEL") if setup.model else ():
