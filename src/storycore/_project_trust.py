@@ -62,6 +62,7 @@ _FOLDER = "it picks a folder outside the project that StoryCore writes to"
 _PORT = "it opens a network port on this machine"
 _LIMIT = "it loosens a limit that protects you from a dishonest server"
 _TRUST = "it decides what projects may do, which only you decide"
+_MONEY = "it lets a render call paid online services billed to your account"
 
 # Dotted name (or a whole table) -> (why a project may not set it, a flag that sets it or "").
 USER_ONLY_SETTINGS: Mapping[str, tuple[str, str]] = MappingProxyType(
@@ -73,6 +74,7 @@ USER_ONLY_SETTINGS: Mapping[str, tuple[str, str]] = MappingProxyType(
         "comfyui.cuda_device": (_ARGUMENTS, ""),
         "comfyui.vram_mode": (_ARGUMENTS, ""),
         "comfyui.reserve_vram_gb": (_ARGUMENTS, ""),
+        "comfyui.preview_method": (_ARGUMENTS, ""),
         "comfyui.memory_limit_gb": (_ARGUMENTS, ""),
         "comfyui.host": (_SERVER, "--host (storycore comfyui)"),
         "comfyui.port": (_SERVER, "--port (storycore comfyui)"),
@@ -80,6 +82,7 @@ USER_ONLY_SETTINGS: Mapping[str, tuple[str, str]] = MappingProxyType(
         "comfyui.max_response_mb": (_LIMIT, ""),
         "comfyui.max_image_mb": (_LIMIT, ""),
         "comfyui.max_image_megapixels": (_LIMIT, ""),
+        "comfyui.allow_api_nodes": (_MONEY, ""),
         "backends": (_SERVERS, "--backend"),
         "state_dir": (_FOLDER, ""),
         "metrics.prometheus_port": (_PORT, ""),

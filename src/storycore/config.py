@@ -135,6 +135,8 @@ class ComfyUISettings(_Model):
     cuda_device: int | None = Field(default=None, ge=0)
     vram_mode: Literal["normal", "high", "low", "none"] = "normal"
     reserve_vram_gb: float | None = Field(default=None, ge=0, le=1024)
+    # --preview-method of a ComfyUI StoryCore starts (comfy/cli_args.py LatentPreviewMethod).
+    preview_method: Literal["none", "auto", "latent2rgb", "taesd"] = "auto"
     memory_limit_gb: float | None = Field(default=None, gt=0, le=4096)
     # What a server may send (storycore.comfyui.ClientLimits): one request's total deadline,
     # the largest answer per endpoint (MiB; unlisted endpoints keep their default), the largest
@@ -146,6 +148,9 @@ class ComfyUISettings(_Model):
     ] = Field(default_factory=dict)
     max_image_mb: float = Field(default=128.0, gt=0, le=65536)
     max_image_megapixels: float = Field(default=40.0, gt=0, le=10_000)
+    # ComfyUI's API nodes call paid online services on the user's comfy.org account: the
+    # preflight refuses them unless this is set (user-only: a project must not spend money).
+    allow_api_nodes: bool = False
 
     @field_validator("extra_args", mode="before")
     @classmethod

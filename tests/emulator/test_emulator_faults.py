@@ -192,7 +192,9 @@ async def _spawn(tmp_path: Path, *extra: str) -> tuple[asyncio.subprocess.Proces
 
 
 async def test_process_mode_with_comfyui_flags(tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    proc, url = await _spawn(tmp_path, "--step-seconds", "0", "--node-packs", "ipadapter_plus")
+    proc, url = await _spawn(
+        tmp_path, "--step-seconds", "0", "--node-packs", "ipadapter_plus", "--profile", "0.3.64"
+    )
     try:
         stats = await (await http.get(f"{url}/system_stats")).json()
         assert stats["system"]["comfyui_version"] == "0.3.64"

@@ -39,6 +39,16 @@ def emulator_available() -> bool:
         return False
 
 
+def stand_in_version() -> str:
+    """The ``comfyui_version`` the stand-in ComfyUI reports: the emulator plays the current
+    ComfyUI by default (``--profile current``); the small fake server answers the recording."""
+    if emulator_available():
+        from storycore.emulator._profiles import CURRENT_COMFYUI_VERSION
+
+        return CURRENT_COMFYUI_VERSION
+    return "0.3.64"
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -204,9 +204,11 @@ def test_img2img_template_binds_the_init_image_and_its_denoise() -> None:
     assert validate_graph(full.graph, catalog_all(), MODELS) == []
 
 
-def test_subgraphs_are_refused_with_a_clear_message() -> None:
+def test_legacy_group_nodes_are_refused_with_a_clear_message() -> None:
+    # Subgraphs convert now (tests/workflows/test_ui_format_*.py); the older "workflow>" group
+    # nodes (frontend before subgraphs) are refused by name, with the node named.
     data = copy.deepcopy(UI)
-    data["definitions"] = {"subgraphs": [{"id": "5f1c-aa", "nodes": []}]}
-    data["nodes"].append({"id": 30, "type": "5f1c-aa", "mode": 0, "inputs": [], "outputs": []})
-    with pytest.raises(TemplateError, match="group nodes or subgraphs"):
+    data["nodes"].append({"id": 30, "type": "workflow>My group", "mode": 0, "inputs": []})
+    with pytest.raises(TemplateError, match="legacy group node") as caught:
         ui_to_api(data, catalog_all(), "ui.json")
+    assert "30" in str(caught.value)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from storycore.cli._common import Output, cli_settings, command, shown
+from storycore.cli._doctor_cmds import capability_lines
 from storycore.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -35,6 +36,12 @@ OUTPUT_DIR_OPTION = typer.Option(
     None,
     "--output-dir",
     help="Where emulated images are written (default: a temporary folder removed on exit).",
+)
+MODELS_DIR_OPTION = typer.Option(
+    None,
+    "--models-dir",
+    help="Model lists from DIR/<folder>/ (checkpoints/, loras/, ...), like ComfyUI's models/; "
+    "a missing DIR is made with placeholder files (default: a temporary one).",
 )
 MOCK_OPTION = typer.Option(
     False, "--mock", help="Run StoryCore's ComfyUI emulator instead of a real ComfyUI."
@@ -230,8 +237,16 @@ def register(app: typer.Typer) -> None:
         out = Output(json_out)
         opts = _options(project=project, host=host, port=port, install_path=None)
         info = asyncio.run(ComfyUIManager(opts).status())
+        caps = None
+        if info.exit_code == 0:  # it answers: what it can do (version, jobs API, flags, GPUs)
+            from storycore.doctor import probe_capabilities
+
+            settings = cli_settings(project).settings
+            timeout = settings.comfyui.health_check_timeout
+            caps = asyncio.run(probe_capabilities(info.url, settings, timeout))
         if json_out:
-            out.json({"ok": info.exit_code == 0, **_data(info), "exit_code": info.exit_code})
+            data = {"ok": info.exit_code == 0, **_data(info), "capabilities": caps}
+            out.json({**data, "exit_code": info.exit_code})
             raise typer.Exit(info.exit_code)
         out.data(f"{info.state.value}: {shown(info.message)}.")
         rows: list[tuple[str, str]] = [("URL", info.url)]
@@ -255,6 +270,8 @@ def register(app: typer.Typer) -> None:
             rows.append(("log", str(info.log_path)))
         for name, value in rows:
             out.data(f"  {name:<8} {shown(value)}")
+        for line in capability_lines(caps):
+            out.data(f"  {shown(line)}")
         for note in info.notes:
             out.warn(note)
         raise typer.Exit(info.exit_code)
@@ -306,6 +323,7 @@ def register(app: typer.Typer) -> None:
             "--profile",
             help="Which ComfyUI to play: 0.3.64 (exactly the recordings) or current.",
         ),
+        models_dir: Path | None = MODELS_DIR_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Run StoryCore's ComfyUI emulator in the foreground (Ctrl-C stops it). Images go to
@@ -332,6 +350,7 @@ def register(app: typer.Typer) -> None:
             node_seconds=node_seconds,
             mark_placeholders=True,
             profile=profile,
+            models_dir=models_dir,
         )
         with emulator_folders(asked) as (options, scratch):
             where = describe_folders(options, scratch, keep_flag="--output-dir")

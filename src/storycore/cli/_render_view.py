@@ -93,7 +93,7 @@ class RichView:
 
     def handle(self, event: Any) -> None:
         from storycore import engine as e
-        from storycore.engine._events import PanelPreview
+        from storycore.engine import PanelPreview
 
         if isinstance(event, PanelPreview):
             self._show_preview(event)

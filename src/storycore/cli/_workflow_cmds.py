@@ -115,6 +115,7 @@ def register(app: typer.Typer) -> None:
             graph_options(settings),
             templates,
             system_stats=facts.system_stats,
+            allow_api_nodes=settings.comfyui.allow_api_nodes,
         )
         if json_out:
             out.json({"server": facts.url, **report.to_dict()})

@@ -1,11 +1,25 @@
 """Talking to ComfyUI: the client, event parsing, prompt tracking, the local server manager."""
 
+from storycore.comfyui._capabilities import (
+    DeviceInfo,
+    ServerCapabilities,
+    SystemInfo,
+    parse_system_stats,
+)
 from storycore.comfyui._handle import (
     OverallProgress,
     PromptCompleted,
     PromptHandle,
     PromptQueued,
     TrackerEvent,
+)
+from storycore.comfyui._jobs_api import (
+    JobError,
+    JobPage,
+    JobRecord,
+    JobStatus,
+    check_prompt_id,
+    is_canonical_prompt_id,
 )
 from storycore.comfyui._limits import ClientLimits
 from storycore.comfyui._models import (
@@ -49,10 +63,15 @@ __all__ = [
     "ComfyUIClient",
     "ComfyUIInstall",
     "ComfyUIManager",
+    "DeviceInfo",
     "DownloadedFile",
     "HealthMonitor",
     "HealthState",
     "HistoryEntry",
+    "JobError",
+    "JobPage",
+    "JobRecord",
+    "JobStatus",
     "ManagerOptions",
     "MediaKind",
     "NodeError",
@@ -70,19 +89,24 @@ __all__ = [
     "QueueState",
     "RestartEvent",
     "ServerAddress",
+    "ServerCapabilities",
     "SubmitResult",
     "Supervisor",
+    "SystemInfo",
     "TrackerEvent",
     "UploadedImage",
     "backoff_schedule",
+    "check_prompt_id",
     "describe_node_errors",
     "desktop_port_allowed",
     "detect_desktop",
     "find_install",
+    "is_canonical_prompt_id",
     "node_sort_key",
     "options_from_settings",
     "parse_history_entry",
     "parse_node_errors",
     "parse_queue",
+    "parse_system_stats",
     "translate_errors",
 ]

@@ -15,7 +15,7 @@ from typing import Literal, Protocol
 import platformdirs
 
 from storycore.comfyui._health_core import DeviceInfo
-from storycore.comfyui.install import server_url
+from storycore.comfyui.install import preview_flags, server_url
 from storycore.comfyui.process import TerminationReport
 from storycore.errors import ConfigError
 
@@ -70,6 +70,7 @@ class ManagerOptions:
     cuda_device: int | None = None
     vram_mode: VramMode = "normal"
     reserve_vram_gb: float | None = None
+    preview_method: str | None = None  # --preview-method unless extra_args has one
     state_dir: Path | None = None
     log_max_bytes: int = 10 * 1024 * 1024
     log_backups: int = 3
@@ -101,6 +102,8 @@ class ComfyUISettingsLike(Protocol):
     def port(self) -> int: ...
     @property
     def extra_args(self) -> tuple[str, ...]: ...
+    @property
+    def preview_method(self) -> str: ...
     @property
     def startup_timeout(self) -> float: ...
     @property
@@ -167,6 +170,7 @@ def options_from_settings(
         cuda_device=cuda_device if cuda_device is not None else comfy.cuda_device,
         vram_mode=comfy.vram_mode,
         reserve_vram_gb=comfy.reserve_vram_gb,
+        preview_method=comfy.preview_method,
         state_dir=state,
         detect_desktop=detect_desktop,
     )
@@ -204,6 +208,7 @@ def server_flags(options: ManagerOptions) -> list[str]:
         if options.reserve_vram_gb is not None:
             flags += ["--reserve-vram", f"{options.reserve_vram_gb:g}"]
     flags += list(options.extra_args)
+    flags += preview_flags(options.preview_method, options.extra_args)
     flags.append("--disable-auto-launch")
     return flags
 

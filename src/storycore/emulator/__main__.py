@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input-directory", type=Path, default=None)
     p.add_argument("--temp-directory", type=Path, default=None)
     p.add_argument(
+        "--models-directory",
+        type=Path,
+        default=None,
+        help="model lists from DIR/<folder>/ (default: models/ in --base-directory, if given)",
+    )
+    p.add_argument(
         "--preview-method",
         nargs="?",
         const="auto",
@@ -113,6 +119,8 @@ def parse_args(
         output_dir=folder(args.output_directory, "output"),
         input_dir=folder(args.input_directory, "input"),
         temp_dir=folder(args.temp_directory, "temp"),
+        models_dir=args.models_directory
+        or (args.base_directory / "models" if args.base_directory is not None else None),
         step_seconds=args.step_seconds,
         node_seconds=args.node_seconds,
         startup_delay=args.startup_delay,

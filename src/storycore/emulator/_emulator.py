@@ -25,6 +25,7 @@ from storycore.errors import PortInUse
 
 from ._executor import Executor
 from ._faults import FaultController
+from ._folders import model_files
 from ._nodedefs import DEFAULT_MODELS, NodeDefs
 from ._server import ServerContext, build_app, list_input_files
 from ._ws import SocketHub
@@ -51,11 +52,14 @@ class EmulatorOptions:
 
     ``models`` maps a model folder (``checkpoints``, ``loras``, ``vae``, ``controlnet``,
     ``clip_vision``, ``ipadapter``, ...) to the file names the server pretends to have; ``None``
-    uses :data:`DEFAULT_MODELS`. ``node_packs`` adds the recorded custom node classes
-    (``"ipadapter_plus"``, ``"controlnet_aux"``). ``preview_method`` other than ``"none"`` makes
-    samplers send binary preview frames. ``profile`` picks the ComfyUI generation
-    (:data:`PROFILES`); library use defaults to the recorded ``"0.3.64"``, the command line to
-    ``"current"``.
+    uses :data:`DEFAULT_MODELS`. ``models_dir`` (ComfyUI's ``models/``) makes the lists those of
+    its ``<folder>/`` files, read on every request; a folder that does not exist yet is made with
+    placeholder files of the ``models`` (or default) names. An emulator that makes its own
+    scratch folders, with no ``models``, gets such a folder there. ``node_packs`` adds the
+    recorded custom node classes (``"ipadapter_plus"``, ``"controlnet_aux"``).
+    ``preview_method`` other than ``"none"`` makes samplers send binary preview frames.
+    ``profile`` picks the ComfyUI generation (:data:`PROFILES`); library use defaults to the
+    recorded ``"0.3.64"``, the command line to ``"current"``.
     """
 
     output_dir: Path | None = None
@@ -65,6 +69,7 @@ class EmulatorOptions:
     node_seconds: float = 0.0
     startup_delay: float = 0.0
     models: Mapping[str, Sequence[str]] | None = None
+    models_dir: Path | None = None
     node_packs: Sequence[str] = ()
     preview_method: str = "none"
     max_history: int = 10000
@@ -93,6 +98,8 @@ class Emulator:
                 f"preview_method must be one of {', '.join(PREVIEW_METHODS)}, "
                 f"not {self.options.preview_method!r}"
             )
+        if self.options.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}")
         self.host = host
         self.port = port
         self._allow_crash = _allow_crash
@@ -106,8 +113,14 @@ class Emulator:
         self.output_dir = Path(opts.output_dir or base / "output").absolute()
         self.input_dir = Path(opts.input_dir or base / "input").absolute()
         self.temp_dir = Path(opts.temp_dir or base / "temp").absolute()
-        models = opts.models if opts.models is not None else DEFAULT_MODELS
-        self.defs = NodeDefs(models, opts.node_packs, lambda: list_input_files(self.input_dir))
+        # Model lists come from a models folder (ComfyUI's models/<folder>/) when there is one:
+        # the one given, or a new one in the emulator's own scratch folder (see _folders.py).
+        models_dir = opts.models_dir
+        if models_dir is None and self._owned_tmp is not None and opts.models is None:
+            models_dir = self._owned_tmp / "models"
+        self.models_dir = Path(models_dir).absolute() if models_dir is not None else None
+        files = model_files(opts.models, self.models_dir, DEFAULT_MODELS)
+        self.defs = NodeDefs(files, opts.node_packs, lambda: list_input_files(self.input_dir))
         self._build()
         self.faults = FaultController(self.hub, self.executor, allow_crash=self._allow_crash)
 
@@ -125,6 +138,7 @@ class Emulator:
             max_history=self.options.max_history,
             on_prompt_start=self._on_prompt_start,
             on_node_start=self._on_node_start,
+            profile=self.options.profile,
         )
         if hasattr(self, "faults"):
             self.faults._rebind(self.hub, self.executor)
@@ -162,6 +176,7 @@ class Emulator:
                 input_dir=self.input_dir,
                 temp_dir=self.temp_dir,
                 mark_placeholders=self.options.mark_placeholders,
+                profile=self.options.profile,
             )
         )
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
@@ -246,6 +261,8 @@ def emulator_folders(options: EmulatorOptions) -> Iterator[tuple[EmulatorOptions
                 output_dir=options.output_dir or scratch / "output",
                 input_dir=options.input_dir or scratch / "input",
                 temp_dir=options.temp_dir or scratch / "temp",
+                models_dir=options.models_dir
+                or (scratch / "models" if options.models is None else None),
             ),
             scratch,
         )

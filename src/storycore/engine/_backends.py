@@ -346,6 +346,7 @@ class MockServer:
             models=self.models,
             node_packs=("ipadapter_plus", "controlnet_aux"),
             mark_placeholders=True,
+            profile="current",  # like `storycore comfyui start --mock` (today's ComfyUI)
         )
         self._emulator = Emulator(options)
         await self._emulator.start()

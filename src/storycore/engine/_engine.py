@@ -62,6 +62,7 @@ from storycore.engine._prepare import (
     load_templates,
     run_preflight,
 )
+from storycore.engine._previews import PreviewStore
 from storycore.engine._resume import reconcile_journal
 from storycore.engine._schedule import mark_down, schedule
 from storycore.engine._summary import PanelOutcome, RenderSummary
@@ -173,7 +174,7 @@ class ImageEngine:
             project, journal, notify=lambda text: self.emit(Notice("warning", text))
         )
         run = _Run(project, journal, writer, outcomes={})
-        self._wake = run.changed
+        self._wake, sink = run.changed, self._sink
         try:
             async with contextlib.AsyncExitStack() as stack:
                 stack.callback(journal.close)
@@ -181,6 +182,8 @@ class ImageEngine:
                 shot_ids = [p.shot_id for p in panels]  # a planted link stops the run here
                 await asyncio.to_thread(check_render_targets, project.root, shot_ids)
                 await stack.enter_async_context(run.writer)
+                previews = PreviewStore(project.root, sink, lambda: run.backends)
+                self._sink = (await stack.enter_async_context(previews)).observe
                 adopted = await asyncio.to_thread(run.writer.adopt_unrecorded)
                 if adopted:
                     self.emit(
@@ -218,7 +221,7 @@ class ImageEngine:
                 hint="free disk space or fix the folder's permissions, then run again",
             ) from exc
         finally:
-            self._wake = None
+            self._wake, self._sink = None, sink
             if run.diagnoses:
                 history = DiagnosticHistory.for_project(project.root)
                 for diagnosis in run.diagnoses:
@@ -252,7 +255,12 @@ class ImageEngine:
         jobs, failures = await build_jobs(project, panels, options, classes, templates)
         for shot_id, err in failures.items():
             self.fail(run, shot_id, err)
-        problems = await asyncio.to_thread(run_preflight, jobs, run.backends[0])
+        problems = await asyncio.to_thread(
+            run_preflight,
+            jobs,
+            run.backends[0],
+            allow_api_nodes=self.settings.comfyui.allow_api_nodes,
+        )
         _log.debug(
             "preflight of %d graph(s) against %s: %d panel(s) with errors",
             len(jobs),

@@ -155,8 +155,13 @@ async def build_jobs(
     return jobs, failures
 
 
-def run_preflight(jobs: Sequence[PanelJob], backend: Backend) -> dict[str, StoryCoreError]:
-    """Check every graph against the server; the shots with errors, each with its problems."""
+def run_preflight(
+    jobs: Sequence[PanelJob], backend: Backend, *, allow_api_nodes: bool = False
+) -> dict[str, StoryCoreError]:
+    """Check every graph against the server; the shots with errors, each with its problems.
+
+    Paid API nodes are errors unless ``allow_api_nodes`` (the user's ``comfyui.allow_api_nodes``).
+    """
 
     def graphs() -> Iterator[BuiltGraph]:
         for job in jobs:
@@ -169,6 +174,7 @@ def run_preflight(jobs: Sequence[PanelJob], backend: Backend) -> dict[str, Story
         backend.models,
         system_stats=backend.system_stats,
         keep_graphs=False,
+        allow_api_nodes=allow_api_nodes,
     )
     failed: dict[str, StoryCoreError] = {}
     for job in jobs:

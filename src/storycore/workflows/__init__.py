@@ -36,6 +36,8 @@ from storycore.workflows._graph import (
     safe_prefix_part,
     workflow_fingerprint,
 )
+from storycore.workflows._infer_bindings import infer_bindings
+from storycore.workflows._infer_result import Bound, InferredBindings, NotBound
 from storycore.workflows._node_packs import pack_for_class
 from storycore.workflows._nodedefs import InputSpec, NodeCatalog, NodeDef, model_folder_for
 from storycore.workflows._options import GraphOptions
@@ -55,17 +57,20 @@ from storycore.workflows._validate import find_cycles, types_match, validate_gra
 
 __all__ = [
     "UPLOAD_PLACEHOLDER_PREFIX",
+    "Bound",
     "BuiltGraph",
     "Calibration",
     "GraphBuilder",
     "GraphComplexity",
     "GraphOptions",
+    "InferredBindings",
     "InputSpec",
     "InputTarget",
     "MeasuredTiming",
     "NodeCatalog",
     "NodeDef",
     "NodeRef",
+    "NotBound",
     "PreflightReport",
     "Problem",
     "ProjectComplexity",
@@ -82,6 +87,7 @@ __all__ = [
     "check_image_file",
     "find_cycles",
     "graph_sha256",
+    "infer_bindings",
     "load_template",
     "make_filename_prefix",
     "model_folder_for",
