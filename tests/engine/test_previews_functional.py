@@ -59,7 +59,9 @@ class Watcher:
 
     def _look(self) -> list[str]:
         try:
-            names = sorted(os.listdir(self.folder))
+            # The previews themselves; an atomic write's own temporary file (".<name>.<hex>.tmp",
+            # storycore._fsutil) is half written by design and never has a preview's name.
+            names = sorted(n for n in os.listdir(self.folder) if not n.startswith("."))
         except FileNotFoundError:
             return []
         now = time.monotonic()

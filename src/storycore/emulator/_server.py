@@ -173,22 +173,27 @@ class _Routes:
         info = self.ctx.defs.info(name)
         return current_node_info(info) if self.ctx.profile == CURRENT else info
 
-    async def object_info(self, request: web.Request) -> web.StreamResponse:
+    def _all_info(self) -> dict[str, Any]:
         if self.ctx.profile != CURRENT:
-            return web.json_response(self.ctx.defs.all_info())
-        return web.json_response({n: self._node_info(n) for n in self.ctx.defs.class_names()})
+            return self.ctx.defs.all_info()
+        return {n: self._node_info(n) for n in self.ctx.defs.class_names()}
+
+    # Node definitions list the model and input folders (read from disk on every request, as
+    # ComfyUI does), so they are built off the event loop.
+    async def object_info(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(await asyncio.to_thread(self._all_info))
 
     async def object_info_one(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["node_class"]
         if name in self.ctx.defs:
-            return web.json_response({name: self._node_info(name)})
+            return web.json_response({name: await asyncio.to_thread(self._node_info, name)})
         return web.json_response({})
 
     async def models_folder(self, request: web.Request) -> web.StreamResponse:
         folder = request.match_info["folder"]
         if folder not in self.ctx.defs.model_folders:
             return _empty(404)
-        return web.json_response(self.ctx.defs.folder_files(folder))
+        return web.json_response(await asyncio.to_thread(self.ctx.defs.folder_files, folder))
 
     # ---- queue ---------------------------------------------------------------------------
     async def get_queue(self, request: web.Request) -> web.StreamResponse:
@@ -248,7 +253,8 @@ class _Routes:
         if not isinstance(prompt, dict):
             return _internal_error()
         targets = data.get("partial_execution_targets")
-        result = validate_prompt(
+        result = await asyncio.to_thread(
+            validate_prompt,
             prompt,
             self.ctx.defs,
             targets if isinstance(targets, list) else None,
