@@ -20,7 +20,9 @@ from storycore.project import init_project
 
 # "The engine's functional tests run against both profiles" (issue 16): every emulator these
 # modules start without naming a profile plays each ComfyUI generation in turn.
-PROFILED_MODULES = frozenset({"test_engine_functional", "test_resume_functional"})
+PROFILED_MODULES = frozenset(
+    {"test_engine_functional", "test_resume_functional", "test_previews_functional"}
+)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

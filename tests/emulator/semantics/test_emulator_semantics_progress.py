@@ -16,8 +16,8 @@ import pytest
 
 from storycore.emulator import Emulator, EmulatorOptions
 
+from .._support import load_reference_json, load_transcript
 from ._semantics import failure, run_prompt
-from ._support import load_reference_json, load_transcript
 
 REC: dict[str, Any] = load_reference_json("derived_progress.json")
 CASES = sorted(k for k in REC if not k.startswith("_"))

@@ -11,7 +11,7 @@ import aiohttp
 from storycore.emulator import Emulator, EmulatorOptions
 from storycore.emulator._nodedefs import DEFAULT_MODELS
 
-from ._support import load_reference_json
+from .._support import load_reference_json
 
 
 async def test_removed_checkpoint_is_value_not_in_list_as_recorded(

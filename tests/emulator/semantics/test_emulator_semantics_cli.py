@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from ._support import collect_until_done, load_transcript
+from .._support import collect_until_done, load_transcript
 
 
 def _free_port() -> int:

@@ -17,8 +17,8 @@ from storycore.emulator import Emulator
 from storycore.emulator._node_shapes import SHAPE_IMPLEMENTATIONS
 from storycore.emulator._node_types import NodeContext
 
+from .._support import load_reference_json
 from ._semantics import failure, run_prompt
-from ._support import load_reference_json
 
 REC: dict[str, Any] = load_reference_json("derived_image_shapes.json")
 CASES = sorted(k for k in REC if not k.startswith("_"))

@@ -9,7 +9,7 @@ import aiohttp
 
 from storycore.emulator import Emulator
 
-from ._support import collect_until_done, drain
+from .._support import collect_until_done, drain
 
 
 async def run_prompt(

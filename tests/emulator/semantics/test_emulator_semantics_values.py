@@ -14,8 +14,8 @@ from PIL import Image
 from storycore.emulator import Emulator
 from storycore.emulator._prefix import expand_server_vars, format_date, frontend_replacements
 
+from .._support import load_reference_json
 from ._semantics import failure, run_prompt
-from ._support import load_reference_json
 
 REC = load_reference_json("derived_value_nodes.json")
 
