@@ -16,7 +16,6 @@ that ships with the emulator (core nodes and the two recorded node packs), with 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from pathlib import Path
@@ -25,10 +24,15 @@ from typing import Any
 import typer
 
 from storycore.cli._common import Output, cli_settings, command, shown
+from storycore.cli._template_common import (
+    MAX_WORKFLOW_BYTES,
+    SHIPPED,
+    node_catalog,
+    read_json_file,
+)
 
 __all__ = ["register"]
 
-MAX_WORKFLOW_BYTES = 32 * 1024 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 WORKFLOW_ARGUMENT = typer.Argument(..., help="The workflow file (API or UI format JSON).")
@@ -46,70 +50,19 @@ JSON_OPTION = typer.Option(False, "--json", help="Print the result as one JSON d
 
 
 def _read_workflow(path: Path) -> tuple[bytes, Any]:
-    from storycore.errors import TemplateError
-
     hint = "give the path of a workflow saved or exported from ComfyUI"
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_WORKFLOW_BYTES + 1)
-    except OSError as exc:
-        raise TemplateError(
-            f"cannot read the workflow ({exc.strerror or exc})", where=str(path), hint=hint
-        ) from None
-    if len(raw) > MAX_WORKFLOW_BYTES:
-        raise TemplateError(
-            f"the workflow is larger than {MAX_WORKFLOW_BYTES // 2**20} MiB and is not read",
-            where=str(path),
-            hint=hint,
-        )
-    try:
-        return raw, json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        problem = f"not valid JSON ({exc})"
-    except RecursionError:
-        problem = "nested too deeply (arrays or objects inside one another)"
-    raise TemplateError(f"the workflow is {problem}", where=str(path), hint=hint)
-
-
-async def _server_catalog(spec: Any, settings: Any, limit: float) -> dict[str, Any]:
-    from storycore.engine import client_for
-    from storycore.errors import ServerTimeout
-
-    try:
-        async with asyncio.timeout(limit), client_for(spec, settings) as client:
-            return await client.object_info() or {}
-    except TimeoutError as exc:
-        if isinstance(exc, ServerTimeout):
-            raise
-        raise ServerTimeout(
-            f"the server did not give its node list within {limit:g} s",
-            where=spec.url,
-            hint="check that ComfyUI is running, or raise --timeout",
-        ) from None
+    return read_json_file(path, MAX_WORKFLOW_BYTES, "workflow", hint)
 
 
 def _catalog(resolved: Any, backend: str | None, limit: float, out: Output) -> tuple[Any, str]:
     """The node catalog and where it came from (a URL, or ``"shipped"``)."""
-    from storycore.emulator._nodedefs import load_data_json
-    from storycore.engine import backend_specs
-    from storycore.errors import ComfyUIError
-    from storycore.workflows import NodeCatalog
-
-    settings = resolved.settings
-    specs = backend_specs(settings, [backend] if backend else [])
-    if backend:  # asked for by name: it must answer
-        return NodeCatalog(asyncio.run(_server_catalog(specs[0], settings, limit))), specs[0].url
-    try:
-        return NodeCatalog(asyncio.run(_server_catalog(specs[0], settings, limit))), specs[0].url
-    except ComfyUIError as err:
+    catalog, url, problems = node_catalog(resolved.settings, backend, limit)
+    if url is None:
         out.info(
-            f"[yellow]note:[/] no node list from {shown(specs[0].url)} ({shown(err.message)}); "
-            "using the node list of ComfyUI 0.3.64 shipped with StoryCore (core nodes, "
-            "IPAdapter plus, ControlNet aux). Run 'storycore preflight' once the server is up."
+            f"[yellow]note:[/] no node list from {shown('; '.join(problems))}; using {SHIPPED}. "
+            "Run 'storycore preflight' once the server is up."
         )
-    core = load_data_json("object_info.json")
-    custom = load_data_json("object_info_custom_nodes.json")
-    return NodeCatalog(core, custom), "shipped"
+    return catalog, url or "shipped"
 
 
 def _print(out: Output, result: dict[str, Any]) -> None:

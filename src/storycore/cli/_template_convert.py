@@ -16,7 +16,6 @@ atomically). A workflow that cannot be converted exits 6 with one paragraph nami
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,15 @@ from typing import Any
 import typer
 
 from storycore.cli._common import Output, cli_settings, command, shown
+from storycore.cli._template_common import (
+    MAX_WORKFLOW_BYTES,
+    SHIPPED,
+    node_catalog,
+    read_json_file,
+)
 
 __all__ = ["MAX_OBJECT_INFO_BYTES", "MAX_WORKFLOW_BYTES", "register"]
 
-MAX_WORKFLOW_BYTES = 32 * 1024 * 1024
 MAX_OBJECT_INFO_BYTES = 64 * 1024 * 1024
 
 WORKFLOW_ARGUMENT = typer.Argument(..., help="The workflow file saved from ComfyUI (JSON).")
@@ -45,38 +49,12 @@ TIMEOUT_OPTION = typer.Option(
 )
 
 
-def read_json_file(path: Path, limit: int, what: str, hint: str) -> Any:
-    """A JSON file of at most ``limit`` bytes, or a TemplateError naming it."""
-    from storycore.errors import TemplateError
-
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(limit + 1)
-    except OSError as exc:
-        raise TemplateError(
-            f"cannot read the {what} ({exc.strerror or exc})", where=str(path), hint=hint
-        ) from None
-    if len(raw) > limit:
-        raise TemplateError(
-            f"the {what} is larger than {limit // 2**20} MiB and is not read",
-            where=str(path),
-            hint=hint,
-        )
-    try:
-        return json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        problem = f"not valid JSON ({exc})"
-    except RecursionError:
-        problem = "nested too deeply (arrays or objects inside one another)"
-    raise TemplateError(f"the {what} is {problem}", where=str(path), hint=hint)
-
-
 def _object_info_file(path: Path) -> Any:
     from storycore.errors import TemplateError
     from storycore.workflows import NodeCatalog
 
     hint = "save the answer of GET /object_info from the ComfyUI server (curl URL/object_info)"
-    data = read_json_file(path, MAX_OBJECT_INFO_BYTES, "node list (--object-info)", hint)
+    _, data = read_json_file(path, MAX_OBJECT_INFO_BYTES, "node list (--object-info)", hint)
     if not isinstance(data, dict) or not data:
         raise TemplateError(
             "the node list (--object-info) is not a JSON object of node classes",
@@ -93,50 +71,17 @@ def _object_info_file(path: Path) -> Any:
     return NodeCatalog(data)
 
 
-async def _server_object_info(spec: Any, settings: Any, limit: float) -> dict[str, Any]:
-    from storycore.engine import client_for
-    from storycore.errors import ServerTimeout
-
-    try:
-        async with asyncio.timeout(limit), client_for(spec, settings) as client:
-            return await client.object_info() or {}
-    except TimeoutError as exc:
-        if isinstance(exc, ServerTimeout):
-            raise
-        raise ServerTimeout(
-            f"the server did not give its node list within {limit:g} s",
-            where=spec.url,
-            hint="check that ComfyUI is running, or raise --timeout",
-        ) from None
-
-
 def _catalog(object_info: Path | None, backend: str | None, limit: float, out: Output) -> Any:
-    from storycore.emulator._nodedefs import load_data_json
-    from storycore.engine import backend_specs
-    from storycore.errors import ComfyUIError
-    from storycore.workflows import NodeCatalog
-
     if object_info is not None:
         return _object_info_file(object_info)
-    settings = cli_settings().settings
-    specs = backend_specs(settings, [backend] if backend else [])
-    if backend:  # named on the command line: it must answer
-        return NodeCatalog(asyncio.run(_server_object_info(specs[0], settings, limit)))
-    problems: list[str] = []
-    for spec in specs:  # the configured servers, the first that answers
-        try:
-            return NodeCatalog(asyncio.run(_server_object_info(spec, settings, limit)))
-        except ComfyUIError as err:
-            problems.append(f"{spec.url} ({err.message})")
-    out.warn(
-        f"no node list from {'; '.join(problems)}; converting with the node list of ComfyUI "
-        "0.3.64 shipped with StoryCore (core nodes, IPAdapter plus, ControlNet aux): widget "
-        "order comes from ComfyUI 0.3.64's nodes, so check the result, or pass --backend URL "
-        "or --object-info FILE"
-    )
-    return NodeCatalog(
-        load_data_json("object_info.json"), load_data_json("object_info_custom_nodes.json")
-    )
+    catalog, url, problems = node_catalog(cli_settings().settings, backend, limit)
+    if url is None:
+        out.warn(
+            f"no node list from {'; '.join(problems)}; converting with {SHIPPED}: widget "
+            "order comes from ComfyUI 0.3.64's nodes, so check the result, or pass --backend URL "
+            "or --object-info FILE"
+        )
+    return catalog
 
 
 def register(group: typer.Typer) -> None:
@@ -164,7 +109,7 @@ def register(group: typer.Typer) -> None:
                 hint="give one of them",
             )
         hint = "give the path of a workflow saved from ComfyUI (Workflow > Save)"
-        data = read_json_file(workflow, MAX_WORKFLOW_BYTES, "workflow", hint)
+        _, data = read_json_file(workflow, MAX_WORKFLOW_BYTES, "workflow", hint)
         source = str(workflow)
         if is_api_format(data):
             graph = dict(data)
