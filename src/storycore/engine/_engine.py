@@ -255,7 +255,7 @@ class ImageEngine:
         jobs, failures = await build_jobs(project, panels, options, classes, templates)
         for shot_id, err in failures.items():
             self.fail(run, shot_id, err)
-        problems = await asyncio.to_thread(
+        problems, notices = await asyncio.to_thread(
             run_preflight,
             jobs,
             run.backends[0],
@@ -267,6 +267,8 @@ class ImageEngine:
             run.backends[0].url,
             len(problems),
         )
+        for text in notices:
+            self.emit(Notice("warning", text))
         for shot_id, err in problems.items():
             self.fail(run, shot_id, err)
         jobs = [j for j in jobs if j.shot_id not in problems]

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from storycore._fsutil import file_sha256
+from storycore._text import plural
 from storycore.config import Settings
 from storycore.engine._backends import Backend
 from storycore.engine._jobs import PanelJob
@@ -19,6 +20,7 @@ from storycore.project import Project
 from storycore.workflows import (
     BuiltGraph,
     GraphOptions,
+    Problem,
     WorkflowTemplate,
     build_panel_graph,
     load_template,
@@ -26,7 +28,14 @@ from storycore.workflows import (
     workflow_fingerprint,
 )
 
-__all__ = ["build_jobs", "graph_options", "load_templates", "preview_graphs", "run_preflight"]
+__all__ = [
+    "build_jobs",
+    "deprecation_notices",
+    "graph_options",
+    "load_templates",
+    "preview_graphs",
+    "run_preflight",
+]
 
 
 def graph_options(settings: Settings) -> GraphOptions:
@@ -157,8 +166,9 @@ async def build_jobs(
 
 def run_preflight(
     jobs: Sequence[PanelJob], backend: Backend, *, allow_api_nodes: bool = False
-) -> dict[str, StoryCoreError]:
-    """Check every graph against the server; the shots with errors, each with its problems.
+) -> tuple[dict[str, StoryCoreError], list[str]]:
+    """Check every graph against the server: the shots with errors, each with its problems, and
+    the notices worth a line during a render (deprecated node classes, one line per class).
 
     Paid API nodes are errors unless ``allow_api_nodes`` (the user's ``comfyui.allow_api_nodes``).
     """
@@ -186,4 +196,25 @@ def run_preflight(
                 hint="fix these before rendering; `storycore preflight` lists every problem",
                 problems=errors,
             )
-    return failed
+    return failed, deprecation_notices(report.warnings)
+
+
+def deprecation_notices(warnings: Iterable[Problem], most_shots: int = 5) -> list[str]:
+    """One line per deprecated node class the board uses, naming a few of its shots (the
+    newer ``/object_info`` field ``deprecated``, ComfyUI server.py @ 5e14d797 node_info)."""
+    shots: dict[str, list[str]] = {}
+    for problem in warnings:
+        if problem.code == "deprecated_node" and problem.class_type:
+            seen = shots.setdefault(problem.class_type, [])
+            if problem.shot_id and problem.shot_id not in seen:
+                seen.append(problem.shot_id)
+    lines = []
+    for cls, ids in sorted(shots.items()):
+        named = ", ".join(ids[:most_shots]) + (
+            f" and {len(ids) - most_shots} more" if len(ids) > most_shots else ""
+        )
+        lines.append(
+            f"node class {cls} is deprecated on this server (a later ComfyUI may drop it); "
+            f"used by {plural(len(ids), 'shot')}: {named}. Replace it in the template"
+        )
+    return lines
