@@ -6,6 +6,7 @@ two profiles are the second check."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -197,6 +198,33 @@ async def test_cancel_uses_the_jobs_api(serve: Serve) -> None:
     posts = [path for method, path, _ in seen if method == "POST"]
     assert posts == [f"/api/jobs/{PENDING}/cancel", f"/api/jobs/{DONE}/cancel"]
     assert not any(path == "/queue" for _, path, _ in seen)
+
+
+async def test_cancel_does_not_wait_for_a_sick_system_stats(serve: Serve) -> None:
+    """A panel fails over because its server stopped answering /system_stats; cancelling its
+    prompt there must not start by asking /system_stats (which never answers)."""
+    seen: list[tuple[str, str, Any]] = []
+    app = jobs_app(seen)
+    stuck = []
+
+    async def sick(request: web.Request) -> web.StreamResponse:
+        stuck.append(request.path)
+        await asyncio.sleep(60)
+        return web.json_response({})
+
+    sick_app = web.Application()
+    sick_app.router.add_get("/system_stats", sick)
+    for resource in app.router.resources():
+        info = resource.get_info()
+        path = info.get("path") or info.get("formatter")
+        if path != "/system_stats":
+            for route in resource:
+                sick_app.router.add_route(route.method, str(path), route.handler)
+    url = await serve(sick_app)
+    async with ComfyUIClient(url, FAST) as client, asyncio.timeout(3):
+        assert await client.cancel(PENDING) is CancelOutcome.DELETED
+    assert stuck == []
+    assert ("POST", f"/api/jobs/{PENDING}/cancel", None) in seen
 
 
 def queue_app(

@@ -38,6 +38,7 @@ __all__ = [
     "detect_capabilities",
     "parse_features",
     "parse_system_stats",
+    "probe_jobs_api",
 ]
 
 _MAX_ITEMS = 64  # devices, packages, feature flags
@@ -228,7 +229,7 @@ async def _probe_features(client: ComfyUIClient, notes: list[str]) -> Mapping[st
     return parse_features(body)
 
 
-async def _probe_jobs(client: ComfyUIClient, notes: list[str]) -> bool:
+async def probe_jobs_api(client: ComfyUIClient, notes: list[str]) -> bool:
     """``GET /api/jobs?limit=1`` answers ``{"jobs": [...], "pagination": {...}}`` on today's
     servers (server.py @ 5e14d797, get_jobs); 0.3.64 has no such route (404)."""
     try:
@@ -251,7 +252,7 @@ async def detect_capabilities(client: ComfyUIClient) -> ServerCapabilities:
     notes: list[str] = []
     system = await _probe_system(client, notes)
     features, jobs = await asyncio.gather(
-        _probe_features(client, notes), _probe_jobs(client, notes)
+        _probe_features(client, notes), probe_jobs_api(client, notes)
     )
     return ServerCapabilities(
         system=system, jobs_api=jobs, features=features, notes=tuple(sorted(notes))

@@ -329,7 +329,7 @@ async def cancel_prompt(
     interrupts only a job that is still the one running), else ``/queue`` and
     ``/interrupt`` as 0.3.64 needs (and for an id that is not a canonical UUID, which no
     server with a jobs API that checks ids can know, but an older one may)."""
-    if is_canonical_prompt_id(prompt_id) and (await client.capabilities()).jobs_api:
+    if is_canonical_prompt_id(prompt_id) and await client.has_jobs_api():
         outcome = await _cancel_with_jobs_api(client, prompt_id)
         if outcome is not None:
             return outcome

@@ -17,7 +17,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from storycore.comfyui._capabilities import ServerCapabilities, detect_capabilities
+from storycore.comfyui._capabilities import (
+    ServerCapabilities,
+    detect_capabilities,
+    probe_jobs_api,
+)
 from storycore.comfyui._download import download_to, fetch_bytes
 from storycore.comfyui._jobs_api import (
     CancelOutcome,
@@ -95,6 +99,7 @@ class ComfyUIClient:
         self._upload_lock = asyncio.Lock()
         self._capabilities: ServerCapabilities | None = None
         self._capabilities_lock = asyncio.Lock()
+        self._has_jobs_api = False  # seen answering /api/jobs (kept; a no is asked again)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -198,6 +203,16 @@ class ComfyUIClient:
             if self._capabilities is None or refresh:
                 self._capabilities = await detect_capabilities(self)
             return self._capabilities
+
+    async def has_jobs_api(self) -> bool:
+        """Whether the server has today's jobs API: the kept capabilities when there are some,
+        else ``GET /api/jobs?limit=1`` alone. Never ``/system_stats`` first: a server too sick
+        to answer that (why a panel fails over) must still be asked to cancel its prompt."""
+        if self._capabilities is not None:
+            return self._capabilities.jobs_api
+        if not self._has_jobs_api:
+            self._has_jobs_api = await probe_jobs_api(self, [])
+        return self._has_jobs_api
 
     async def job(self, prompt_id: str) -> JobRecord | None:
         """``GET /api/jobs/{id}`` (today's servers): status, outputs, error; ``None`` when the

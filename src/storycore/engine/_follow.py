@@ -53,7 +53,7 @@ async def look_up_prompt(client: ComfyUIClient, prompt_id: str) -> SeenPrompt:
     """Ask ``/api/jobs/{id}`` where the server has a jobs API (it knows pending, running and
     finished jobs alike, with their outputs); a job it does not know, or a server without it,
     is looked up in ``/history`` and then ``/queue``."""
-    if is_canonical_prompt_id(prompt_id) and (await client.capabilities()).jobs_api:
+    if is_canonical_prompt_id(prompt_id) and await client.has_jobs_api():
         record = await client.job(prompt_id)
         if record is not None and record.finished:
             success = record.prompt_status is PromptStatus.SUCCESS and record.has_outputs
