@@ -56,12 +56,7 @@ from storycore.engine._jobs import (
 from storycore.engine._outputs import check_render_targets
 from storycore.engine._persist import ProjectWriter
 from storycore.engine._plan import cache_decision, plan_board
-from storycore.engine._prepare import (
-    build_jobs,
-    graph_options,
-    load_templates,
-    run_preflight,
-)
+from storycore.engine._prepare import graph_options, ready_jobs
 from storycore.engine._previews import PreviewStore
 from storycore.engine._resume import reconcile_journal
 from storycore.engine._schedule import mark_down, schedule
@@ -246,32 +241,13 @@ class ImageEngine:
         options: GraphOptions,
     ) -> None:
         project = run.project
-        classes = frozenset.intersection(*(b.node_classes for b in run.backends))
-        templates = (
-            load_templates(self.settings, project, run.backends[0].object_info)
-            if any(p.template for p in panels)
-            else {}
-        )
-        jobs, failures = await build_jobs(project, panels, options, classes, templates)
-        for shot_id, err in failures.items():
-            self.fail(run, shot_id, err)
-        problems, notices = await asyncio.to_thread(
-            run_preflight,
-            jobs,
-            run.backends[0],
-            allow_api_nodes=self.settings.comfyui.allow_api_nodes,
-        )
-        _log.debug(
-            "preflight of %d graph(s) against %s: %d panel(s) with errors",
-            len(jobs),
-            run.backends[0].url,
-            len(problems),
+        jobs, failed, notices = await ready_jobs(
+            self.settings, project, panels, options, run.backends
         )
         for text in notices:
             self.emit(Notice("warning", text))
-        for shot_id, err in problems.items():
+        for shot_id, err in failed.items():
             self.fail(run, shot_id, err)
-        jobs = [j for j in jobs if j.shot_id not in problems]
         to_render = await self._skip_cached(run, jobs, request.force)
         self.emit(
             RunStarted(

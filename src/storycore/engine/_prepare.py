@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,15 @@ from storycore.workflows import (
     workflow_fingerprint,
 )
 
+_log = logging.getLogger("storycore.engine")
+
 __all__ = [
     "build_jobs",
     "deprecation_notices",
     "graph_options",
     "load_templates",
     "preview_graphs",
+    "ready_jobs",
     "run_preflight",
 ]
 
@@ -218,3 +222,33 @@ def deprecation_notices(warnings: Iterable[Problem], most_shots: int = 5) -> lis
             f"used by {plural(len(ids), 'shot')}: {named}. Replace it in the template"
         )
     return lines
+
+
+async def ready_jobs(
+    settings: Settings,
+    project: Project,
+    panels: Sequence[Panel],
+    options: GraphOptions,
+    backends: Sequence[Backend],
+) -> tuple[list[PanelJob], dict[str, StoryCoreError], list[str]]:
+    """Every panel's job built and checked against the first server: (the jobs that may be
+    rendered, the shots that may not with why, notices for the run). A panel's graph uses only
+    node classes every server has."""
+    classes = frozenset.intersection(*(b.node_classes for b in backends))
+    templates = (
+        load_templates(settings, project, backends[0].object_info)
+        if any(p.template for p in panels)
+        else {}
+    )
+    jobs, failed = await build_jobs(project, panels, options, classes, templates)
+    refused, notices = await asyncio.to_thread(
+        run_preflight, jobs, backends[0], allow_api_nodes=settings.comfyui.allow_api_nodes
+    )
+    _log.debug(
+        "preflight of %d graph(s) against %s: %d panel(s) with errors",
+        len(jobs),
+        backends[0].url,
+        len(refused),
+    )
+    failed.update(refused)
+    return [j for j in jobs if j.shot_id not in refused], failed, notices
