@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from storycore._config_layers import read_toml
+from storycore._config_layers import read_toml_text
 from storycore._config_text import toml_value
 from storycore._fsutil import atomic_write_text
 from storycore.errors import ConfigError
@@ -79,8 +79,7 @@ def planned_entry(config: Path, name: str, path: str, *, replace: bool = False) 
     text = ""
     data: dict[str, Any] = {}
     if config.exists():
-        data = read_toml(config)  # size, encoding, nesting and syntax checked, with clear errors
-        text = config.read_bytes().decode("utf-8-sig")
+        text, data = read_toml_text(config)  # one bounded read, checked, with clear errors
     templates = data.get("templates")
     where = f"{config}, [templates]"
     by_hand = f"add this line under [templates] yourself: {template_entry_text(name, path)}"

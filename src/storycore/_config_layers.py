@@ -21,7 +21,14 @@ from pydantic import BaseModel
 from storycore._config_text import ENV_PREFIX, toml_nesting_problem, unknown_variable
 from storycore.errors import ConfigError
 
-__all__ = ["MAX_SETTINGS_BYTES", "env_layer", "given_file", "read_toml", "user_config_path"]
+__all__ = [
+    "MAX_SETTINGS_BYTES",
+    "env_layer",
+    "given_file",
+    "read_toml",
+    "read_toml_text",
+    "user_config_path",
+]
 
 # A settings file is a few KiB; a larger one is refused before it is parsed.
 MAX_SETTINGS_BYTES = 1024 * 1024
@@ -49,6 +56,12 @@ def given_file(path: Path) -> Path:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    return read_toml_text(path)[1]
+
+
+def read_toml_text(path: Path) -> tuple[str, dict[str, Any]]:
+    """The text of a settings file and what it holds, from one bounded read (size, encoding,
+    nesting and syntax checked, each with a clear error)."""
     try:
         with path.open("rb") as handle:
             data = handle.read(MAX_SETTINGS_BYTES + 1)
@@ -82,7 +95,7 @@ def read_toml(path: Path) -> dict[str, Any]:
             "remove this file",
         )
     try:
-        return tomllib.loads(text)
+        return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"is not valid TOML: {_toml_problem(str(exc))}",
