@@ -129,6 +129,9 @@ class PromptHandle:
         self._started: dict[str, float] = {}
         self._ended: dict[str, float] = {}
         self.progress = 0.0
+        # (step, steps) of the last progress / progress_state of a running node: what a
+        # preview frame shows (ComfyUI sends one per sampler step).
+        self.sampler_step: tuple[int, int] | None = None
         self.ws_success = False
         self.ws_outputs: dict[str, NodeOutput] = {}
         # The WebSocket connection (its number) that delivered execution_start live: when the
@@ -254,6 +257,8 @@ class PromptHandle:
             self.state = "running"
             self._node_started(event.node_id, now)
         elif isinstance(event, NodeProgress):
+            if event.max > 0:
+                self.sampler_step = (int(event.value), int(event.max))
             node = event.node_id or self._running
             if node is not None and node == self._running and event.max > 0:
                 self._running_fraction = min(1.0, max(0.0, event.value / event.max))
@@ -261,6 +266,8 @@ class PromptHandle:
             for item in event.nodes:
                 self._known.add(item.node_id)
                 if item.state == "running":
+                    if item.max > 1:  # a sampler's steps (a node's own 0/1 is no step)
+                        self.sampler_step = (int(item.value), int(item.max))
                     if item.node_id not in self._started:
                         self._started[item.node_id] = now
                     if item.node_id == self._running and item.max > 0:

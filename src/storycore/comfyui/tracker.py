@@ -46,9 +46,7 @@ from storycore.comfyui.events import (
     ExecutionStarted,
     ExecutionSuccess,
     NodeExecuting,
-    NodeProgress,
     PreviewImage,
-    ProgressState,
     ProgressText,
     ServerStatus,
 )
@@ -68,25 +66,6 @@ _UNSET: Any = object()
 PreviewListener = Callable[[PreviewImage, int | None, int | None], None]
 """``listener(preview, step, steps)``: a prompt's preview frame and the sampler step it shows
 (the last ``progress``/``progress_state`` value of a running node; ``None`` when none came)."""
-
-
-class _Previews:
-    """Who listens to one prompt's previews, and the step its sampler reached."""
-
-    __slots__ = ("listener", "step", "steps")
-
-    def __init__(self, listener: PreviewListener) -> None:
-        self.listener = listener
-        self.step: int | None = None
-        self.steps: int | None = None
-
-    def note(self, event: Event) -> None:
-        if isinstance(event, NodeProgress) and event.max > 0:
-            self.step, self.steps = int(event.value), int(event.max)
-        elif isinstance(event, ProgressState):
-            for node in event.nodes:
-                if node.state == "running" and node.max > 1:
-                    self.step, self.steps = int(node.value), int(node.max)
 
 
 class PromptTracker(Supervision):
@@ -118,7 +97,7 @@ class PromptTracker(Supervision):
         self._last_poll = 0.0
         self._running_prompt: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._previews: dict[str, _Previews] = {}
+        self._previews: dict[str, PreviewListener] = {}
         self._main_tasks: list[asyncio.Task[None]] = []
         self._poll_task: asyncio.Task[None] | None = None
         self._started = False
@@ -359,7 +338,7 @@ class PromptTracker(Supervision):
         if listener is None:
             self._previews.pop(prompt_id, None)
         elif not self._closed:
-            self._previews[prompt_id] = _Previews(listener)
+            self._previews[prompt_id] = listener
 
     # ------------------------------------------------------------------ WebSocket side
     def _on_gap(self) -> None:
@@ -411,7 +390,7 @@ class PromptTracker(Supervision):
         if handle.done():
             return
         handle.feed(event)
-        if handle.prompt_id in self._previews:
+        if isinstance(event, PreviewImage) and handle.prompt_id in self._previews:
             self._preview(handle, event)
         if isinstance(event, ExecutionError):
             handle.fail("error", execution_failed(self._server, handle.prompt_id, event))
@@ -427,18 +406,17 @@ class PromptTracker(Supervision):
         elif isinstance(event, ExecutionSuccess | ExecutionDone):
             self._start_finalizer(handle)
 
-    def _preview(self, handle: PromptHandle, event: Event) -> None:
-        previews = self._previews[handle.prompt_id]
-        if handle.done():
-            del self._previews[handle.prompt_id]
-        elif isinstance(event, PreviewImage):
-            try:
-                previews.listener(event, previews.step, previews.steps)
-            except Exception:
-                _log.debug("a preview listener failed; it is dropped", exc_info=True)
-                self._previews.pop(handle.prompt_id, None)
-        else:
-            previews.note(event)
+    def _preview(self, handle: PromptHandle, event: PreviewImage) -> None:
+        step, steps = handle.sampler_step or (None, None)
+        try:
+            self._previews[handle.prompt_id](event, step, steps)
+        except Exception:
+            _log.debug("a preview listener failed; it is dropped", exc_info=True)
+            self._previews.pop(handle.prompt_id, None)
+
+    def _forget(self, handle: PromptHandle) -> None:
+        super()._forget(handle)
+        self._previews.pop(handle.prompt_id, None)  # its listener goes with the prompt
 
     def _whole_stream(self, handle: PromptHandle) -> bool:
         return (
