@@ -12,7 +12,12 @@ In ``project.json``:
 
 - ``asset_manifest.generated_images``: a list of :class:`AssetRecord` dicts, oldest first;
 - ``shots_index.<shot_id>``: ``active_version``, ``active_asset`` (an ``asset_id``), ``status``
-  (``pending`` / ``rendered`` / ``placeholder`` / ``failed``), ``last_render``;
+  (``pending`` / ``rendered`` / ``placeholder`` / ``failed``), ``last_render``, and the review's
+  extension field ``x_review`` (``comment``, ``comment_at``);
+
+A record is one *take* of its shot (``take`` 1, 2, ...: take ``k`` renders with the shot's seed
+plus ``k - 1``), made with a render ``profile`` (``None``: no profile), and a person's verdict on
+it: ``approved`` or ``rejected`` (a shot whose active take is rejected wants a new take).
 - ``generation_status.image_generation``: ``pending`` / ``in_progress`` / ``done`` / ``partial``
   / ``placeholders`` / ``failed``.
 
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GENERATED_DIR",
     "MANIFEST_KEY",
+    "MAX_TAKE",
     "AssetRecord",
     "Timings",
     "active_record",
@@ -54,6 +60,7 @@ __all__ = [
 
 GENERATED_DIR = PurePosixPath("assets/images/generated")
 MANIFEST_KEY = "generated_images"
+MAX_TAKE = 10_000  # takes of one shot: a bound on what a hand-edited record may claim
 _NAME = re.compile(r"^(?P<shot>.+)_v(?P<version>\d+)_r(?P<render>\d+)\.png$")
 
 
@@ -94,12 +101,20 @@ class AssetRecord:
     template: str | None = None
     timings: Timings = field(default_factory=Timings)
     approved: bool = False
+    take: int = 1
+    profile: str | None = None
+    rejected: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (what ``asdict`` gives, without its deep-copying walk)."""
         data = dict(self.__dict__)
         data["models"] = list(self.models)
         data["timings"] = dict(self.timings.__dict__)
+        # Left out at their defaults, so a plain render's entry is what it always was: no
+        # ``take`` is take 1, no ``profile`` no profile, no ``rejected`` not rejected.
+        for key, default in _LEAN_DEFAULTS:
+            if data[key] == default:
+                del data[key]
         return data
 
     @classmethod
@@ -125,6 +140,9 @@ class AssetRecord:
         values["seed"] = whole_number(data.get("seed"))
         values["placeholder"] = data.get("placeholder") is True
         values["approved"] = data.get("approved") is True
+        values["rejected"] = data.get("rejected") is True
+        take = whole_number(data.get("take"))
+        values["take"] = take if take is not None and 1 <= take <= MAX_TAKE else 1
         models = data.get("models")
         values["models"] = (
             [m for m in models if isinstance(m, str)] if isinstance(models, list) else []
@@ -143,6 +161,7 @@ class AssetRecord:
         return str(PurePosixPath(self.path).with_suffix(".json"))
 
 
+_LEAN_DEFAULTS = (("take", 1), ("profile", None), ("rejected", False))
 _REQUIRED_TEXT = ("asset_id", "shot_id", "path", "sha256")
 _OPTIONAL_TEXT = (
     "prompt_id",
@@ -151,6 +170,7 @@ _OPTIONAL_TEXT = (
     "workflow_sha256",
     "checkpoint",
     "template",
+    "profile",
 )
 
 
