@@ -39,9 +39,9 @@ def _instrument() -> dict[str, float]:
     Each wrapped function runs whole in one thread (``asyncio.to_thread``), so its thread time is
     its CPU cost. Patched in this child process only, for ``--breakdown``.
     """
-    import storycore.board as board
     import storycore.engine._persist as persist_mod
     import storycore.journal as journal_mod
+    import storycore.review._board as board
 
     spent: dict[str, float] = {}
 

@@ -8,7 +8,6 @@ import os
 import time
 from pathlib import Path
 
-from storycore._thumbcache import ThumbCache
 from storycore.assets import (
     RetentionPolicy,
     asset_stats,
@@ -18,6 +17,7 @@ from storycore.assets import (
     plural,
     temporary_files,
 )
+from storycore.review._thumbcache import ThumbCache
 
 from ._project import build
 from .test_cli import run

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from storycore.board import board_geometry, write_board
 from storycore.project import Project, load_project, save_project
+from storycore.review._board import board_geometry, write_board
 
 from ._project import add_render, copy_example
 
@@ -156,7 +156,7 @@ def test_board_command_json(tmp_path: Path) -> None:
 def test_long_boards_get_more_sheets_and_thumbnails_are_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import storycore.board as board
+    import storycore.review._board as board
 
     project = _project(tmp_path)
     monkeypatch.setattr(board, "SHEET_PAGE", 3)
@@ -167,7 +167,7 @@ def test_long_boards_get_more_sheets_and_thumbnails_are_cached(
     # two rendered panels, each thumbnail made once (the page embeds it, the sheet scales it)
     with board.thumb_cache(project.root) as cache:
         assert len(cache) == 2
-    import storycore._thumbcache as thumbcache
+    import storycore.review._thumbcache as thumbcache
 
     made: list[str] = []
     original = thumbcache.jpeg_bytes
@@ -183,7 +183,7 @@ def test_long_boards_get_more_sheets_and_thumbnails_are_cached(
 def test_a_refresh_redraws_only_the_pages_whose_panels_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import storycore.board as board
+    import storycore.review._board as board
 
     project = _project(tmp_path)
     monkeypatch.setattr(board, "SHEET_PAGE", 3)

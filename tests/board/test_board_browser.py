@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from storycore._board_html import human_time
-from storycore.board import write_board
 from storycore.manifest import active_record
 from storycore.project import load_project, save_project
+from storycore.review._board import write_board
+from storycore.review._board_html import human_time
 
 from ._cdp import CHROMIUM, FLAGS, browser_page
 from ._project import add_render, copy_example

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
-from storycore.board import write_board
 from storycore.manifest import active_record
 from storycore.panels import panels_from_project
 from storycore.project import load_project, save_project
+from storycore.review._board import write_board
 from tests.engine.conftest import fast_settings
 
 from ._page import read_page

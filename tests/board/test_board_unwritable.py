@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from storycore.board import write_board
 from storycore.errors import ProjectError
 from storycore.project import load_project, save_project
+from storycore.review._board import write_board
 
 from ._project import add_render, copy_example
 

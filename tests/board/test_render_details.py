@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
-from storycore._render_details import (
+from storycore.review._render_details import (
     ModelUse,
     RenderDetails,
     changes,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from storycore._thumbcache import ThumbCache
+from storycore.review._thumbcache import ThumbCache
 
 
 def test_thumbnails_survive_the_process_that_made_them(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from storycore.board import write_board
 from storycore.project import Project, load_project, save_project
+from storycore.review._board import write_board
 from tests.board._project import add_render, copy_example
 from tests.security._support import run_storycore
 
@@ -65,7 +65,7 @@ async def test_a_users_board_files_survive_storycore_board(tmp_path: Path) -> No
 def test_stale_pages_go_only_when_recorded_and_unchanged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import storycore.board as board
+    import storycore.review._board as board
 
     project = _project(tmp_path)
     folder = project.root / "storyboard"

@@ -15,12 +15,12 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from storycore._render_details import read_png_texts
 from storycore.assets._inventory import temporary_reason
 from storycore.engine._outputs import PROVENANCE_KEY
 from storycore.journal import Journal
 from storycore.manifest import GENERATED_DIR, records
 from storycore.project import load_project
+from storycore.review._render_details import read_png_texts
 from tests.security.test_hostile_http import png_stream, render, streaming
 
 # A legitimate large render costs the CLI's own ~100 MB plus one decoded copy of the pixels
@@ -90,7 +90,7 @@ def test_the_temporary_names_are_ones_assets_clean_recognises() -> None:
 _THUMBNAIL_COST = """
 import sys
 from pathlib import Path
-from storycore._thumbcache import _open_image
+from storycore.review._thumbcache import _open_image
 
 def hwm():
     for line in open("/proc/self/status"):

@@ -23,8 +23,8 @@ def register(app: typer.Typer) -> None:
     @command(app, "board", reads_settings=False)
     def board(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
         """Write storyboard/board.jpg (contact sheet) and board.html (the review page)."""
-        from storycore.board import write_board
         from storycore.project import load_project
+        from storycore.review import write_board
 
         out = Output(json_out)
         files = write_board(load_project(project))

@@ -35,17 +35,17 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageOps
 
 from storycore._fsutil import ensure_inside, mkdirs_inside
-from storycore._render_details import (
+from storycore.errors import OutsideProjectError
+from storycore.review._render_details import (
     DETAILS_FORMAT,
     RenderDetails,
     open_regular,
     read_png_texts,
     render_details,
 )
-from storycore.errors import OutsideProjectError
 
 if TYPE_CHECKING:
-    from storycore.board import BoardPanel
+    from storycore.review._board import BoardPanel
 
 __all__ = ["HTML_THUMB_W", "ThumbCache", "Thumbnails", "jpeg_bytes"]
 

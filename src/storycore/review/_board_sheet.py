@@ -1,5 +1,5 @@
 """Drawing the contact sheet: a grid of panel tiles with captions, as JPEG pages (pure drawing;
-:mod:`storycore.board` decides which pages to draw and writes them)."""
+:mod:`storycore.review._board` decides which pages to draw and writes them)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 if TYPE_CHECKING:
-    from storycore._thumbcache import Thumbnails
-    from storycore.board import BoardPanel
+    from storycore.review._board import BoardPanel
+    from storycore.review._thumbcache import Thumbnails
 
 __all__ = [
     "CAPTION_H",

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 if TYPE_CHECKING:
-    from storycore.board import BoardPanel, PanelFacts
+    from storycore.review._board import BoardPanel, PanelFacts
 
 __all__ = ["CSP", "esc", "html_chunks", "human_time"]
 
