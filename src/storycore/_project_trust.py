@@ -99,6 +99,7 @@ PROJECT_SETTINGS: frozenset[str] = frozenset(
         "controlnet",
         "ipadapter",
         "templates",
+        "profiles",
         "assets",
         "metrics.enabled",
         "metrics.interval",

@@ -43,6 +43,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StringConstraints,
     ValidationError,
     field_validator,
 )
@@ -55,6 +56,7 @@ from storycore._config_text import (
     settings_error,
     toml_value,
 )
+from storycore._profiles import ProfileSettings
 from storycore._project_trust import check_project_layer, check_trusted_server
 from storycore._redact import remember_basic_auth, remember_secret
 from storycore.assets._policy import RetentionPolicy
@@ -265,6 +267,9 @@ class Settings(_Model):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     backends: tuple[BackendSettings, ...] = ()
     templates: dict[str, UserPath] = Field(default_factory=dict)
+    profiles: dict[Annotated[str, StringConstraints(pattern=NAME_PATTERN)], ProfileSettings] = (
+        Field(default_factory=dict)
+    )
     assets: RetentionPolicy = Field(default_factory=RetentionPolicy)
     state_dir: UserPath | None = None
     trust: TrustSettings = Field(default_factory=TrustSettings)

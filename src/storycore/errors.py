@@ -11,7 +11,8 @@ aiohttp; the loaders for files), never scattered through the code.
     StoryCoreError                      exit 1
     ├── ConfigError                     exit 2   a setting is invalid (names the field, the source)
     ├── ProjectError                    exit 3   project.json / storyboard.json invalid
-    │   └── OutsideProjectError                              a path or link leads out of the project
+    │   ├── OutsideProjectError                              a path or link leads out of the project
+    │   └── EditConflict                                     storyboard.json changed meanwhile
     ├── ComfyUIError                    exit 4   talking to a ComfyUI server
     │   ├── NoServerReachable                                no URL tried answered as ComfyUI
     │   ├── ServerUnreachable           (also OSError)       nothing answers at the URL
@@ -51,6 +52,7 @@ __all__ = [
     "ChecksumMismatch",
     "ComfyUIError",
     "ConfigError",
+    "EditConflict",
     "ExecutionFailed",
     "InstallNotFound",
     "ManagerError",
@@ -137,6 +139,11 @@ class ProjectError(StoryCoreError):
 class OutsideProjectError(ProjectError):
     """A path in the project (or a link planted in it) would carry a read, write or delete
     outside the folder it must stay in. ``where`` names the path; the message names the link."""
+
+
+class EditConflict(ProjectError):
+    """An edit of ``storyboard.json`` was refused because the file changed on disk since the
+    editor (the review page) read it: nothing was written; reload and edit again."""
 
 
 class ComfyUIError(StoryCoreError):

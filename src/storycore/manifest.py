@@ -44,6 +44,7 @@ __all__ = [
     "MAX_TAKE",
     "AssetRecord",
     "Timings",
+    "active_assets",
     "active_record",
     "add_record",
     "asset_index",
@@ -265,6 +266,17 @@ def next_render_number(project: Project, shot_id: str, version: int) -> int:
     return highest + 1
 
 
+def active_assets(project: Project) -> dict[str, str]:
+    """Every shot's ``active_asset`` id, from ``shots_index``."""
+    index = project.data.get("shots_index")
+    out: dict[str, str] = {}
+    for shot_id, entry in (index.items() if isinstance(index, dict) else ()):
+        asset = entry.get("active_asset") if isinstance(entry, dict) else None
+        if isinstance(asset, str):
+            out[str(shot_id)] = asset
+    return out
+
+
 def active_record(project: Project, shot_id: str) -> AssetRecord | None:
     """The record the shots index marks active for ``shot_id``."""
     entry = project.data.get("shots_index", {}).get(shot_id)
@@ -276,20 +288,22 @@ def active_record(project: Project, shot_id: str) -> AssetRecord | None:
     return None
 
 
-def add_record(project: Project, record: AssetRecord) -> dict[str, Any]:
-    """Append ``record`` to the manifest and make it the shot's active asset; the manifest
-    entry (the dict that ``project.json`` will hold)."""
+def add_record(project: Project, record: AssetRecord, *, activate: bool = True) -> dict[str, Any]:
+    """Append ``record`` to the manifest and (``activate``) make it the shot's active asset;
+    the manifest entry (the dict that ``project.json`` will hold). A take that does not become
+    active leaves the shot's status and active asset as they are."""
     manifest = project.data.setdefault("asset_manifest", {})
     item = record.to_dict()
     manifest.setdefault(MANIFEST_KEY, []).append(item)
-    set_shot_status(
-        project,
-        record.shot_id,
-        "placeholder" if record.placeholder else "rendered",
-        active_asset=record.asset_id,
-        version=record.version,
-        when=record.created_at,
-    )
+    if activate:
+        set_shot_status(
+            project,
+            record.shot_id,
+            "placeholder" if record.placeholder else "rendered",
+            active_asset=record.asset_id,
+            version=record.version,
+            when=record.created_at,
+        )
     return item
 
 

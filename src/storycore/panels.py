@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast
 
 from storycore._text import without_surrogates
 
 if TYPE_CHECKING:
+    from storycore._profiles import ProfileSettings
     from storycore.config import ResolvedSettings, Settings
     from storycore.project import Project, Shot
 
@@ -36,10 +37,13 @@ __all__ = [
     "compose_prompt",
     "derive_shot_seed",
     "panel_from_shot",
+    "panel_key",
     "panel_sources",
     "panels_from_project",
     "render_size",
     "round_to_multiple",
+    "split_key",
+    "take_seed",
 ]
 
 ControlKind = Literal["pose", "depth", "lineart", "canny"]
@@ -101,6 +105,33 @@ class Panel:
     camera: str = ""
     lighting: str = ""
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    take: int = 1
+    profile: str | None = None
+
+    @property
+    def key(self) -> str:
+        """What names this panel in a run: the shot id for its first take, ``SHOT#N`` for take
+        N (a ``#`` is never in a shot id)."""
+        return panel_key(self.shot_id, self.take)
+
+
+def panel_key(shot_id: str, take: int) -> str:
+    """``shot_id`` for take 1, ``shot_id#take`` for the others."""
+    return shot_id if take == 1 else f"{shot_id}#{take}"
+
+
+def split_key(key: str) -> tuple[str, int]:
+    """``("S01", 3)`` for ``"S01#3"``, ``("S01", 1)`` for ``"S01"``."""
+    shot_id, sep, take = key.rpartition("#")
+    if sep and take.isascii() and take.isdigit() and shot_id:
+        return shot_id, int(take)
+    return key, 1
+
+
+def take_seed(seed: int, take: int) -> int:
+    """The seed of take ``take`` of a panel whose first take has ``seed``: ``seed + take - 1``,
+    wrapping at :data:`MAX_SEED` (so every take is a different, reproducible image)."""
+    return (seed + take - 1) % (MAX_SEED + 1)
 
 
 def round_to_multiple(value: float, multiple: int = 8) -> int:
@@ -207,19 +238,26 @@ def _resolve(root: Path, relative: str, allowed: Sequence[Path], shot_id: str, f
     return resolved
 
 
-def panel_from_shot(project: Project, shot: Shot, settings: Settings) -> Panel:
-    """Resolve one shot into a :class:`Panel` with the settings' defaults filled in."""
+def panel_from_shot(
+    project: Project,
+    shot: Shot,
+    settings: Settings,
+    profile: tuple[str, ProfileSettings] | None = None,
+) -> Panel:
+    """Resolve one shot into a :class:`Panel` with the settings' defaults filled in; a
+    ``profile`` (name, values) overrides the shot's own values where it sets one."""
     from storycore.project import parse_version
 
     render = settings.render
     tech = shot.prompt_modules.technical
+    name, wins = profile if profile is not None else (None, None)
     config = project.data.get("config", {})
     # The shot's own size (its resolution, else its aspect ratio) wins over the project's.
     own_size = bool(tech.resolution or tech.aspect_ratio)
     (width, height), target = render_size(
         tech.resolution if own_size else config.get("target_resolution"),
         tech.aspect_ratio if own_size else config.get("target_aspect_ratio"),
-        render.render_long_side,
+        wins.render_long_side if wins and wins.render_long_side else render.render_long_side,
         render.size_multiple,
     )
     seed, source = _seed_for(shot, project.global_seed, render.seed_policy)
@@ -234,7 +272,7 @@ def panel_from_shot(project: Project, shot: Shot, settings: Settings) -> Panel:
         if tech.denoise is not None
         else (render.img2img_denoise if init_image is not None else 1.0)
     )
-    return Panel(
+    panel = Panel(
         project_id=project.project_id,
         shot_id=shot.shot_id,
         shot_number=shot.shot_number,
@@ -279,20 +317,36 @@ def panel_from_shot(project: Project, shot: Shot, settings: Settings) -> Panel:
         description=shot.description,
         camera=shot.prompt_modules.camera,
         lighting=shot.prompt_modules.lighting,
+        profile=name,
+    )
+    if wins is None:
+        return panel
+    return replace(
+        panel,
+        steps=wins.steps or panel.steps,
+        cfg=wins.cfg if wins.cfg is not None else panel.cfg,
+        sampler=wins.sampler or panel.sampler,
+        scheduler=wins.scheduler or panel.scheduler,
+        checkpoint=wins.checkpoint or panel.checkpoint,
+        template=wins.template or panel.template,
     )
 
 
 def panels_from_project(
-    project: Project, settings: Settings, shot_ids: list[str] | None = None
+    project: Project,
+    settings: Settings,
+    shot_ids: list[str] | None = None,
+    profile: tuple[str, ProfileSettings] | None = None,
 ) -> list[Panel]:
-    """Every selected shot as a panel, in storyboard order. Unknown ids raise ProjectError."""
+    """Every selected shot as a panel, in storyboard order (with ``profile``'s values, when
+    given). Unknown ids raise ProjectError."""
     if shot_ids:
         wanted = [project.shot(shot_id) for shot_id in shot_ids]
         order = {shot.shot_id: i for i, shot in enumerate(project.shots)}
         shots = sorted({s.shot_id: s for s in wanted}.values(), key=lambda s: order[s.shot_id])
     else:
         shots = project.shots
-    return [panel_from_shot(project, shot, settings) for shot in shots]
+    return [panel_from_shot(project, shot, settings, profile) for shot in shots]
 
 
 SourceKind = Literal["shot", "project default", "built-in default"]

@@ -49,6 +49,32 @@ FALLBACK_OPTION = typer.Option(
 )
 FORCE_OPTION = typer.Option(False, "--force", help="Render again even if unchanged.")
 DRY_RUN_OPTION = typer.Option(False, "--dry-run", help="Plan only; submit nothing.")
+PROFILE_OPTION = typer.Option(
+    None,
+    "--profile",
+    help="A render profile whose values win over the shots' own: 'draft', 'final' or a "
+    "[profiles.NAME] table of storycore.toml.",
+)
+TAKES_OPTION = typer.Option(
+    None,
+    "--takes",
+    min=1,
+    max=100,
+    help="Takes 1..N of each panel, seeds seed, seed+1, ... (a rerun renders the missing ones; "
+    "default: the profile's takes, else 1).",
+)
+NEW_TAKES_OPTION = typer.Option(
+    0, "--new-takes", min=0, max=100, help="N more takes of each panel, after its last one."
+)
+APPROVED_OPTION = typer.Option(
+    False,
+    "--approved",
+    help="Render each shot's approved take again, same seed, at the profile's settings "
+    "(promote: --profile final --approved).",
+)
+REJECTED_OPTION = typer.Option(
+    False, "--rejected", help="Only shots with no take or a rejected one: a new take each."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -63,6 +89,11 @@ def register(app: typer.Typer) -> None:
         fallback: str | None = FALLBACK_OPTION,
         force: bool = FORCE_OPTION,
         dry_run: bool = DRY_RUN_OPTION,
+        profile: str | None = PROFILE_OPTION,
+        takes: int | None = TAKES_OPTION,
+        new_takes: int = NEW_TAKES_OPTION,
+        approved: bool = APPROVED_OPTION,
+        rejected: bool = REJECTED_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Render every panel of the storyboard through ComfyUI (resumable)."""
@@ -72,6 +103,13 @@ def register(app: typer.Typer) -> None:
         if fallback not in (None, "mock", "fail"):
             raise ConfigError(
                 f"--fallback must be 'mock' or 'fail', not {fallback!r}", where="--fallback"
+            )
+        if approved and (takes or new_takes or rejected):
+            raise ConfigError(
+                "--approved renders each shot's approved take again; it does not go with "
+                "--takes, --new-takes or --rejected",
+                where="--approved",
+                hint="run the promote pass on its own: generate-images --profile final --approved",
             )
         out = Output(json_out)
         resolved = cli_settings(
@@ -90,7 +128,16 @@ def register(app: typer.Typer) -> None:
             desktop_port=desktop_port_for(resolved, backend or ()),
             force=force,
             dry_run=dry_run,
+            profile=profile,
+            takes=takes,
+            new_takes=new_takes,
+            approved=approved,
+            rejected=rejected,
         )
+        if profile:  # an unknown name stops here, before anything starts
+            from storycore._profiles import resolve_profile
+
+            resolve_profile(resolved.settings, profile)
         view = JsonView(out) if json_out else RichView(out)
         phase = _Phase(view.handle)
         engine = ImageEngine(resolved.settings, on_event=phase)

@@ -223,7 +223,7 @@ def print_summary(out: Output, summary: Any, code: int, *, asked_for_mock: bool)
     table = Table("shot", "status", "server", "queued", "file / error", box=None, pad_edge=False)
     for o in summary.outcomes:
         server = _seconds(o.execution_s if o.execution_s is not None else o.seconds)
-        detail = o.path or o.error or ""
+        detail = o.path or o.error or o.reason or ""
         status = "skipped (placeholder)" if o.status == "skipped" and o.placeholder else o.status
         table.add_row(shown(o.shot_id), status, server, _seconds(o.queued_s), shown(detail))
     out.console.print(table)

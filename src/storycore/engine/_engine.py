@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 from storycore._lock import ProjectLock
+from storycore._profiles import resolve_profile
 from storycore.config import Settings
 from storycore.diagnostics import Diagnosis, DiagnosticHistory, RetryPolicy, Strategy, classify
 from storycore.engine._backends import (
@@ -55,20 +56,23 @@ from storycore.engine._jobs import (
 )
 from storycore.engine._outputs import check_render_targets
 from storycore.engine._persist import ProjectWriter
-from storycore.engine._plan import cache_decision, plan_board
+from storycore.engine._plan import find_cached, plan_board
 from storycore.engine._prepare import graph_options, ready_jobs
 from storycore.engine._previews import PreviewStore
 from storycore.engine._resume import reconcile_journal
 from storycore.engine._schedule import mark_down, schedule
 from storycore.engine._summary import PanelOutcome, RenderSummary
+from storycore.engine._takes import ActiveTakes, TakeRequest, plan_takes, run_order, shown_takes
 from storycore.errors import (
     OutputNotFetched,
+    ProjectError,
     RenderError,
     StoryCoreError,
 )
 from storycore.journal import Journal
+from storycore.manifest import active_assets, records
 from storycore.monitoring import MonitoringSession, PerformanceMonitor
-from storycore.panels import Panel, panels_from_project
+from storycore.panels import Panel, panels_from_project, split_key
 from storycore.project import Project, load_project, storyboard_warnings
 from storycore.workflows import GraphOptions
 
@@ -82,7 +86,10 @@ class RenderRequest:
     """What to render and how (the ``generate-images`` flags).
 
     ``fallback``: what the user asked for when no server answers (``None``: nothing, and then
-    placeholders only when no server was named). ``desktop_port``: ComfyUI Desktop's port, tried
+    placeholders only when no server was named). ``profile``: a render profile
+    (``storycore._profiles``) whose values win over the shots'; ``takes`` (``None``: the
+    profile's, else 1), ``new_takes``, ``approved``, ``rejected``: which takes to render
+    (:mod:`storycore.engine._takes`). ``desktop_port``: ComfyUI Desktop's port, tried
     when ``comfyui.port`` does not answer (``storycore.engine.desktop_port_for``; ``None``: not).
     """
 
@@ -94,6 +101,11 @@ class RenderRequest:
     desktop_port: int | None = None
     force: bool = False
     dry_run: bool = False
+    profile: str | None = None
+    takes: int | None = None
+    new_takes: int = 0
+    approved: bool = False
+    rejected: bool = False
 
 
 @dataclass
@@ -110,6 +122,7 @@ class _Run:
     mock: bool = False
     monitor: PerformanceMonitor | None = None
     diagnoses: list[Diagnosis] = field(default_factory=list)
+    active_takes: ActiveTakes | None = None
     render_seconds: float | None = None  # wall time from the first submission to the last panel
 
 
@@ -148,17 +161,52 @@ class ImageEngine:
         project = await asyncio.to_thread(load_project, request.project)
         for warning in storyboard_warnings(project):  # typos such as technical.stpes
             self.emit(Notice("warning", warning.text()))
+        profile = (
+            (request.profile, resolve_profile(self.settings, request.profile))
+            if request.profile
+            else None
+        )
         # Reference paths are checked on disk (links, allowed folders): off the event loop.
-        panels = await asyncio.to_thread(
-            panels_from_project, project, self.settings, list(request.shots) or None
+        shots = await asyncio.to_thread(
+            panels_from_project, project, self.settings, list(request.shots) or None, profile
         )
         project.drop_shots()  # the panels hold what the run needs
+        takes = request.takes or (profile[1].takes if profile else None) or 1
+        plan = plan_takes(
+            shots,
+            records(project),
+            active_assets(project),
+            TakeRequest(takes, request.new_takes, request.approved, request.rejected),
+        )
+        panels = plan.panels
+        order = run_order(shots, panels, plan.skipped)
+        # The takes the shots show now, as this run would make them: only to learn whether
+        # each is still current (same cache key), never rendered.
+        references = (
+            []
+            if request.approved
+            else shown_takes(shots, panels, records(project), active_assets(project))
+        )
+        skipped = {
+            shot_id: PanelOutcome(shot_id, "skipped", reason=why)
+            for shot_id, why in plan.skipped.items()
+        }
+        if request.approved and not panels and shots:
+            raise ProjectError(
+                "no shot has an approved take, so there is nothing to render again",
+                where=str(project.root),
+                hint="approve the takes to keep first (storycore takes approve SHOT RENDER, or "
+                "on the review page), then run --approved again",
+            )
+        for shot_id, why in plan.skipped.items():
+            self.emit(PanelSkipped(shot_id, why, None))
         options = graph_options(self.settings)
         if request.dry_run:  # no server started or contacted, nothing written
             outcomes = await plan_board(self.settings, project, panels, options, self.emit)
+            planned = {o.shot_id: o for o in outcomes} | skipped
             return RenderSummary(
                 project=project.root,
-                outcomes=outcomes,
+                outcomes=[planned[key] for key in order if key in planned],
                 elapsed=time.monotonic() - started,
                 mock=False,
                 backends=[],
@@ -168,13 +216,14 @@ class ImageEngine:
         writer = ProjectWriter(
             project, journal, notify=lambda text: self.emit(Notice("warning", text))
         )
-        run = _Run(project, journal, writer, outcomes={})
+        run = _Run(project, journal, writer, outcomes=dict(skipped))
         self._wake, sink = run.changed, self._sink
         try:
             async with contextlib.AsyncExitStack() as stack:
                 stack.callback(journal.close)
                 stack.enter_context(ProjectLock(project.root, "generate-images"))
-                shot_ids = [p.shot_id for p in panels]  # a planted link stops the run here
+                shot_ids = list(dict.fromkeys(p.shot_id for p in panels))  # a planted link stops
+                # the run here
                 await asyncio.to_thread(check_render_targets, project.root, shot_ids)
                 await stack.enter_async_context(run.writer)
                 previews = PreviewStore(project.root, sink, lambda: run.backends)
@@ -207,7 +256,7 @@ class ImageEngine:
                 for backend in run.backends:
                     stack.push_async_callback(backend.close)
                 run.mock = all(b.mock for b in run.backends)
-                await self._render_board(run, request, panels, options)
+                await self._render_board(run, request, panels, options, references)
         except OSError as exc:
             raise RenderError(
                 f"cannot write into the project ({exc.strerror or exc}); finished panels are "
@@ -221,7 +270,6 @@ class ImageEngine:
                 history = DiagnosticHistory.for_project(project.root)
                 for diagnosis in run.diagnoses:
                     await asyncio.to_thread(history.record, diagnosis)
-        order = [p.shot_id for p in panels]
         outcomes = [run.outcomes.get(s) or self._unfinished(s) for s in order]
         return RenderSummary(
             project=project.root,
@@ -239,16 +287,21 @@ class ImageEngine:
         request: RenderRequest,
         panels: Sequence[Panel],
         options: GraphOptions,
+        references: Sequence[Panel] = (),
     ) -> None:
         project = run.project
+        looked_up = {p.key for p in references}
         jobs, failed, notices = await ready_jobs(
-            self.settings, project, panels, options, run.backends
+            self.settings, project, [*panels, *references], options, run.backends
         )
         for text in notices:
             self.emit(Notice("warning", text))
         for shot_id, err in failed.items():
-            self.fail(run, shot_id, err)
-        to_render = await self._skip_cached(run, jobs, request.force)
+            if shot_id not in looked_up:
+                self.fail(run, shot_id, err)
+        shown = [j.fingerprint for j in jobs if j.shot_id in looked_up]
+        jobs = [j for j in jobs if j.shot_id not in looked_up]
+        to_render = await self._skip_cached(run, jobs, request.force, shown)
         self.emit(
             RunStarted(
                 total=len(panels),
@@ -265,18 +318,42 @@ class ImageEngine:
         await self._finish_project(run)
 
     # ------------------------------------------------------------------ cache
-    async def _skip_cached(self, run: _Run, jobs: list[PanelJob], force: bool) -> list[PanelJob]:
+    async def _skip_cached(
+        self, run: _Run, jobs: list[PanelJob], force: bool, shown: Sequence[str] = ()
+    ) -> list[PanelJob]:
+        """The jobs to render: a take whose render exists (same cache key, file intact) is
+        kept, not rendered again. Sets the run's :class:`ActiveTakes`; ``shown`` are the cache
+        keys of the takes the shots show now, as this run would make them (a shown take with
+        one of these is current and stays shown)."""
+        wanted: dict[str, set[str]] = {}
+        for job in jobs:
+            wanted.setdefault(job.panel.shot_id, set()).add(job.fingerprint)
+        current = set(shown)
+        for shot_id in list(wanted):
+            active = run.writer.active(shot_id)
+            if active is not None and active.workflow_sha256 in current:
+                wanted[shot_id].add(active.workflow_sha256)
+        run.active_takes = ActiveTakes(wanted)
         if force:
             return jobs
         keep: list[PanelJob] = []
+        made = run.writer.records_by_key()
         for job in jobs:
-            record = run.writer.active(job.shot_id)
-            decision = await asyncio.to_thread(
-                cache_decision, run.project.root, record, job.fingerprint, mock=run.mock
+            shot_id = job.panel.shot_id
+            active = run.writer.active(shot_id)
+            decision, record = await asyncio.to_thread(
+                find_cached,
+                run.project.root,
+                active,
+                made.get((shot_id, job.fingerprint), []),
+                job.fingerprint,
+                mock=run.mock,
             )
             if decision.notice:
                 self.emit(Notice("warning", f"{decision.notice}: rendering again"))
             if decision.skip and record is not None:
+                if run.active_takes.should_activate(active, record) and record != active:
+                    run.writer.activate(record)
                 run.outcomes[job.shot_id] = PanelOutcome(
                     job.shot_id, "skipped", path=record.path, placeholder=record.placeholder
                 )
@@ -398,7 +475,8 @@ class ImageEngine:
 
     async def record_outcome(self, run: _Run, job: PanelJob, outcome: JobOutcome) -> None:
         record = outcome.record
-        await run.writer.add(record)
+        chooser = run.active_takes.should_activate if run.active_takes is not None else None
+        await run.writer.add(record, chooser)
         if run.monitor is not None:
             timings = record.timings
             phases = {
@@ -442,10 +520,18 @@ class ImageEngine:
         )
 
     def fail(self, run: _Run, shot_id: str, err: StoryCoreError) -> None:
+        """Record that the panel ``shot_id`` (a run's key: ``SHOT`` or ``SHOT#N``) failed. A
+        later take that fails leaves a shot that shows a take as it is (its error noted)."""
         diagnosis = classify(err)
         run.diagnoses.append(diagnosis)
         run.outcomes[shot_id] = PanelOutcome(shot_id, "failed", error=err.paragraph())
-        run.writer.set_status(shot_id, "failed", error=err.message)
+        shot, take = split_key(shot_id)
+        active = run.writer.active(shot) if take != 1 else None
+        if active is None:
+            run.writer.set_status(shot, "failed", error=err.message)
+        else:
+            status = "placeholder" if active.placeholder else "rendered"
+            run.writer.set_status(shot, status, error=err.message)
         if run.monitor is not None:
             run.monitor.record_outcome(False)
         self.emit(
@@ -478,7 +564,7 @@ class ImageEngine:
             generation["image_generation"] = state
         run.writer.mark_dirty()
         await run.writer.flush(final=True)
-        from storycore.board import write_board
+        from storycore.review import write_board
 
         try:
             await asyncio.to_thread(write_board, run.project)

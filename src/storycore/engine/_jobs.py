@@ -116,7 +116,9 @@ class PanelJob:
 
     @property
     def shot_id(self) -> str:
-        return self.panel.shot_id
+        """The panel's key in the run: its shot id, or ``SHOT#N`` for take N > 1 (what events,
+        outcomes and the journal name it by)."""
+        return self.panel.key
 
 
 def pick_next(
@@ -289,7 +291,7 @@ async def collect_output(
         )
     root = store.project.root
     started = time.monotonic()
-    downloaded = await _download(backend, preferred[0], root, job.shot_id)
+    downloaded = await _download(backend, preferred[0], root, job.panel.shot_id)
     try:
         download_s = time.monotonic() - started
         _log.debug(
@@ -346,6 +348,8 @@ def _drafter(
             "comfyui_version": backend.version,
             "workflow_sha256": job.fingerprint,
             "seed": panel.seed,
+            "take": panel.take,
+            "profile": panel.profile,
             "checkpoint": panel.checkpoint,
             "template": template,
             "placeholder": backend.mock,
@@ -373,6 +377,8 @@ def _drafter(
             models=models,
             template=template,
             timings=timings,
+            take=panel.take,
+            profile=panel.profile,
         )
         return record, provenance
 
@@ -427,7 +433,8 @@ async def run_on_backend(
         }
         await asyncio.to_thread(journal.append, "submit", prompt_id=prompt_id, **announced)
         submitted_at = time.monotonic()
-        extra = {"extra_pnginfo": {"storycore": {"shot_id": job.shot_id, "prompt_id": prompt_id}}}
+        mark = {"shot_id": job.panel.shot_id, "take": job.panel.take, "prompt_id": prompt_id}
+        extra = {"extra_pnginfo": {"storycore": mark}}
         handle = await backend.tracker.submit(
             graph,
             prompt_id=prompt_id,

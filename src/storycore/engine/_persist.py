@@ -37,7 +37,6 @@ from typing import Any
 
 from storycore._fsutil import file_sha256, is_safe_relative
 from storycore._project_io import decode_json, encode_json, write_if_unchanged
-from storycore.board import cache_thumbnail, thumb_cache
 from storycore.engine._outputs import finish_render
 from storycore.errors import ProjectError, StoryCoreError
 from storycore.journal import Journal
@@ -57,6 +56,7 @@ from storycore.project import (
     read_disk_edit,
     validate_project_data,
 )
+from storycore.review import cache_thumbnail, thumb_cache
 
 __all__ = ["ProjectWriter"]
 
@@ -226,10 +226,44 @@ class ProjectWriter:
             cache_thumbnail(self._thumbs, self.project.root, record)
         return record
 
-    async def add(self, record: AssetRecord) -> None:
-        """Add a landed (journaled) record to the manifest; ``project.json`` is saved soon."""
+    async def add(
+        self,
+        record: AssetRecord,
+        activate: Callable[[AssetRecord | None, AssetRecord], bool] | None = None,
+    ) -> None:
+        """Add a landed (journaled) record to the manifest; ``project.json`` is saved soon.
+        ``activate(active, record)`` says whether it becomes the shot's active asset (default:
+        it does)."""
         async with self._lock:
-            self._remember(add_record(self.project, record))
+            yes = activate(self.active(record.shot_id), record) if activate else True
+            self._remember(add_record(self.project, record, activate=yes))
+        self.mark_dirty()
+
+    def records_by_key(self) -> dict[tuple[str, str], list[AssetRecord]]:
+        """Every readable record by (shot id, cache key), newest first: what the render cache
+        looks up to find a take made before (any take, not only the active one)."""
+        out: dict[tuple[str, str], list[AssetRecord]] = {}
+        for item in self._index.values():
+            try:
+                record = AssetRecord.from_dict(item)
+            except (TypeError, ValueError):
+                continue
+            if record.workflow_sha256:
+                out.setdefault((record.shot_id, record.workflow_sha256), []).append(record)
+        for found in out.values():
+            found.sort(key=lambda r: (r.version, r.render), reverse=True)
+        return out
+
+    def activate(self, record: AssetRecord) -> None:
+        """Make an existing record its shot's active asset (a kept take of this run, when the
+        shot showed one of an older storyboard or another profile)."""
+        set_shot_status(
+            self.project,
+            record.shot_id,
+            "placeholder" if record.placeholder else "rendered",
+            active_asset=record.asset_id,
+            version=record.version,
+        )
         self.mark_dirty()
 
     def _remember(self, item: dict[str, Any]) -> None:

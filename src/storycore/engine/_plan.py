@@ -20,12 +20,12 @@ from storycore.config import Settings
 from storycore.engine._events import EventSink, PanelFailed, PanelPlanned
 from storycore.engine._prepare import build_jobs, load_templates
 from storycore.engine._summary import PanelOutcome
-from storycore.manifest import AssetRecord, asset_index
+from storycore.manifest import AssetRecord, active_assets, asset_index
 from storycore.panels import Panel
 from storycore.project import Project
 from storycore.workflows import GraphOptions
 
-__all__ = ["CacheDecision", "cache_decision", "plan_board"]
+__all__ = ["CacheDecision", "cache_decision", "find_cached", "plan_board"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,31 @@ def cache_decision(
     return CacheDecision(True, "unchanged since its last render")
 
 
+def find_cached(
+    root: Path,
+    active: AssetRecord | None,
+    made: list[AssetRecord],
+    fingerprint: str,
+    *,
+    mock: bool | None,
+) -> tuple[CacheDecision, AssetRecord | None]:
+    """The render cache's decision for one take, and the render it keeps: the shot's active
+    record when it is this take, else any earlier render with the same cache key whose file is
+    intact (``made``, newest first: a take made before, or the render of a prompt the person
+    changed back). The notice is the active record's (its file changed or vanished).
+    Blocking (hashes files): call it in a worker thread."""
+    first = cache_decision(root, active, fingerprint, mock=mock)
+    if first.skip:
+        return first, active
+    for record in made:
+        if active is not None and record.asset_id == active.asset_id:
+            continue
+        decision = cache_decision(root, record, fingerprint, mock=mock)
+        if decision.skip:
+            return CacheDecision(True, "rendered before", first.notice), record
+    return first, None
+
+
 async def plan_board(
     settings: Settings,
     project: Project,
@@ -72,20 +97,26 @@ async def plan_board(
     templates = load_templates(settings, project, None) if any(p.template for p in panels) else {}
     jobs, failures = await build_jobs(project, panels, options, None, templates)
     index = asset_index(project)
-    active = {
-        shot_id: index.get(str(entry.get("active_asset", "")))
-        for shot_id, entry in dict(project.data.get("shots_index") or {}).items()
-        if isinstance(entry, dict)
-    }
+    active = {shot_id: index.get(asset) for shot_id, asset in active_assets(project).items()}
+    made: dict[tuple[str, str], list[AssetRecord]] = {}
+    for record in sorted(index.values(), key=lambda r: (r.version, r.render), reverse=True):
+        if record.workflow_sha256:
+            made.setdefault((record.shot_id, record.workflow_sha256), []).append(record)
     outcomes: dict[str, PanelOutcome] = {}
     for job in jobs:
-        decision = await asyncio.to_thread(
-            cache_decision, project.root, active.get(job.shot_id), job.fingerprint, mock=None
+        shot_id = job.panel.shot_id
+        decision, _ = await asyncio.to_thread(
+            find_cached,
+            project.root,
+            active.get(shot_id),
+            made.get((shot_id, job.fingerprint), []),
+            job.fingerprint,
+            mock=None,
         )
         p = job.panel
         emit(
             PanelPlanned(
-                shot_id=p.shot_id,
+                shot_id=p.key,
                 action="skip" if decision.skip else "render",
                 reason=decision.reason,
                 positive=p.positive,
@@ -101,10 +132,10 @@ async def plan_board(
             )
         )
         if decision.skip:
-            outcomes[p.shot_id] = PanelOutcome(p.shot_id, "skipped")
+            outcomes[p.key] = PanelOutcome(p.key, "skipped")
         else:
-            outcomes[p.shot_id] = PanelOutcome(p.shot_id, "planned")
+            outcomes[p.key] = PanelOutcome(p.key, "planned")
     for shot_id, err in failures.items():
         emit(PanelFailed(shot_id, err.message, where=err.where, hint=err.hint))
         outcomes[shot_id] = PanelOutcome(shot_id, "failed", error=err.paragraph())
-    return [outcomes.get(p.shot_id, PanelOutcome(p.shot_id, "stopped")) for p in panels]
+    return [outcomes.get(p.key, PanelOutcome(p.key, "stopped")) for p in panels]

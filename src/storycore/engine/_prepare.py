@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -39,6 +40,7 @@ __all__ = [
     "preview_graphs",
     "ready_jobs",
     "run_preflight",
+    "take_fingerprint",
 ]
 
 
@@ -134,7 +136,7 @@ async def build_jobs(
                 panel, options, templates=templates, node_classes=node_classes
             )
         except WorkflowError as err:
-            failures[panel.shot_id] = err
+            failures[panel.key] = err
             continue
         image_hashes: dict[Path, str] = {}
         try:
@@ -144,7 +146,7 @@ async def build_jobs(
                     hashes[path] = await asyncio.to_thread(file_sha256, path)
                 image_hashes[path] = hashes[path]
         except OSError as exc:
-            failures[panel.shot_id] = WorkflowError(
+            failures[panel.key] = WorkflowError(
                 f"the image {exc.filename} cannot be read ({exc.strerror})",
                 where=f"shot {panel.shot_id}",
                 hint="fix the path in storyboard.json (paths are relative to the project)",
@@ -153,7 +155,7 @@ async def build_jobs(
         jobs.append(
             PanelJob(
                 panel=panel,
-                fingerprint=workflow_fingerprint(built, image_hashes),
+                fingerprint=take_fingerprint(workflow_fingerprint(built, image_hashes), panel),
                 image_hashes=image_hashes,
                 rebuild=functools.partial(
                     build_panel_graph,
@@ -166,6 +168,16 @@ async def build_jobs(
         )  # not kept: the preflight builds each graph again and lets it go (one more build
         # pass, ~0.1 ms a panel, against some 5 MB of graphs held at once on 2000 panels)
     return jobs, failures
+
+
+def take_fingerprint(fingerprint: str, panel: Panel) -> str:
+    """The render-cache key of a panel: its workflow's fingerprint, with the take number and the
+    profile when they are not the defaults (a plain render's key is what it always was, so a
+    board rendered before takes existed is not rendered again)."""
+    if panel.take == 1 and panel.profile is None:
+        return fingerprint
+    extra = f"{fingerprint}|take={panel.take}|profile={panel.profile or ''}"
+    return hashlib.sha256(extra.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def run_preflight(
@@ -192,10 +204,10 @@ def run_preflight(
     )
     failed: dict[str, StoryCoreError] = {}
     for job in jobs:
-        errors = [p for p in report.for_shot(job.shot_id) if p.severity == "error"]
+        errors = [p for p in report.for_shot(job.panel.shot_id) if p.severity == "error"]
         if errors:
             failed[job.shot_id] = PreflightFailed(
-                "; ".join(p.paragraph() for p in errors),
+                "; ".join(dict.fromkeys(p.paragraph() for p in errors)),  # takes share them
                 where=f"shot {job.shot_id} on {backend.url}",
                 hint="fix these before rendering; `storycore preflight` lists every problem",
                 problems=errors,

@@ -26,6 +26,7 @@ class PanelOutcome:
     placeholder: bool = False
     execution_s: float | None = None  # the server's time running the graph
     queued_s: float | None = None  # the wait in the server's queue
+    reason: str | None = None  # why a skipped panel was not rendered, when not "unchanged"
 
 
 @dataclass
