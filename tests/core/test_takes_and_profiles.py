@@ -108,7 +108,7 @@ def test_active_takes_keeps_a_current_pick_and_prefers_the_lowest_new_take() -> 
 
 def test_profiles_override_the_shot_and_project_tables_extend_them(
     tmp_path: Path,
-    panels: list,  # type: ignore[type-arg]
+    panels: list[Panel],
 ) -> None:
     root = make_project(tmp_path / "p", 1)
     (root / "storycore.toml").write_text(
