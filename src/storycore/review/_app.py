@@ -170,6 +170,9 @@ class ReviewServer:
         self._stack = stack
         try:
             project = await asyncio.to_thread(load_project, self.root)
+            # The port first: an occupied one is refused before the feed starts watching.
+            sock = self._listen()
+            stack.callback(sock.close)
             project_id = project.project_id
             title = _title(project.data, project.storyboard, project_id)
             self.root = project.root
@@ -194,15 +197,25 @@ class ReviewServer:
             )
             await site_runner.setup()
             self._site_runner = site_runner
-            site = web.TCPSite(site_runner, self.host, self.port)
-            try:
-                await site.start()
-            except OSError as exc:
-                raise self._bind_error(exc) from None
-            self.policy.port = int(site_runner.addresses[0][1])
+            await web.SockSite(site_runner, sock).start()
+            self.policy.port = int(sock.getsockname()[1])
         except BaseException:
             await self.close()
             raise
+
+    def _listen(self) -> socket.socket:
+        """A listening socket on ``host:port`` (a :class:`ConfigError` when it cannot be)."""
+        host = "" if self.host in ("", "0.0.0.0") else self.host
+        try:
+            infos = socket.getaddrinfo(
+                host or None, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family = infos[0][0] if host else socket.AF_INET
+            return socket.create_server(
+                (host, self.port), family=family, backlog=128, reuse_port=False
+            )
+        except OSError as exc:
+            raise self._bind_error(exc) from None
 
     def _bind_error(self, exc: OSError) -> ConfigError:
         where = f"{self.host}:{self.port}"
@@ -211,12 +224,12 @@ class ReviewServer:
                 f"port {self.port} on {self.host} is already in use (another review page, "
                 "or another program, listens there)",
                 where=where,
-                hint="choose another with --port PORT, or --port 0 for any free port",
+                hint="Choose another with --port PORT, or --port 0 for any free port",
             )
         return ConfigError(
             f"cannot listen on {where}: {exc.strerror or exc}",
             where=where,
-            hint="check --host (an address of this machine, or 127.0.0.1) and --port",
+            hint="Check --host (an address of this machine, or 127.0.0.1) and --port",
         )
 
     async def close(self) -> None:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from storycore.errors import OutsideProjectError
+
 __all__ = [
     "CSP",
     "CSRF_HEADER",
@@ -197,7 +199,7 @@ def _check_access(request: web.Request, policy: AccessPolicy) -> web.StreamRespo
         if request.path == "/" and query_token is not None:
             if not policy.token_ok(query_token):
                 return error_response(401, "the token in the address is not this server's")
-            answer = web.HTTPSeeOther("/")
+            answer = web.Response(status=303, headers={"Location": "/"})
             answer.set_cookie(
                 policy.cookie_name,
                 query_token,
@@ -254,8 +256,12 @@ async def guard(request: web.Request, handler: Handler, policy: AccessPolicy) ->
         if exc.status < 400:
             raise
         return error_response(exc.status, _http_text(exc, request.method))
-    except (ConnectionResetError, TimeoutError, web.HTTPClientError):
-        raise
+    except OutsideProjectError:
+        # A render or preview reached through a link that leaves the project: refused, and
+        # where the link leads is not the page's business.
+        return error_response(
+            403, "refused: that file is reached through a link that leaves the project folder"
+        )
     except Exception:
         _log.exception("review: %s %s failed", request.method, request.path)
         return error_response(500, "the review server failed on this request; see its log")
