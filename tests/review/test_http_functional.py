@@ -244,3 +244,33 @@ async def test_bad_render_requests(project: Path) -> None:
         await page.act("api/render", {"new_takes": 1000}, status=400)
         await page.act("api/render", {"shots": "shot_01"}, status=400)
         assert (await page.json("api/meta"))["render"]["state"] == "idle"
+
+
+async def test_a_render_is_followed_on_the_event_stream(project: Path) -> None:
+    async with (
+        Emulator() as emu,
+        review_server(project, backends=(emu.url,)) as (_server, page),
+        await page.get("api/events") as stream,
+    ):
+        assert (await _next_event(stream.content, "render"))["state"] == "idle"
+        await page.act("api/render", {"shots": ["shot_06"], "new_takes": 1}, status=202)
+        states: list[str] = []
+        card: dict[str, Any] | None = None
+        event = None
+        async with asyncio.timeout(60):  # the render's states and the new take, in any order
+            async for raw in stream.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    data = json.loads(line.removeprefix("data: "))
+                    if event == "render":
+                        states.append(data["state"])
+                        summary = data.get("summary")
+                    elif event == "card" and data["card"]["shot_id"] == "shot_06":
+                        card = data["card"] if data["card"]["takes"] else card
+                if states[-1:] == ["idle"] and card is not None:
+                    break
+        assert states[0] == "running" and states[-1] == "idle"
+        assert summary["counts"]["rendered"] == 1
+        assert card["active"]["placeholder"] is False

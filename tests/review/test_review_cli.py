@@ -3,6 +3,7 @@ occupied port, a non-loopback bind with its token, a folder that is not a projec
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from pathlib import Path
@@ -83,3 +84,33 @@ async def test_not_a_project_is_exit_3(tmp_path: Path) -> None:
     assert result.rc == 3, result.output
     assert "project.json" in result.stderr and "Traceback" not in result.output
     assert "Review page" not in result.stdout
+
+
+FAST_ENV = {
+    "STORYCORE_RENDER__STEPS": "3",
+    "STORYCORE_RENDER__RENDER_LONG_SIDE": "128",
+    "STORYCORE_COMFYUI__HEALTH_CHECK_INTERVAL": "0.2",
+    "STORYCORE_COMFYUI__GRACEFUL_SHUTDOWN": "5",
+}
+
+
+async def test_ctrl_c_during_a_page_render_stops_it_and_exits_130(project: Path) -> None:
+    from storycore.emulator import Emulator, EmulatorOptions
+    from storycore.journal import Journal
+
+    async with Emulator(EmulatorOptions(step_seconds=0.2)) as emu:
+        args = ("--project", str(project), "--port", "0", "--backend", emu.url)
+        async with review_child(*args, env=FAST_ENV) as child, ClientSession() as session:
+            async with session.get(child.base + "api/meta") as answer:
+                csrf = (await answer.json())["csrf"]
+            headers = {"X-StoryCore-CSRF": csrf}
+            body = {"shots": [], "new_takes": 1}
+            async with session.post(child.base + "api/render", json=body, headers=headers) as a:
+                assert a.status == 202, await a.text()
+            await asyncio.sleep(1.0)  # panels on the (slow) server
+            started = time.monotonic()
+            code, err = await child.interrupt(30)
+            assert code == 130, err
+            assert time.monotonic() - started < 15
+            assert "interrupted" in err and "Traceback" not in err
+    assert Journal(project).open_prompts() == []  # the running panels finished or were withdrawn
