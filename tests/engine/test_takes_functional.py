@@ -30,9 +30,14 @@ from tests.engine.conftest import (
 
 
 def _records(root: Path, shot_id: str) -> list[AssetRecord]:
-    """The shot's records by render number (takes of one run may land in any order)."""
+    """The shot's records by render number: runs in order, but the takes of one run land (and
+    take their render numbers) in any order."""
     mine = [r for r in records(load_project(root)) if r.shot_id == shot_id]
-    return sorted(mine, key=lambda r: (r.render, r.take))
+    return sorted(mine, key=lambda r: r.render)
+
+
+def _by_take(found: list[AssetRecord]) -> list[AssetRecord]:
+    return sorted(found, key=lambda r: (r.take, r.render))
 
 
 def _active(root: Path, shot_id: str) -> str:
@@ -81,7 +86,7 @@ async def test_takes_have_their_own_seeds_and_a_rerun_renders_only_the_missing_o
             "shot_02#2",
             "shot_02#3",
         ]
-        takes = _records(root, "shot_01")
+        takes = _by_take(_records(root, "shot_01"))
         assert [r.take for r in takes] == [1, 2, 3]
         base = takes[0].seed
         assert base is not None
@@ -100,7 +105,7 @@ async def test_takes_have_their_own_seeds_and_a_rerun_renders_only_the_missing_o
         assert again.counts["skipped"] == 6 and again.counts["rendered"] == 0
         more, _ = await _render(root, emu.url, takes=4)
         assert more.counts["rendered"] == 2 and more.counts["skipped"] == 6
-        assert [r.take for r in _records(root, "shot_01")] == [1, 2, 3, 4]
+        assert [r.take for r in _by_take(_records(root, "shot_01"))] == [1, 2, 3, 4]
         executed = emu.executed_prompt_ids
         assert len(executed) == len(set(executed)) == 8
 
@@ -109,13 +114,13 @@ async def test_a_picked_take_stays_active_through_reruns_and_new_takes(tmp_path:
     root = make_project(tmp_path, 1)
     async with Emulator() as emu:
         await _render(root, emu.url, takes=2)
-        second = _records(root, "shot_01")[1]
+        second = _by_take(_records(root, "shot_01"))[1]
         _pick(root, "shot_01", second.asset_id)
         await _render(root, emu.url, takes=3)
         assert _active(root, "shot_01") == second.asset_id  # take 3 did not steal it
         summary, _ = await _render(root, emu.url, new_takes=2)
         assert [o.shot_id for o in summary.outcomes] == ["shot_01#4", "shot_01#5"]
-        assert [r.take for r in _records(root, "shot_01")] == [1, 2, 3, 4, 5]
+        assert [r.take for r in _by_take(_records(root, "shot_01"))] == [1, 2, 3, 4, 5]
         assert _active(root, "shot_01") == second.asset_id
 
 
@@ -128,7 +133,7 @@ async def test_a_changed_prompt_makes_the_lowest_new_take_active(tmp_path: Path)
         (root / "storyboard.json").write_text(json.dumps(board))
         summary, _ = await _render(root, emu.url, takes=2)
         assert summary.counts["rendered"] == 2
-        new = _records(root, "shot_01")[2:]
+        new = _by_take(_records(root, "shot_01")[2:])
         assert [r.take for r in new] == [1, 2]
         assert _active(root, "shot_01") == new[0].asset_id
         # back to the old prompt: its takes were rendered before and are shown again, not
@@ -137,7 +142,7 @@ async def test_a_changed_prompt_makes_the_lowest_new_take_active(tmp_path: Path)
         (root / "storyboard.json").write_text(json.dumps(board))
         back, _ = await _render(root, emu.url, takes=2)
         assert back.counts["skipped"] == 2 and back.counts["rendered"] == 0
-        assert _active(root, "shot_01") == _records(root, "shot_01")[0].asset_id
+        assert _active(root, "shot_01") == _by_take(_records(root, "shot_01")[:2])[0].asset_id
 
 
 async def test_draft_profile_wins_over_the_shot_and_final_promotes_the_approved_take(
@@ -158,7 +163,7 @@ async def test_draft_profile_wins_over_the_shot_and_final_promotes_the_approved_
         assert set(planned) == {"shot_01", "shot_01#2", "shot_02", "shot_02#2"}
 
         await _render(root, emu.url, profile="draft", takes=2)
-        drafts = _records(root, "shot_01")
+        drafts = _by_take(_records(root, "shot_01"))
         assert [(r.take, r.profile) for r in drafts] == [(1, "draft"), (2, "draft")]
         # a plain render is another cache key: rendered, not taken from the drafts
         plain, _ = await _render(root, emu.url, shots=("shot_01",))
@@ -202,7 +207,7 @@ async def test_rejected_renders_a_new_take_of_only_the_rejected_shots(tmp_path: 
     root = make_project(tmp_path, 3)
     async with Emulator() as emu:
         await _render(root, emu.url, takes=2)
-        first = _records(root, "shot_02")[0]
+        first = _by_take(_records(root, "shot_02"))[0]
         _edit_record(root, first.asset_id, rejected=True)
         summary, _ = await _render(root, emu.url, rejected=True)
         assert [(o.shot_id, o.status) for o in summary.outcomes] == [

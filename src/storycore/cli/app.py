@@ -27,6 +27,7 @@ def build_app() -> typer.Typer:
         _doctor_cmds,
         _project_cmds,
         _render_cmds,
+        _review_cmds,
         _template_cmds,
         _workflow_cmds,
     )
@@ -62,6 +63,7 @@ def build_app() -> typer.Typer:
         _render_cmds,
         _doctor_cmds,
         _board_cmds,
+        _review_cmds,
         _assets_cmds,
     ):
         module.register(app)

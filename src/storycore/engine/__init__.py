@@ -11,7 +11,7 @@ from storycore.engine._backends import (
     read_node_and_model_lists,
     unreachable_error,
 )
-from storycore.engine._engine import ImageEngine, RenderRequest
+from storycore.engine._engine import ImageEngine
 from storycore.engine._events import (
     BackendChanged,
     EngineEvent,
@@ -27,6 +27,7 @@ from storycore.engine._events import (
     event_to_dict,
 )
 from storycore.engine._prepare import graph_options, load_templates
+from storycore.engine._request import RenderRequest
 from storycore.engine._summary import PanelOutcome, RenderSummary
 
 __all__ = [

@@ -27,11 +27,8 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
 
 from storycore._lock import ProjectLock
-from storycore._profiles import resolve_profile
 from storycore.config import Settings
 from storycore.diagnostics import Diagnosis, DiagnosticHistory, RetryPolicy, Strategy, classify
 from storycore.engine._backends import (
@@ -54,15 +51,17 @@ from storycore.engine._jobs import (
     run_on_backend,
     unexpected_error,
 )
+from storycore.engine._live import LiveStatus
 from storycore.engine._outputs import check_render_targets
 from storycore.engine._persist import ProjectWriter
-from storycore.engine._plan import find_cached, plan_board
+from storycore.engine._plan import plan_board, skip_cached
 from storycore.engine._prepare import graph_options, ready_jobs
 from storycore.engine._previews import PreviewStore
+from storycore.engine._request import RenderRequest
 from storycore.engine._resume import reconcile_journal
 from storycore.engine._schedule import mark_down, schedule
 from storycore.engine._summary import PanelOutcome, RenderSummary
-from storycore.engine._takes import ActiveTakes, TakeRequest, plan_takes, run_order, shown_takes
+from storycore.engine._takes import ActiveTakes, plan_run
 from storycore.errors import (
     OutputNotFetched,
     ProjectError,
@@ -70,42 +69,14 @@ from storycore.errors import (
     StoryCoreError,
 )
 from storycore.journal import Journal
-from storycore.manifest import active_assets, records
 from storycore.monitoring import MonitoringSession, PerformanceMonitor
-from storycore.panels import Panel, panels_from_project, split_key
+from storycore.panels import Panel, split_key
 from storycore.project import Project, load_project, storyboard_warnings
 from storycore.workflows import GraphOptions
 
 __all__ = ["ImageEngine", "RenderRequest"]
 
 _log = logging.getLogger("storycore.engine")
-
-
-@dataclass(frozen=True)
-class RenderRequest:
-    """What to render and how (the ``generate-images`` flags).
-
-    ``fallback``: what the user asked for when no server answers (``None``: nothing, and then
-    placeholders only when no server was named). ``profile``: a render profile
-    (``storycore._profiles``) whose values win over the shots'; ``takes`` (``None``: the
-    profile's, else 1), ``new_takes``, ``approved``, ``rejected``: which takes to render
-    (:mod:`storycore.engine._takes`). ``desktop_port``: ComfyUI Desktop's port, tried
-    when ``comfyui.port`` does not answer (``storycore.engine.desktop_port_for``; ``None``: not).
-    """
-
-    project: Path
-    shots: tuple[str, ...] = ()
-    backends: tuple[str, ...] = ()
-    mock: bool = False
-    fallback: Literal["mock", "fail"] | None = None
-    desktop_port: int | None = None
-    force: bool = False
-    dry_run: bool = False
-    profile: str | None = None
-    takes: int | None = None
-    new_takes: int = 0
-    approved: bool = False
-    rejected: bool = False
 
 
 @dataclass
@@ -161,37 +132,15 @@ class ImageEngine:
         project = await asyncio.to_thread(load_project, request.project)
         for warning in storyboard_warnings(project):  # typos such as technical.stpes
             self.emit(Notice("warning", warning.text()))
-        profile = (
-            (request.profile, resolve_profile(self.settings, request.profile))
-            if request.profile
-            else None
-        )
         # Reference paths are checked on disk (links, allowed folders): off the event loop.
-        shots = await asyncio.to_thread(
-            panels_from_project, project, self.settings, list(request.shots) or None, profile
-        )
+        plan = await asyncio.to_thread(plan_run, self.settings, project, request)
         project.drop_shots()  # the panels hold what the run needs
-        takes = request.takes or (profile[1].takes if profile else None) or 1
-        plan = plan_takes(
-            shots,
-            records(project),
-            active_assets(project),
-            TakeRequest(takes, request.new_takes, request.approved, request.rejected),
-        )
-        panels = plan.panels
-        order = run_order(shots, panels, plan.skipped)
-        # The takes the shots show now, as this run would make them: only to learn whether
-        # each is still current (same cache key), never rendered.
-        references = (
-            []
-            if request.approved
-            else shown_takes(shots, panels, records(project), active_assets(project))
-        )
+        panels, order, references = plan.panels, plan.order, plan.references
         skipped = {
             shot_id: PanelOutcome(shot_id, "skipped", reason=why)
             for shot_id, why in plan.skipped.items()
         }
-        if request.approved and not panels and shots:
+        if request.approved and not panels and order:
             raise ProjectError(
                 "no shot has an approved take, so there is nothing to render again",
                 where=str(project.root),
@@ -226,7 +175,10 @@ class ImageEngine:
                 # the run here
                 await asyncio.to_thread(check_render_targets, project.root, shot_ids)
                 await stack.enter_async_context(run.writer)
-                previews = PreviewStore(project.root, sink, lambda: run.backends)
+                # .storycore/live.json for the review page: every event, previews included
+                live = LiveStatus(project.root, sink, profile=request.profile)
+                await stack.enter_async_context(live)
+                previews = PreviewStore(project.root, live.observe, lambda: run.backends)
                 self._sink = (await stack.enter_async_context(previews)).observe
                 adopted = await asyncio.to_thread(run.writer.adopt_unrecorded)
                 if adopted:
@@ -301,7 +253,15 @@ class ImageEngine:
                 self.fail(run, shot_id, err)
         shown = [j.fingerprint for j in jobs if j.shot_id in looked_up]
         jobs = [j for j in jobs if j.shot_id not in looked_up]
-        to_render = await self._skip_cached(run, jobs, request.force, shown)
+        to_render, run.active_takes = await skip_cached(
+            run.writer,
+            jobs,
+            force=request.force,
+            shown=shown,
+            mock=run.mock,
+            emit=self.emit,
+            outcomes=run.outcomes,
+        )
         self.emit(
             RunStarted(
                 total=len(panels),
@@ -317,52 +277,8 @@ class ImageEngine:
         run.render_seconds = time.monotonic() - began
         await self._finish_project(run)
 
-    # ------------------------------------------------------------------ cache
-    async def _skip_cached(
-        self, run: _Run, jobs: list[PanelJob], force: bool, shown: Sequence[str] = ()
-    ) -> list[PanelJob]:
-        """The jobs to render: a take whose render exists (same cache key, file intact) is
-        kept, not rendered again. Sets the run's :class:`ActiveTakes`; ``shown`` are the cache
-        keys of the takes the shots show now, as this run would make them (a shown take with
-        one of these is current and stays shown)."""
-        wanted: dict[str, set[str]] = {}
-        for job in jobs:
-            wanted.setdefault(job.panel.shot_id, set()).add(job.fingerprint)
-        current = set(shown)
-        for shot_id in list(wanted):
-            active = run.writer.active(shot_id)
-            if active is not None and active.workflow_sha256 in current:
-                wanted[shot_id].add(active.workflow_sha256)
-        run.active_takes = ActiveTakes(wanted)
-        if force:
-            return jobs
-        keep: list[PanelJob] = []
-        made = run.writer.records_by_key()
-        for job in jobs:
-            shot_id = job.panel.shot_id
-            active = run.writer.active(shot_id)
-            decision, record = await asyncio.to_thread(
-                find_cached,
-                run.project.root,
-                active,
-                made.get((shot_id, job.fingerprint), []),
-                job.fingerprint,
-                mock=run.mock,
-            )
-            if decision.notice:
-                self.emit(Notice("warning", f"{decision.notice}: rendering again"))
-            if decision.skip and record is not None:
-                if run.active_takes.should_activate(active, record) and record != active:
-                    run.writer.activate(record)
-                run.outcomes[job.shot_id] = PanelOutcome(
-                    job.shot_id, "skipped", path=record.path, placeholder=record.placeholder
-                )
-                self.emit(PanelSkipped(job.shot_id, decision.reason, record.path))
-            else:
-                keep.append(job)
-        return keep
+        # ------------------------------------------------------------------ one panel
 
-    # ------------------------------------------------------------------ one panel
     async def run_job(self, run: _Run, backend: Backend, job: PanelJob) -> None:
         """Render ``job`` on ``backend`` and record what came of it (a scheduler task)."""
         released = False

@@ -17,15 +17,18 @@ from pathlib import Path
 
 from storycore._fsutil import file_sha256
 from storycore.config import Settings
-from storycore.engine._events import EventSink, PanelFailed, PanelPlanned
+from storycore.engine._events import EventSink, Notice, PanelFailed, PanelPlanned, PanelSkipped
+from storycore.engine._jobs import PanelJob
+from storycore.engine._persist import ProjectWriter
 from storycore.engine._prepare import build_jobs, load_templates
 from storycore.engine._summary import PanelOutcome
+from storycore.engine._takes import ActiveTakes
 from storycore.manifest import AssetRecord, active_assets, asset_index
 from storycore.panels import Panel
 from storycore.project import Project
 from storycore.workflows import GraphOptions
 
-__all__ = ["CacheDecision", "cache_decision", "find_cached", "plan_board"]
+__all__ = ["CacheDecision", "cache_decision", "find_cached", "plan_board", "skip_cached"]
 
 
 @dataclass(frozen=True)
@@ -139,3 +142,56 @@ async def plan_board(
         emit(PanelFailed(shot_id, err.message, where=err.where, hint=err.hint))
         outcomes[shot_id] = PanelOutcome(shot_id, "failed", error=err.paragraph())
     return [outcomes.get(p.key, PanelOutcome(p.key, "stopped")) for p in panels]
+
+
+async def skip_cached(
+    writer: ProjectWriter,
+    jobs: list[PanelJob],
+    *,
+    force: bool,
+    shown: Sequence[str],
+    mock: bool,
+    emit: EventSink,
+    outcomes: dict[str, PanelOutcome],
+) -> tuple[list[PanelJob], ActiveTakes]:
+    """The jobs to render (a take whose render exists, same cache key and file intact, is
+    kept: a ``skipped`` outcome and event), and the run's :class:`ActiveTakes`. ``shown`` are
+    the cache keys of the takes the shots show now, as this run would make them: a shown take
+    with one of these is current and stays shown. A kept take of a shot that shows a stale one
+    is shown instead."""
+    wanted: dict[str, set[str]] = {}
+    for job in jobs:
+        wanted.setdefault(job.panel.shot_id, set()).add(job.fingerprint)
+    current = set(shown)
+    for shot_id, keys in wanted.items():
+        active = writer.active(shot_id)
+        if active is not None and active.workflow_sha256 in current:
+            keys.add(active.workflow_sha256)
+    chooser = ActiveTakes(wanted)
+    if force:
+        return jobs, chooser
+    keep: list[PanelJob] = []
+    made = writer.records_by_key()
+    for job in jobs:
+        shot_id = job.panel.shot_id
+        active = writer.active(shot_id)
+        decision, record = await asyncio.to_thread(
+            find_cached,
+            writer.project.root,
+            active,
+            made.get((shot_id, job.fingerprint), []),
+            job.fingerprint,
+            mock=mock,
+        )
+        if decision.notice:
+            emit(Notice("warning", f"{decision.notice}: rendering again"))
+        if decision.skip and record is not None:
+            if chooser.should_activate(active, record) and record != active:
+                writer.activate(record)
+            outcomes[job.shot_id] = PanelOutcome(
+                job.shot_id, "skipped", path=record.path, placeholder=record.placeholder
+            )
+            emit(PanelSkipped(job.shot_id, decision.reason, record.path))
+        else:
+            keep.append(job)
+    return keep, chooser

@@ -22,11 +22,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from storycore.manifest import AssetRecord
 from storycore.panels import Panel, take_seed
 
-__all__ = ["ActiveTakes", "TakePlan", "TakeRequest", "plan_takes", "run_order", "shown_takes"]
+if TYPE_CHECKING:
+    from storycore.config import Settings
+    from storycore.engine._request import RenderRequest
+    from storycore.project import Project
+
+__all__ = [
+    "ActiveTakes",
+    "TakePlan",
+    "TakeRequest",
+    "plan_run",
+    "plan_takes",
+    "run_order",
+    "shown_takes",
+]
 
 
 @dataclass(frozen=True)
@@ -41,10 +55,40 @@ class TakeRequest:
 
 @dataclass
 class TakePlan:
-    """The panels to build (one per take), and the shots left out with why."""
+    """The panels to build (one per take), and the shots left out with why; for a whole run
+    (:func:`plan_run`) also the summary's order and the shown takes to look up."""
 
     panels: list[Panel] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    references: list[Panel] = field(default_factory=list)
+
+
+def plan_run(settings: Settings, project: Project, request: RenderRequest) -> TakePlan:
+    """A run's panels: the selected shots with the request's profile, one panel per take to
+    render; the summary's order; and (:func:`shown_takes`) the takes the shots show now as this
+    run would make them, only to learn whether each is still current (never rendered).
+    Blocking (reference images are checked on disk): call it in a worker thread."""
+    from storycore._profiles import resolve_profile
+    from storycore.manifest import active_assets, records
+    from storycore.panels import panels_from_project
+
+    profile = (
+        (request.profile, resolve_profile(settings, request.profile)) if request.profile else None
+    )
+    shots = panels_from_project(project, settings, list(request.shots) or None, profile)
+    takes = request.takes or (profile[1].takes if profile else None) or 1
+    made, active = records(project), active_assets(project)
+    plan = plan_takes(
+        shots,
+        made,
+        active,
+        TakeRequest(takes, request.new_takes, request.approved, request.rejected),
+    )
+    plan.order = run_order(shots, plan.panels, plan.skipped)
+    if not request.approved:
+        plan.references = shown_takes(shots, plan.panels, made, active)
+    return plan
 
 
 def _needs_take(records: Sequence[AssetRecord], active_id: str | None) -> bool:

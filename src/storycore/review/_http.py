@@ -71,6 +71,18 @@ class ReviewContext:
     ping_s: float = 15.0
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     streams: set[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=set)
+    _takes: tuple[object, dict[str, tuple[Card, Take]]] | None = None
+
+    def find_take(self, asset_id: str) -> tuple[Card, Take] | None:
+        """The card and take of ``asset_id`` (an index made once per board snapshot: a page
+        asks for 200 thumbnails at a time of a 2000-shot board)."""
+        source = getattr(self.feed, "snapshot", None)
+        if source is None or self._takes is None or self._takes[0] is not source:
+            index = {t.asset_id: (c, t) for c in self.feed.cards() for t in c.takes}
+            if source is None:
+                return index.get(asset_id)
+            self._takes = (source, index)
+        return self._takes[1].get(asset_id)
 
     def broadcast(self, message: dict[str, Any]) -> None:
         """Send ``message`` to every open event stream (a full stream misses it: the page
@@ -115,14 +127,6 @@ def _image_type(name: str) -> str | None:
 
 def _not_found(text: str) -> web.Response:
     return error_response(404, text)
-
-
-def _find_take(ctx: ReviewContext, asset_id: str) -> tuple[Card, Take] | None:
-    for card in ctx.feed.cards():
-        for take in card.takes:
-            if take.asset_id == asset_id:
-                return card, take
-    return None
 
 
 def _fresh(request: web.Request, etag: str) -> bool:
@@ -228,7 +232,7 @@ async def board(request: web.Request) -> web.StreamResponse:
 async def media(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     asset_id = request.match_info["asset_id"]
-    found = _find_take(ctx, asset_id)
+    found = ctx.find_take(asset_id)
     if found is None or found[1].path is None:
         return _not_found(f"this project has no image with asset id {asset_id[:100]!r}")
     take = found[1]
@@ -287,7 +291,7 @@ def _thumbnail(ctx: ReviewContext, shot_id: str, take: Take) -> bytes | None:
 async def thumb(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     asset_id = request.match_info["asset_id"]
-    found = _find_take(ctx, asset_id)
+    found = ctx.find_take(asset_id)
     if found is None or found[1].path is None:
         return _not_found(f"this project has no image with asset id {asset_id[:100]!r}")
     card, take = found
