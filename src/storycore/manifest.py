@@ -270,7 +270,7 @@ def active_assets(project: Project) -> dict[str, str]:
     """Every shot's ``active_asset`` id, from ``shots_index``."""
     index = project.data.get("shots_index")
     out: dict[str, str] = {}
-    for shot_id, entry in (index.items() if isinstance(index, dict) else ()):
+    for shot_id, entry in index.items() if isinstance(index, dict) else ():
         asset = entry.get("active_asset") if isinstance(entry, dict) else None
         if isinstance(asset, str):
             out[str(shot_id)] = asset
