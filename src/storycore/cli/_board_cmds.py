@@ -12,6 +12,10 @@ from storycore._text import plural
 from storycore.cli._common import Output, command
 
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable output.")
+PDF_OPTION = typer.Option(False, "--pdf", help="Also write storyboard/board.pdf for meetings.")
+OUT_OPTION = typer.Option(
+    None, "--out", help="Write the PDF here instead (implies --pdf).", metavar="FILE"
+)
 PROJECT_OPTION = typer.Option(
     Path("."), "--project", "-p", help="The project folder (holds project.json)."
 )
@@ -21,13 +25,21 @@ def register(app: typer.Typer) -> None:
     """Add ``storycore board`` to ``app``."""
 
     @command(app, "board", reads_settings=False)
-    def board(project: Path = PROJECT_OPTION, json_out: bool = JSON_OPTION) -> None:
-        """Write storyboard/board.jpg (contact sheet) and board.html (the review page)."""
+    def board(
+        project: Path = PROJECT_OPTION,
+        pdf: bool = PDF_OPTION,
+        pdf_out: Path | None = OUT_OPTION,
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Write storyboard/board.jpg (contact sheet) and board.html (the review page); with
+        --pdf also storyboard/board.pdf (one page per 12 panels, with the shot text)."""
         from storycore.project import load_project
-        from storycore.review import write_board
+        from storycore.review import write_board, write_board_pdf
 
         out = Output(json_out)
-        files = write_board(load_project(project))
+        loaded = load_project(project)
+        files = write_board(loaded)
+        pdf_path = write_board_pdf(loaded, pdf_out) if pdf or pdf_out else None
         if json_out:
             out.json(
                 {
@@ -39,6 +51,7 @@ def register(app: typer.Typer) -> None:
                     "rendered": files.rendered,
                     "placeholders": files.placeholders,
                     "missing": files.missing,
+                    "pdf": str(pdf_path) if pdf_path else None,
                 }
             )
             return
@@ -51,3 +64,5 @@ def register(app: typer.Typer) -> None:
         )
         out.data(escape(f"  sheet: {files.sheet}"))
         out.data(escape(f"  page:  {files.html}"))
+        if pdf_path is not None:
+            out.data(escape(f"  pdf:   {pdf_path}"))

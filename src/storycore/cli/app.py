@@ -28,6 +28,7 @@ def build_app() -> typer.Typer:
         _project_cmds,
         _render_cmds,
         _review_cmds,
+        _takes_cmds,
         _template_cmds,
         _workflow_cmds,
     )
@@ -64,6 +65,7 @@ def build_app() -> typer.Typer:
         _doctor_cmds,
         _board_cmds,
         _review_cmds,
+        _takes_cmds,
         _assets_cmds,
     ):
         module.register(app)

@@ -24,6 +24,7 @@ from storycore.review._board import (
     thumb_cache,
     write_board,
 )
+from storycore.review._board_pdf import write_board_pdf
 from storycore.review._cards import REVIEW_KEY, Card, Take, board_cards, card_digest, shot_review
 from storycore.review._edit import EDITABLE, edit_shot, storyboard_token
 from storycore.review._feed import BoardFeed, Subscription
@@ -58,4 +59,5 @@ __all__ = [
     "storyboard_token",
     "thumb_cache",
     "write_board",
+    "write_board_pdf",
 ]
