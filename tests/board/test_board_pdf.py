@@ -100,3 +100,19 @@ async def test_out_writes_where_the_user_says_and_a_link_out_is_refused(tmp_path
     assert refused.rc == 3, refused.stderr
     assert "Traceback" not in refused.stderr
     assert list(outside.iterdir()) == []
+
+
+def test_the_static_page_shows_the_verdict_and_the_comment_as_text(tmp_path: Path) -> None:
+    from storycore.review import write_board
+
+    project = load_project(copy_example(tmp_path))
+    kept = add_render(project, "shot_01")
+    add_render(project, "shot_02")
+    for item in project.data["asset_manifest"]["generated_images"]:
+        item["approved"] = item["asset_id"] == kept.asset_id
+        item["rejected"] = item["asset_id"] != kept.asset_id
+    project.data["shots_index"]["shot_02"]["x_review"] = {"comment": "<b>too dark</b>"}
+    save_project(project)
+    html = write_board(load_project(project.root)).html.read_text()
+    assert ">approved<" in html and "rejected: wants a new take" in html
+    assert "&lt;b&gt;too dark&lt;/b&gt;" in html and "<b>too dark" not in html

@@ -148,6 +148,7 @@ class BoardPanel:
     image: Path | None
     entry: dict[str, Any] | None = None
     shot: dict[str, Any] | None = None
+    comment: str = ""  # the review comment (shots_index.<shot>.x_review.comment)
 
     @property
     def placeholder(self) -> bool:
@@ -204,6 +205,12 @@ def _image_path(project: Project, record: AssetRecord) -> Path | None:
     return path if real.startswith(real_root.rstrip(os.sep) + os.sep) else None
 
 
+def _comment(index_entry: Any) -> str:
+    review = index_entry.get("x_review") if isinstance(index_entry, dict) else None
+    comment = review.get("comment") if isinstance(review, dict) else None
+    return comment[:10_000] if isinstance(comment, str) else ""
+
+
 def board_panels(project: Project) -> list[BoardPanel]:
     """Every shot of the storyboard with its active render (if any), in storyboard order.
 
@@ -239,6 +246,7 @@ def board_panels(project: Project) -> list[BoardPanel]:
                 image=image,
                 entry=entry if record is not None else None,
                 shot=shot,
+                comment=_comment(index_entry),
             )
         )
     return out

@@ -180,8 +180,16 @@ def _panel_rows(panel: BoardPanel, facts: PanelFacts, href: str | None) -> str:
             else "rendered"
         )
         rows.add("Status", status, raw=True)
+        verdict = (
+            "approved"
+            if record.approved
+            else ("rejected: wants a new take" if record.rejected else None)
+        )
+        rows.add("Review", verdict)
     else:
         rows.add("Status", "not rendered yet")
+    if panel.comment:
+        rows.add("Comment", panel.comment)
     rendered = details is not None and details.workflow
     positive = details.positive if details and details.positive is not None else None
     if positive is None and plan is not None:
