@@ -114,7 +114,6 @@ async def test_writes_are_coalesced_and_the_last_state_is_written(tmp_path: Path
         watching.cancel()
     assert watcher.broken == []  # atomic: never half a file
     assert read_live_file(tmp_path)["running"] is False
-    assert watcher.states and watcher.states[-1]["running"] is False
 
 
 def _panel_step(root: Path) -> int | None:
