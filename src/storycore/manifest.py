@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,7 @@ __all__ = [
     "highest_render_on_disk",
     "next_render_number",
     "records",
+    "records_by_key",
     "resolve_asset",
     "set_approved",
     "set_shot_status",
@@ -264,6 +265,18 @@ def next_render_number(project: Project, shot_id: str, version: int) -> int:
         if record.shot_id == shot_id and record.version == version:
             highest = max(highest, record.render)
     return highest + 1
+
+
+def records_by_key(found: Iterable[AssetRecord]) -> dict[tuple[str, str], list[AssetRecord]]:
+    """Records by (shot id, cache key), newest first: what the render cache looks up to find a
+    take made before (any take, not only the shot's active one)."""
+    out: dict[tuple[str, str], list[AssetRecord]] = {}
+    for record in found:
+        if record.workflow_sha256:
+            out.setdefault((record.shot_id, record.workflow_sha256), []).append(record)
+    for same in out.values():
+        same.sort(key=lambda r: (r.version, r.render), reverse=True)
+    return out
 
 
 def active_assets(project: Project) -> dict[str, str]:

@@ -46,6 +46,7 @@ from storycore.manifest import (
     AssetRecord,
     add_record,
     highest_render_on_disk,
+    records_by_key,
     set_shot_status,
 )
 from storycore.project import (
@@ -240,19 +241,15 @@ class ProjectWriter:
         self.mark_dirty()
 
     def records_by_key(self) -> dict[tuple[str, str], list[AssetRecord]]:
-        """Every readable record by (shot id, cache key), newest first: what the render cache
-        looks up to find a take made before (any take, not only the active one)."""
-        out: dict[tuple[str, str], list[AssetRecord]] = {}
+        """Every readable record by (shot id, cache key), newest first
+        (:func:`storycore.manifest.records_by_key`)."""
+        readable: list[AssetRecord] = []
         for item in self._index.values():
             try:
-                record = AssetRecord.from_dict(item)
+                readable.append(AssetRecord.from_dict(item))
             except (TypeError, ValueError):
                 continue
-            if record.workflow_sha256:
-                out.setdefault((record.shot_id, record.workflow_sha256), []).append(record)
-        for found in out.values():
-            found.sort(key=lambda r: (r.version, r.render), reverse=True)
-        return out
+        return records_by_key(readable)
 
     def activate(self, record: AssetRecord) -> None:
         """Make an existing record its shot's active asset (a kept take of this run, when the

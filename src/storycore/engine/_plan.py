@@ -23,7 +23,7 @@ from storycore.engine._persist import ProjectWriter
 from storycore.engine._prepare import build_jobs, load_templates
 from storycore.engine._summary import PanelOutcome
 from storycore.engine._takes import ActiveTakes
-from storycore.manifest import AssetRecord, active_assets, asset_index
+from storycore.manifest import AssetRecord, active_assets, asset_index, records_by_key
 from storycore.panels import Panel
 from storycore.project import Project
 from storycore.workflows import GraphOptions
@@ -101,10 +101,7 @@ async def plan_board(
     jobs, failures = await build_jobs(project, panels, options, None, templates)
     index = asset_index(project)
     active = {shot_id: index.get(asset) for shot_id, asset in active_assets(project).items()}
-    made: dict[tuple[str, str], list[AssetRecord]] = {}
-    for record in sorted(index.values(), key=lambda r: (r.version, r.render), reverse=True):
-        if record.workflow_sha256:
-            made.setdefault((record.shot_id, record.workflow_sha256), []).append(record)
+    made = records_by_key(index.values())
     outcomes: dict[str, PanelOutcome] = {}
     for job in jobs:
         shot_id = job.panel.shot_id
